@@ -1,0 +1,288 @@
+"""The results store: one folder per run, atomic writes, loaded as polars frames.
+
+Layout, under a root that is a local path or an fsspec URL (gs://, s3://, memory://)::
+
+    <root>/runs/<run_id>/
+        config.json       {"run_id": ..., "config": {...}}, the resolved RunConfig; never changes
+        status.json       {"state": pending|running|done|failed|diverged, "attempts", "host",
+                           "heartbeat", "created_at", "updated_at", ...}
+        metrics.parquet   step, tokens, flops, train_loss, lr, grad_norm, tokens_per_s,
+                          eval_<set>_loss (nats), eval_<set>_bpb; one row per logged step
+        run_info.json     extra files written with write_json (e.g. n_params, flops_per_token)
+        ckpt/             orbax checkpoints, written by the trainer (see ckpt_dir)
+
+A run id is the first 16 hex characters of the sha256 of the canonical JSON of its config, so a
+re-submitted sweep finds its runs again. Every file is written under a temporary name and renamed
+over the real one, so a reader sees the old file or the new one, never half of either. All file
+access goes through fsspec; a non-local root needs only its fsspec package (gcsfs, s3fs).
+JSON files are strict JSON: NaN and infinities are refused (ValueError), write null instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import polars as pl
+from fsspec.implementations.local import LocalFileSystem
+
+RUN_STATES = ("pending", "running", "done", "failed", "diverged")
+
+# One lock per process for status read-modify-write, so a heartbeat thread cannot undo a state
+# change made by the main thread. (Module-level, so Store objects stay picklable for Ray.)
+_STATUS_LOCK = threading.RLock()
+
+
+class StoreError(Exception):
+    """A store file is missing where required, unreadable, or disagrees with what is written."""
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces, ASCII only, floats as repr; NaN and infinities raise ValueError."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def run_id_of(config: Mapping[str, Any]) -> str:
+    """The run id: first 16 hex characters of sha256 of the config's canonical JSON."""
+    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:16]
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write `data` to a temporary sibling of `path`, then rename it over `path`.
+
+    On a local disk the rename is os.replace, which is atomic. On object stores a single object
+    write is already all-or-nothing, and the move only publishes a complete object.
+    The temporary file is removed if anything fails.
+    """
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        if _is_local(fs):
+            fs.makedirs(os.path.dirname(path), exist_ok=True)
+            fs.pipe_file(tmp, data)
+            os.replace(tmp, path)
+        else:
+            fs.pipe_file(tmp, data)
+            fs.mv(tmp, path)
+    except BaseException:
+        try:
+            fs.rm(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _dump_json(obj: Any) -> bytes:
+    return (json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
+
+
+def _check_name(name: str, what: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"bad {what}: {name!r}")
+    return name
+
+
+class Store:
+    """Reads and writes run folders under `root` (a local path or an fsspec URL)."""
+
+    def __init__(self, root: str) -> None:
+        self.root: str = str(root).rstrip("/") or "/"
+        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+
+    # -- paths ---------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> str:
+        return f"{self.root}/runs/{_check_name(run_id, 'run id')}"
+
+    def ckpt_dir(self, run_id: str) -> str:
+        """Where orbax writes: an absolute OS path for local roots, else the full URL."""
+        if _is_local(self.fs):
+            return os.path.abspath(self._path(run_id, "ckpt"))
+        return f"{self.run_dir(run_id)}/ckpt"
+
+    def _path(self, run_id: str, name: str = "") -> str:
+        """Filesystem path (protocol stripped) of a run folder or a file in it."""
+        path = f"{self._base}/runs/{_check_name(run_id, 'run id')}"
+        return f"{path}/{_check_name(name, 'file name')}" if name else path
+
+    # -- generic files -------------------------------------------------------------------------
+    def _read_json_file(self, path: str) -> Any | None:
+        try:
+            raw = self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StoreError(f"{path}: not valid JSON ({e})") from e
+
+    def write_json(self, run_id: str, name: str, obj: Any) -> None:
+        atomic_write_bytes(self.fs, self._path(run_id, name), _dump_json(obj))
+
+    def read_json(self, run_id: str, name: str) -> Any | None:
+        """The parsed file, or None if it does not exist."""
+        return self._read_json_file(self._path(run_id, name))
+
+    # -- runs and configs ----------------------------------------------------------------------
+    def run_ids(self) -> list[str]:
+        """Sorted ids of run folders that hold a config.json (half-created folders are skipped)."""
+        runs = f"{self._base}/runs"
+        try:
+            entries = self.fs.ls(runs, detail=True)
+        except FileNotFoundError:
+            return []
+        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"]
+        return sorted(n for n in names if self.fs.exists(f"{runs}/{n}/config.json"))
+
+    def write_config(self, run_id: str, config: Mapping[str, Any]) -> None:
+        """Write config.json once; the same content again is a no-op, different content raises."""
+        payload = {"run_id": run_id, "config": dict(config)}
+        existing = self._read_json_file(self._path(run_id, "config.json"))
+        if existing is not None:
+            if canonical_json(existing) != canonical_json(payload):
+                raise StoreError(
+                    f"{self._path(run_id, 'config.json')}: already holds a different config "
+                    f"(run id collision or corruption)"
+                )
+            return
+        atomic_write_bytes(self.fs, self._path(run_id, "config.json"), _dump_json(payload))
+
+    def read_config(self, run_id: str) -> dict[str, Any]:
+        path = self._path(run_id, "config.json")
+        doc = self._read_json_file(path)
+        if doc is None:
+            raise StoreError(f"{path}: missing")
+        if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+            raise StoreError(f"{path}: expected an object with a 'config' object")
+        return doc["config"]
+
+    # -- status --------------------------------------------------------------------------------
+    def read_status(self, run_id: str) -> dict[str, Any]:
+        """The run's status; {"state": "pending"} if none was written yet."""
+        path = self._path(run_id, "status.json")
+        doc = self._read_json_file(path)
+        if doc is None:
+            return {"state": "pending"}
+        if not isinstance(doc, dict) or doc.get("state") not in RUN_STATES:
+            raise StoreError(f"{path}: expected an object whose 'state' is one of {RUN_STATES}")
+        return doc
+
+    def write_status(self, run_id: str, state: str, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into status.json and set state, updated_at and host; return the result."""
+        if state not in RUN_STATES:
+            raise ValueError(f"state must be one of {RUN_STATES}, got {state!r}")
+        with _STATUS_LOCK:
+            now = time.time()
+            status = {**self.read_status(run_id), **fields}
+            status.update(state=state, updated_at=now, host=socket.gethostname())
+            status.setdefault("created_at", now)
+            self.write_json(run_id, "status.json", status)
+        return status
+
+    def heartbeat(self, run_id: str) -> None:
+        """Record that the run is alive: status.json "heartbeat" = time.time()."""
+        with _STATUS_LOCK:
+            status = self.read_status(run_id)
+            status["heartbeat"] = time.time()
+            self.write_json(run_id, "status.json", status)
+
+    # -- metrics -------------------------------------------------------------------------------
+    def write_metrics(self, run_id: str, metrics: pl.DataFrame) -> None:
+        """Replace metrics.parquet with `metrics` (whole file, atomically)."""
+        buf = io.BytesIO()
+        metrics.write_parquet(buf)
+        atomic_write_bytes(self.fs, self._path(run_id, "metrics.parquet"), buf.getvalue())
+
+    def read_metrics(self, run_id: str) -> pl.DataFrame:
+        """The run's metrics; an empty frame if none were written."""
+        path = self._path(run_id, "metrics.parquet")
+        try:
+            raw = self.fs.cat_file(path)
+        except FileNotFoundError:
+            return pl.DataFrame()
+        try:
+            return pl.read_parquet(io.BytesIO(raw))
+        except Exception as e:  # polars raises several error types for a bad file
+            raise StoreError(f"{path}: not a readable parquet file ({e})") from e
+
+
+# -- loading a whole store as frames -----------------------------------------------------------
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"d_model": 64}} -> {"model_d_model": 64}; lists become JSON strings."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}_{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value, sort_keys=True)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _final_metrics(metrics: pl.DataFrame) -> dict[str, Any]:
+    """final_step/tokens/flops from the row with the largest step; final_<eval_*|train_loss*>
+    from the last row where that column is non-null."""
+    final: dict[str, Any] = {"final_step": None, "final_tokens": None, "final_flops": None}
+    if metrics.height == 0:
+        return final
+    if "step" in metrics.columns:
+        metrics = metrics.sort("step")
+    last = metrics.row(-1, named=True)
+    for col in ("step", "tokens", "flops"):
+        final[f"final_{col}"] = last.get(col)
+    for col in metrics.columns:
+        if col.startswith(("eval_", "train_loss")):
+            values = metrics[col].drop_nulls()
+            final[f"final_{col}"] = values[-1] if len(values) else None
+    return final
+
+
+def _as_store(root: str | Store) -> Store:
+    return root if isinstance(root, Store) else Store(root)
+
+
+def load_runs(root: str | Store) -> pl.DataFrame:
+    """One row per run: run_id, state, flattened config, run_info.json scalars, final metrics.
+
+    On a name clash the earlier source wins (run_id/state, then config, run_info, metrics).
+    """
+    store = _as_store(root)
+    rows = []
+    for run_id in store.run_ids():
+        row: dict[str, Any] = {"run_id": run_id, "state": store.read_status(run_id)["state"]}
+        info = store.read_json(run_id, "run_info.json")
+        scalars = {k: v for k, v in (info or {}).items() if isinstance(v, (bool, int, float, str))}
+        for part in (_flatten(store.read_config(run_id)), scalars, _final_metrics(store.read_metrics(run_id))):
+            for key, value in part.items():
+                row.setdefault(key, value)
+        rows.append(pl.DataFrame({k: [v] for k, v in row.items()}))
+    if not rows:
+        return pl.DataFrame(schema={"run_id": pl.String, "state": pl.String})
+    return pl.concat(rows, how="diagonal_relaxed")
+
+
+def load_curves(root: str | Store) -> pl.DataFrame:
+    """All runs' metrics stacked, run_id first, sorted by run_id and step."""
+    store = _as_store(root)
+    frames = []
+    for run_id in store.run_ids():
+        metrics = store.read_metrics(run_id)
+        if metrics.height:
+            frames.append(metrics.select(pl.lit(run_id).alias("run_id"), pl.all()))
+    if not frames:
+        return pl.DataFrame(schema={"run_id": pl.String, "step": pl.Int64})
+    curves = pl.concat(frames, how="diagonal_relaxed")
+    return curves.sort(["run_id", "step"] if "step" in curves.columns else "run_id")

@@ -1,0 +1,216 @@
+"""Train one run into the store: resume from its checkpoint, log, evaluate, stop on divergence.
+
+`train_run(config, store)` is the whole life of a run:
+
+1. resolve defaults; the run id is the hash of the resolved config; write config.json;
+2. a run already `done` or `diverged` is returned as it is (finished runs are never redone);
+3. restore the latest orbax checkpoint if there is one (parameters, optimizer state, step; the
+   data position is the step, since batch i is a pure function of (seed, i));
+4. step with a jitted pure function; every `log_every` steps append a metrics row (mean train
+   loss of the window, lr, grad norm, tokens/s), every `eval_every_steps` and at the end evaluate
+   every eval set, every `checkpoint_every_steps` save a checkpoint and the metrics;
+5. a non-finite loss, or one above `max_loss`, marks the run `diverged` and stops it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+from flax import nnx
+
+from scaler.config import DataConfig, RunConfig
+from scaler.data.source import TokenSource, stdlib_source
+from scaler.model.family import count_params, count_params_nonembed, flops_per_token
+from scaler.model.transformer import init_model
+from scaler.store import Store, run_id_of
+from scaler.train import step as step_lib
+from scaler.train.checkpoint import Checkpointer
+from scaler.train.defaults import resolve, step_tokens
+from scaler.train.schedule import lr_at
+
+HEARTBEAT_EVERY_S = 10.0
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: str
+    state: str  # done | diverged
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def open_source(data: DataConfig) -> TokenSource:
+    return stdlib_source(data.heldout_fraction)
+
+
+def run_info(config: RunConfig) -> dict[str, Any]:
+    """Derived numbers recorded with a resolved run (run_info.json)."""
+    shape, train = config.model, config.train
+    per_step = step_tokens(config)
+    steps = train.tokens // per_step
+    return {
+        "n_params": count_params(shape),
+        "n_params_nonembed": count_params_nonembed(shape),
+        "flops_per_token": flops_per_token(shape, config.flops_convention),
+        "flops_convention": config.flops_convention,
+        "flops": float(flops_per_token(shape, config.flops_convention)) * train.tokens,
+        "steps": steps,
+        "step_tokens": per_step,
+        "warmup_steps": min(steps, math.ceil((train.warmup_tokens or 0) / per_step)),
+    }
+
+
+def evaluate(eval_step, params, eval_sets: dict[str, np.ndarray], batch_size: int, bytes_per_token: float):
+    """Mean loss (nats/token) and bits per byte on every eval set."""
+    out: dict[str, float] = {}
+    for name, tokens in eval_sets.items():
+        losses = [float(eval_step(params, tokens[i : i + batch_size])) for i in range(0, len(tokens), batch_size)]
+        loss = float(np.mean(losses))
+        out[f"eval_{name}_loss"] = loss
+        out[f"eval_{name}_bpb"] = loss / math.log(2) / bytes_per_token
+    return out
+
+
+def load_eval_sets(source: TokenSource, config: RunConfig) -> dict[str, np.ndarray]:
+    """Each eval set rounded up to whole batches so one compiled eval step serves all."""
+    seq_len, batch = config.model.seq_len, config.train.batch_size
+    n_tokens = math.ceil(config.train.eval_tokens / (seq_len * batch)) * seq_len * batch
+    return {name: source.eval_set(name, n_tokens, seq_len) for name in config.data.eval_sets}
+
+
+def _finished(store: Store, run_id: str, state: str) -> RunResult:
+    status = store.read_status(run_id)
+    return RunResult(run_id, store.run_dir(run_id), state, status.get("final", {}))
+
+
+def train_run(
+    config: RunConfig,
+    store: Store,
+    source: TokenSource | None = None,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    config = resolve(config)
+    run_id = run_id_of(config.identity())
+    store.write_config(run_id, config.identity())
+    state = store.read_status(run_id)["state"]
+    if state in ("done", "diverged"):
+        return _finished(store, run_id, state)
+
+    info = run_info(config)
+    store.write_json(run_id, "run_info.json", info)
+    attempts = store.read_status(run_id).get("attempts", 0) + 1
+    store.write_status(run_id, "running", attempts=attempts, started_at=time.time(), heartbeat=time.time())
+    try:
+        return _train(config, run_id, info, store, source or open_source(config.data), progress)
+    except BaseException as err:
+        last = traceback.format_exception_only(type(err), err)[-1].strip()
+        store.write_status(run_id, "failed", error=last or type(err).__name__)
+        raise
+
+
+def _train(
+    config: RunConfig, run_id: str, info: dict[str, Any], store: Store, source: TokenSource, progress: ProgressFn | None
+) -> RunResult:
+    shape, train = config.model, config.train
+    if source.vocab_size > shape.vocab_size:
+        raise ValueError(f"the data has {source.vocab_size} token ids but model.vocab_size is {shape.vocab_size}")
+    platform = jax.default_backend()
+    dtype = step_lib.compute_dtype_for(train.compute_dtype, platform)
+    store.write_json(run_id, "run_info.json", {**info, "platform": platform, "compute_dtype": jnp.dtype(dtype).name,
+                                               "data": source.describe()})
+
+    graphdef, params = nnx.split(init_model(shape, train.seed))
+    optimizer = step_lib.make_optimizer(train)
+    opt_state = optimizer.init(params)
+    train_step = step_lib.make_train_step(graphdef, optimizer, dtype)
+    eval_step = step_lib.make_eval_step(graphdef, dtype)
+    eval_sets = load_eval_sets(source, config)
+
+    ckpt = Checkpointer(store.ckpt_dir(run_id))
+    start = ckpt.latest_step() or 0
+    rows: list[dict[str, Any]] = []
+    if start:
+        restored, _ = ckpt.restore(start, {"params": params, "opt_state": opt_state})
+        params, opt_state = restored["params"], restored["opt_state"]
+        rows = store.read_metrics(run_id).filter(pl.col("step") <= start).to_dicts()
+
+    steps, per_step, warmup = info["steps"], info["step_tokens"], info["warmup_steps"]
+    eval_every, ckpt_every = train.eval_every_steps, train.checkpoint_every_steps
+    log_every = max(1, min(10, eval_every))
+    window: list[jax.Array] = []
+    window_t0, last_beat = time.perf_counter(), time.time()
+    last_metrics: dict[str, Any] = {}
+
+    for step in range(start, steps):
+        batch = jnp.asarray(source.train_batch(train.seed, step, train.batch_size, shape.seq_len))
+        lr = lr_at(train, step, steps, warmup)
+        params, opt_state, metrics = train_step(params, opt_state, batch, jnp.float32(lr))
+        window.append(metrics["loss"])
+        done_steps = step + 1
+        is_eval = done_steps % eval_every == 0 or done_steps == steps
+        is_ckpt = done_steps % ckpt_every == 0 or done_steps == steps
+        if not (done_steps % log_every == 0 or is_eval or is_ckpt):
+            continue
+
+        losses = np.asarray(jnp.stack(window))
+        elapsed = time.perf_counter() - window_t0
+        row = {
+            "step": done_steps,
+            "tokens": done_steps * per_step,
+            "flops": float(info["flops_per_token"]) * done_steps * per_step,
+            "train_loss": float(losses.mean()),
+            "lr": lr,
+            "grad_norm": float(metrics["grad_norm"]),
+            "tokens_per_s": len(losses) * per_step / max(elapsed, 1e-9),
+        }
+        if not np.all(np.isfinite(losses)) or losses.max() > train.max_loss:
+            return _diverge(store, run_id, rows + [row], losses)
+        if is_eval:
+            row.update(evaluate(eval_step, params, eval_sets, train.batch_size, source.bytes_per_token))
+        rows.append(row)
+        last_metrics = row
+        if is_ckpt:
+            ckpt.save(done_steps, {"params": params, "opt_state": opt_state}, {"step": done_steps})
+            store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
+        if time.time() - last_beat > HEARTBEAT_EVERY_S:
+            store.heartbeat(run_id)
+            last_beat = time.time()
+        if progress:
+            progress({**row, "steps": steps, "run_id": run_id})
+        window, window_t0 = [], time.perf_counter()
+
+    ckpt.close()
+    final = {k: v for k, v in (last_metrics or _last_row(rows)).items() if k != "lr"}
+    store.write_status(run_id, "done", final=final, finished_at=time.time())
+    return RunResult(run_id, store.run_dir(run_id), "done", final)
+
+
+def _last_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return rows[-1] if rows else {}
+
+
+def _diverge(store: Store, run_id: str, rows: list[dict[str, Any]], losses: np.ndarray) -> RunResult:
+    bad = rows[-1]
+    store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
+    finite = losses[np.isfinite(losses)]
+    reason = "non-finite loss" if len(finite) < len(losses) else "loss above max_loss"
+    store.write_status(
+        run_id,
+        "diverged",
+        reason=reason,
+        diverged_at_step=bad["step"],
+        max_finite_loss=float(finite.max()) if len(finite) else None,
+    )
+    return RunResult(run_id, store.run_dir(run_id), "diverged", {"step": bad["step"], "reason": reason})
