@@ -28,7 +28,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FLOPS_CONVENTION = "flops_v1"
 
@@ -99,12 +99,13 @@ class DataConfig(_Strict):
     heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     eval_sets: list[str] = ["heldout"]
 
-    @model_validator(mode="after")
-    def _known_eval_sets(self) -> DataConfig:
-        unknown = set(self.eval_sets) - {"heldout", "train"}
+    @field_validator("eval_sets")
+    @classmethod
+    def _known_eval_sets(cls, names: list[str]) -> list[str]:
+        unknown = set(names) - {"heldout", "train"}
         if unknown:
             raise ValueError(f"unknown eval sets {sorted(unknown)}; expected some of ['heldout', 'train']")
-        return self
+        return names
 
 
 class RunConfig(_Strict):
@@ -142,7 +143,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            lines.append(f"  {key}: {e['msg']}{got_text}")
+            message = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {message}{got_text}")
     return "\n".join(lines)
 
 

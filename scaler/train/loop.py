@@ -175,8 +175,10 @@ def _train(
             "grad_norm": float(metrics["grad_norm"]),
             "tokens_per_s": len(losses) * per_step / max(elapsed, 1e-9),
         }
-        if not np.all(np.isfinite(losses)) or losses.max() > train.max_loss:
-            return _diverge(store, run_id, rows + [row], losses)
+        bad = ~np.isfinite(losses) | (losses > train.max_loss)
+        if bad.any():
+            first_bad_step = done_steps - len(losses) + int(np.argmax(bad)) + 1
+            return _diverge(store, run_id, rows + [row], losses, first_bad_step)
         if is_eval:
             row.update(evaluate(eval_step, params, eval_sets, train.batch_size, source.bytes_per_token))
         rows.append(row)
@@ -201,8 +203,9 @@ def _last_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return rows[-1] if rows else {}
 
 
-def _diverge(store: Store, run_id: str, rows: list[dict[str, Any]], losses: np.ndarray) -> RunResult:
-    bad = rows[-1]
+def _diverge(
+    store: Store, run_id: str, rows: list[dict[str, Any]], losses: np.ndarray, first_bad_step: int
+) -> RunResult:
     store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
     finite = losses[np.isfinite(losses)]
     reason = "non-finite loss" if len(finite) < len(losses) else "loss above max_loss"
@@ -210,7 +213,7 @@ def _diverge(store: Store, run_id: str, rows: list[dict[str, Any]], losses: np.n
         run_id,
         "diverged",
         reason=reason,
-        diverged_at_step=bad["step"],
+        diverged_at_step=first_bad_step,
         max_finite_loss=float(finite.max()) if len(finite) else None,
     )
-    return RunResult(run_id, store.run_dir(run_id), "diverged", {"step": bad["step"], "reason": reason})
+    return RunResult(run_id, store.run_dir(run_id), "diverged", {"step": first_bad_step, "reason": reason})

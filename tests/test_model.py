@@ -1,0 +1,82 @@
+"""The decoder: causal, exactly counted, FLOPs by the named convention."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from scaler.config import ModelShape
+from scaler.model.family import Family, count_params, count_params_nonembed, flops_per_token, training_flops
+from scaler.model.transformer import init_model
+
+SHAPE = ModelShape(d_model=32, n_layers=2, n_heads=4, d_ff=96, vocab_size=257, seq_len=16)
+
+
+def test_causality_gradients_do_not_flow_from_the_future() -> None:
+    model = init_model(SHAPE, seed=0)
+    x_BTD = jax.random.normal(jax.random.key(1), (1, SHAPE.seq_len, SHAPE.d_model))
+    t = 6
+
+    def logits_at_t(x: jax.Array) -> jax.Array:
+        return model.backbone(x)[0, t].sum()
+
+    grad_TD = jax.grad(logits_at_t)(x_BTD)[0]
+    assert jnp.all(grad_TD[t + 1 :] == 0.0)
+    assert jnp.all(jnp.abs(grad_TD[: t + 1]).sum(axis=-1) > 0)
+
+
+def test_changing_future_tokens_leaves_past_logits_unchanged() -> None:
+    model = init_model(SHAPE, seed=0)
+    tokens = jax.random.randint(jax.random.key(2), (2, SHAPE.seq_len), 0, 257)
+    changed = tokens.at[:, 10:].set((tokens[:, 10:] + 7) % 257)
+    a, b = model(tokens), model(changed)
+    np.testing.assert_array_equal(np.asarray(a[:, :10]), np.asarray(b[:, :10]))
+    assert not np.allclose(np.asarray(a[:, 10:]), np.asarray(b[:, 10:]))
+
+
+@pytest.mark.parametrize("target", [20_000, 150_000, 1_000_000])
+def test_parameter_count_equals_sum_of_leaves(target: int) -> None:
+    shape = Family(seq_len=32).shape_for_params(target)
+    _, params = nnx.split(init_model(shape, seed=0))
+    leaves = sum(int(x.size) for x in jax.tree.leaves(params))
+    assert count_params(shape) == leaves
+    embed_and_head = 2 * shape.vocab_size * shape.d_model
+    assert count_params_nonembed(shape) == leaves - embed_and_head
+
+
+def test_flop_count_by_hand() -> None:
+    # d=32, L=2, F=96, V=257, T=16
+    embed_head = 2 * 257 * 32  # 16,448
+    per_layer = 4 * 32 * 32 + 3 * 32 * 96 + 2 * 32  # 4,096 + 9,216 + 64 = 13,376
+    n_params = embed_head + 2 * per_layer + 32  # 43,232
+    assert count_params(SHAPE) == n_params == 43_232
+    attention = 12 * 2 * 16 * 32  # 12,288
+    assert flops_per_token(SHAPE) == 6 * 43_232 + 12_288 == 271_680
+    assert training_flops(SHAPE, 1_000) == 271_680_000.0
+    with pytest.raises(ValueError, match="unknown FLOP convention"):
+        flops_per_token(SHAPE, "flops_v0")
+
+
+def test_family_ladder_is_monotone_and_follows_its_aspect_rules() -> None:
+    family = Family(seq_len=64)
+    shapes = family.ladder([20_000, 100_000, 500_000, 2_000_000, 10_000_000])
+    counts = [count_params(s) for s in shapes]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts)
+    for shape, target in zip(shapes, [20_000, 100_000, 500_000, 2_000_000, 10_000_000]):
+        assert shape.head_dim == family.head_dim
+        assert shape.n_layers == max(1, round(shape.d_model / family.aspect_ratio))
+        assert shape.d_ff % family.ffn_multiple == 0 and shape.d_ff >= 8 / 3 * shape.d_model
+        assert 0.6 < count_params(shape) / target < 1.6
+
+
+def test_bf16_compute_keeps_fp32_weights_and_close_logits() -> None:
+    model = init_model(SHAPE, seed=0)
+    tokens = jnp.arange(2 * SHAPE.seq_len).reshape(2, SHAPE.seq_len) % 257
+    full = model(tokens, jnp.float32)
+    half = model(tokens, jnp.bfloat16)
+    assert half.dtype == jnp.bfloat16
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model)))
+    assert float(jnp.abs(full - half.astype(jnp.float32)).max()) < 0.15
