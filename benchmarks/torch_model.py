@@ -16,8 +16,6 @@ Torch is an optional dependency of the benchmarks: `pip install -e '.[bench]'` (
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -139,8 +137,3 @@ def make_train_step(model: Transformer, optimizer: torch.optim.Optimizer, grad_c
         return loss.detach()
 
     return train_step
-
-
-def initial_loss_reference(vocab_size: int) -> float:
-    """The loss of a uniform predictor, ln V: where a freshly initialised model should start (roughly)."""
-    return math.log(vocab_size)

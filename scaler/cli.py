@@ -12,6 +12,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from scaler.config import ConfigError, RunConfig, load_run_config
+from scaler.runtime import configure_cpu
+
+configure_cpu()  # one XLA CPU device per core, before JAX starts (scaler/runtime.py)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Scaling-law and data-mix experiment planner.")
 console = Console()

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from scaler.config import RunConfig, parse_run_config
+# Two XLA CPU devices, as the CLI configures on a 2-core machine: the trainer's data-parallel
+# path runs in every test (a batch that two devices cannot split runs on one).
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+
+import pytest  # noqa: E402
+
+from scaler.config import RunConfig, parse_run_config  # noqa: E402
 
 
 def tiny_config(**train: object) -> RunConfig:

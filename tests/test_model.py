@@ -80,3 +80,25 @@ def test_bf16_compute_keeps_fp32_weights_and_close_logits() -> None:
     assert half.dtype == jnp.bfloat16
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model)))
     assert float(jnp.abs(full - half.astype(jnp.float32)).max()) < 0.15
+
+
+def test_data_parallel_step_matches_single_device_step() -> None:
+    import optax
+
+    from scaler.train import step as step_lib
+
+    assert len(jax.local_devices()) == 2  # conftest asks XLA for two CPU devices
+    graphdef, params = nnx.split(init_model(SHAPE, seed=0))
+    optimizer = optax.sgd(1.0)  # update = lr * gradient, so parameters compare gradients
+    tokens = jax.random.randint(jax.random.key(3), (8, SHAPE.seq_len + 1), 0, 257)
+    single = jax.jit(step_lib.pure_train_step(graphdef, optimizer, jnp.float32))
+    sharded = step_lib.make_train_step(graphdef, optimizer, jnp.float32, batch_size=8)
+    assert step_lib.data_mesh(8).devices.size == 2 and step_lib.data_mesh(7) is None
+    copy = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731 (the steps donate their inputs)
+    p1, _, m1 = single(copy(params), optimizer.init(params), tokens, jnp.float32(1e-2))
+    placed = step_lib.replicate((copy(params), optimizer.init(params)), 8)
+    p2, _, m2 = sharded(*placed, np.asarray(tokens), jnp.float32(1e-2))
+    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-6)
+    assert float(m1["grad_norm"]) == pytest.approx(float(m2["grad_norm"]), rel=1e-5)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-8)

@@ -1,8 +1,15 @@
 """LLaMA-style decoder in Flax NNX (DESIGN §4), in one screen.
 
-Token embedding, RoPE, pre-RMSNorm, causal attention through `jax.nn.dot_product_attention`
-(cuDNN flash attention on GPU), SwiGLU MLP, no biases, untied head. Weights are stored in fp32 and
-cast to `compute_dtype` where they are used (bf16 compute with fp32 master weights on GPU/TPU).
+Token embedding, RoPE, pre-RMSNorm, causal attention, SwiGLU MLP, no biases, untied head. Weights
+are stored in fp32 and cast to `compute_dtype` where they are used (bf16 compute with fp32 master
+weights on GPU/TPU).
+
+Attention: `jax.nn.dot_product_attention` (cuDNN flash attention) on GPU/TPU; on the CPU,
+`causal_block_attention`, which splits the queries into blocks so the masked upper triangle is
+mostly never computed, and has a hand-written backward pass (XLA:CPU materialises every T x T
+intermediate in memory, so the number of T x T passes is what costs; see benchmarks/).
+Projections are written as 2-D matmuls with splits on the last axis: XLA:CPU pads and transposes
+badly for einsum outputs such as `btshk` sliced on a middle axis.
 
 Shape suffixes: B batch, T time, D d_model, H heads, K head width, F d_ff, V vocabulary.
 """
@@ -16,6 +23,7 @@ from flax import nnx
 from scaler.config import ModelShape
 
 ROPE_THETA = 10_000.0
+CPU_ATTENTION_BLOCKS = 4  # query blocks of causal_block_attention: 4 measured best at T = 256
 
 
 def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], std: float) -> nnx.Param:
@@ -35,10 +43,52 @@ def rope_tables(seq_len: int, head_dim: int) -> tuple[jax.Array, jax.Array]:
 
 
 def apply_rope(x_BTHK: jax.Array, cos_TK2: jax.Array, sin_TK2: jax.Array) -> jax.Array:
-    x1, x2 = jnp.split(x_BTHK, 2, axis=-1)
-    cos, sin = cos_TK2[None, :, None, :], sin_TK2[None, :, None, :]
-    rotated = jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
-    return rotated.astype(x_BTHK.dtype)
+    return _rope(x_BTHK, cos_TK2[None, :, None, :], sin_TK2[None, :, None, :])
+
+
+def _rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
+
+
+def _block_attention(offset: int):
+    """Softmax attention of a block of queries at positions offset.. to the keys 0..: (B, H, Q, K)."""
+
+    def scores(q, k):
+        s = jnp.einsum("bhqk,bhsk->bhqs", q, k).astype(jnp.float32) * q.shape[-1] ** -0.5
+        mask = jnp.arange(q.shape[2])[:, None] + offset >= jnp.arange(k.shape[2])[None, :]
+        return jnp.where(mask, s, -jnp.inf)
+
+    def fwd(q, k, v):
+        s = scores(q, k)
+        e = jnp.exp(s - s.max(-1, keepdims=True))
+        p = (e / e.sum(-1, keepdims=True)).astype(v.dtype)
+        o = jnp.einsum("bhqs,bhsk->bhqk", p, v)
+        return o, (q, k, v, o, p)
+
+    def bwd(res, do):  # the flash-attention backward: dS = P * (dP - rowsum(dO * O))
+        q, k, v, o, p = res
+        dv = jnp.einsum("bhqs,bhqk->bhsk", p, do)
+        dp = jnp.einsum("bhqk,bhsk->bhqs", do, v)
+        delta = jnp.sum(do.astype(jnp.float32) * o, axis=-1, keepdims=True)
+        ds = (p * (dp - delta) * q.shape[-1] ** -0.5).astype(q.dtype)
+        return jnp.einsum("bhqs,bhsk->bhqk", ds, k), jnp.einsum("bhqs,bhqk->bhsk", ds, q), dv
+
+    attend = jax.custom_vjp(lambda q, k, v: fwd(q, k, v)[0])
+    attend.defvjp(fwd, bwd)
+    return attend
+
+
+def causal_block_attention(q_BHTK: jax.Array, k_BHTK: jax.Array, v_BHTK: jax.Array, n_blocks: int) -> jax.Array:
+    """Causal attention; query block i attends keys [0, end of block i): ~(n+1)/2n of the T x T work."""
+    t = q_BHTK.shape[2]
+    n_blocks = n_blocks if t % n_blocks == 0 else 1
+    size = t // n_blocks
+    outs = []
+    for i in range(n_blocks):
+        start, end = i * size, (i + 1) * size
+        outs.append(_block_attention(start)(q_BHTK[:, :, start:end], k_BHTK[:, :, :end], v_BHTK[:, :, :end]))
+    return jnp.concatenate(outs, axis=2)
 
 
 class Block(nnx.Module):
@@ -53,18 +103,30 @@ class Block(nnx.Module):
         self.w_down_FD = _normal(rngs, (f, d), (2 * shape.n_layers * f) ** -0.5)
 
     def __call__(self, x_BTD: jax.Array, cos_TK2: jax.Array, sin_TK2: jax.Array) -> jax.Array:
-        dt = x_BTD.dtype
-        h_BTD = rms_norm(x_BTD, self.attn_norm_D[...])
-        qkv_BT3HK = jnp.einsum("btd,dshk->btshk", h_BTD, self.w_qkv_D3HK[...].astype(dt))
-        q_BTHK = apply_rope(qkv_BT3HK[:, :, 0], cos_TK2, sin_TK2)
-        k_BTHK = apply_rope(qkv_BT3HK[:, :, 1], cos_TK2, sin_TK2)
-        o_BTHK = jax.nn.dot_product_attention(q_BTHK, k_BTHK, qkv_BT3HK[:, :, 2], is_causal=True)
-        x_BTD = x_BTD + jnp.einsum("bthk,hkd->btd", o_BTHK, self.w_out_HKD[...].astype(dt))
+        dt, (b, t, d) = x_BTD.dtype, x_BTD.shape
+        _, _, h, k = self.w_qkv_D3HK[...].shape
+        f = self.w_down_FD[...].shape[0]
+        # Matmuls on (B*T, D) rows; splits on the last axis only.
+        h_ND = rms_norm(x_BTD, self.attn_norm_D[...]).reshape(b * t, d)
+        qkv_BT3HK = (h_ND @ self.w_qkv_D3HK[...].reshape(d, 3 * h * k).astype(dt)).reshape(b, t, 3, h, k)
+        if jax.default_backend() == "cpu":
+            qkv_3BHTK = jnp.transpose(qkv_BT3HK, (2, 0, 3, 1, 4))
+            q_BHTK = _rope(qkv_3BHTK[0], cos_TK2, sin_TK2)
+            k_BHTK = _rope(qkv_3BHTK[1], cos_TK2, sin_TK2)
+            o_BHTK = causal_block_attention(q_BHTK, k_BHTK, qkv_3BHTK[2], CPU_ATTENTION_BLOCKS)
+            o_NHK = jnp.transpose(o_BHTK, (0, 2, 1, 3)).reshape(b * t, h * k)
+        else:
+            q_BTHK = apply_rope(qkv_BT3HK[:, :, 0], cos_TK2, sin_TK2)
+            k_BTHK = apply_rope(qkv_BT3HK[:, :, 1], cos_TK2, sin_TK2)
+            o_BTHK = jax.nn.dot_product_attention(q_BTHK, k_BTHK, qkv_BT3HK[:, :, 2], is_causal=True)
+            o_NHK = o_BTHK.reshape(b * t, h * k)
+        x_ND = x_BTD.reshape(b * t, d) + o_NHK @ self.w_out_HKD[...].reshape(h * k, d).astype(dt)
 
-        h_BTD = rms_norm(x_BTD, self.mlp_norm_D[...])
-        gate_up_BT2F = jnp.einsum("btd,dsf->btsf", h_BTD, self.w_gate_up_D2F[...].astype(dt))
-        act_BTF = jax.nn.silu(gate_up_BT2F[:, :, 0]) * gate_up_BT2F[:, :, 1]
-        return x_BTD + jnp.einsum("btf,fd->btd", act_BTF, self.w_down_FD[...].astype(dt))
+        h_ND = rms_norm(x_ND, self.mlp_norm_D[...])
+        gate_up_N2F = h_ND @ self.w_gate_up_D2F[...].reshape(d, 2 * f).astype(dt)
+        act_NF = jax.nn.silu(gate_up_N2F[:, :f]) * gate_up_N2F[:, f:]
+        x_ND = x_ND + act_NF @ self.w_down_FD[...].astype(dt)
+        return x_ND.reshape(b, t, d)
 
 
 class Transformer(nnx.Module):

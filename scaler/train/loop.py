@@ -134,8 +134,8 @@ def _train(
     graphdef, params = nnx.split(init_model(shape, train.seed))
     optimizer = step_lib.make_optimizer(train)
     opt_state = optimizer.init(params)
-    train_step = step_lib.make_train_step(graphdef, optimizer, dtype)
-    eval_step = step_lib.make_eval_step(graphdef, dtype)
+    train_step = step_lib.make_train_step(graphdef, optimizer, dtype, train.batch_size)
+    eval_step = step_lib.make_eval_step(graphdef, dtype, train.batch_size)
     eval_sets = load_eval_sets(source, config)
 
     ckpt = Checkpointer(store.ckpt_dir(run_id))
@@ -145,6 +145,7 @@ def _train(
         restored, _ = ckpt.restore(start, {"params": params, "opt_state": opt_state})
         params, opt_state = restored["params"], restored["opt_state"]
         rows = store.read_metrics(run_id).filter(pl.col("step") <= start).to_dicts()
+    params, opt_state = step_lib.replicate((params, opt_state), train.batch_size)
 
     steps, per_step, warmup = info["steps"], info["step_tokens"], info["warmup_steps"]
     eval_every, ckpt_every = train.eval_every_steps, train.checkpoint_every_steps
@@ -154,7 +155,7 @@ def _train(
     last_metrics: dict[str, Any] = {}
 
     for step in range(start, steps):
-        batch = jnp.asarray(source.train_batch(train.seed, step, train.batch_size, shape.seq_len))
+        batch = source.train_batch(train.seed, step, train.batch_size, shape.seq_len)
         lr = lr_at(train, step, steps, warmup)
         params, opt_state, metrics = train_step(params, opt_state, batch, jnp.float32(lr))
         window.append(metrics["loss"])

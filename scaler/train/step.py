@@ -7,6 +7,10 @@ argument, it vmaps over runs (stacked training, DESIGN §9).
 
 AdamW is written as optax pieces so the learning rate stays an input:
 clip_by_global_norm -> scale_by_adam -> add_decayed_weights (matrices only), then params -= lr * u.
+
+Data parallelism: when several local devices can split the batch evenly (GPUs, TPU cores, or CPU
+host devices from `scaler.runtime.configure_cpu`), the batch is sharded over a 1-D `data` mesh and
+parameters and optimizer state are replicated; XLA inserts the gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaler.config import TrainConfig
 
@@ -56,7 +62,25 @@ def make_loss_fn(graphdef: nnx.GraphDef, dtype: jnp.dtype) -> Callable[[Params, 
     return loss_fn
 
 
-def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, dtype: jnp.dtype) -> StepFn:
+def data_mesh(batch_size: int) -> Mesh | None:
+    """The most local devices that split `batch_size` evenly, as a 1-D `data` mesh (None: one)."""
+    devices = jax.local_devices()
+    n = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
+    return Mesh(np.array(devices[:n]), ("data",)) if n > 1 else None
+
+
+def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+
+
+def replicate(tree: Any, batch_size: int) -> Any:
+    """Place parameters or optimizer state on every device of the data mesh."""
+    mesh = data_mesh(batch_size)
+    return tree if mesh is None else jax.device_put(tree, _shardings(mesh)[0])
+
+
+def pure_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, dtype: jnp.dtype) -> StepFn:
+    """The step as a pure function, not yet compiled (jit it, or vmap it over stacked runs)."""
     loss_fn = make_loss_fn(graphdef, dtype)
 
     def train_step(params: Params, opt_state: optax.OptState, tokens_BT1: jax.Array, lr: jax.Array):
@@ -65,8 +89,27 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    return jax.jit(train_step, donate_argnums=(0, 1))
+    return train_step
 
 
-def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype) -> Callable[[Params, jax.Array], jax.Array]:
-    return jax.jit(make_loss_fn(graphdef, dtype))
+def make_train_step(
+    graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, dtype: jnp.dtype, batch_size: int
+) -> StepFn:
+    """The compiled step; data-parallel over the local devices that split the batch."""
+    train_step = pure_train_step(graphdef, optimizer, dtype)
+    mesh = data_mesh(batch_size)
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=(0, 1))
+    whole, split = _shardings(mesh)
+    return jax.jit(
+        train_step, in_shardings=(whole, whole, split, whole), out_shardings=whole, donate_argnums=(0, 1)
+    )
+
+
+def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable[[Params, jax.Array], jax.Array]:
+    """Mean loss of one batch of `batch_size` sequences."""
+    mesh = data_mesh(batch_size)
+    if mesh is None:
+        return jax.jit(make_loss_fn(graphdef, dtype))
+    whole, split = _shardings(mesh)
+    return jax.jit(make_loss_fn(graphdef, dtype), in_shardings=(whole, split), out_shardings=whole)
