@@ -77,7 +77,8 @@ def train(
 def demo(store: Annotated[str, typer.Option(help="results store root")] = "store/demo") -> None:
     """Train the demo run (a small model on this machine's standard library) and show where it went."""
     _train_with_progress(load_run_config(DEMO_RUN), store)
-    console.print("load it with: python -c \"import scaler.store as s; print(s.load_curves('" + store + "'))\"")
+    load = f"python -c \"from scaler.store import load_curves; print(load_curves('{store}'))\""
+    console.print(f"load its curves with: {load}", soft_wrap=True, markup=False)
 
 
 if __name__ == "__main__":
