@@ -142,8 +142,10 @@ def _train(
     start = ckpt.latest_step() or 0
     rows: list[dict[str, Any]] = []
     if start:
-        restored, _ = ckpt.restore(start, {"params": params, "opt_state": opt_state})
+        restored, position = ckpt.restore(start, {"params": params, "opt_state": opt_state})
         params, opt_state = restored["params"], restored["opt_state"]
+        if (position["seed"], position["next_batch"]) != (train.seed, start):
+            raise ValueError(f"checkpoint {start} of run {run_id} holds data position {position}")
         rows = store.read_metrics(run_id).filter(pl.col("step") <= start).to_dicts()
     params, opt_state = step_lib.replicate((params, opt_state), train.batch_size)
 
@@ -185,7 +187,8 @@ def _train(
         rows.append(row)
         last_metrics = row
         if is_ckpt:
-            ckpt.save(done_steps, {"params": params, "opt_state": opt_state}, {"step": done_steps})
+            position = {"seed": train.seed, "next_batch": done_steps}  # batch i = f(seed, i)
+            ckpt.save(done_steps, {"params": params, "opt_state": opt_state}, position)
             store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
         if time.time() - last_beat > HEARTBEAT_EVERY_S:
             store.heartbeat(run_id)
