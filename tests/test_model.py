@@ -102,3 +102,13 @@ def test_data_parallel_step_matches_single_device_step() -> None:
     assert float(m1["grad_norm"]) == pytest.approx(float(m2["grad_norm"]), rel=1e-5)
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-8)
+
+
+def test_gpu_attention_path_matches_cpu_block_attention(monkeypatch) -> None:
+    """The GPU/TPU branch (jax.nn.dot_product_attention) computes what the CPU branch does."""
+    model = init_model(SHAPE, seed=0)
+    tokens = jax.random.randint(jax.random.key(4), (2, SHAPE.seq_len), 0, 257)
+    cpu_logits = model(tokens)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    gpu_logits = model(tokens)
+    np.testing.assert_allclose(np.asarray(cpu_logits), np.asarray(gpu_logits), rtol=1e-5, atol=1e-5)

@@ -42,11 +42,8 @@ def rope_tables(seq_len: int, head_dim: int) -> tuple[jax.Array, jax.Array]:
     return jnp.cos(angle_TK2), jnp.sin(angle_TK2)
 
 
-def apply_rope(x_BTHK: jax.Array, cos_TK2: jax.Array, sin_TK2: jax.Array) -> jax.Array:
-    return _rope(x_BTHK, cos_TK2[None, :, None, :], sin_TK2[None, :, None, :])
-
-
-def _rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate-half RoPE; cos/sin of shape (T, K/2), or (T, 1, K/2) for x laid out (B, T, H, K)."""
     x1, x2 = jnp.split(x, 2, axis=-1)
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
 
@@ -111,13 +108,14 @@ class Block(nnx.Module):
         qkv_BT3HK = (h_ND @ self.w_qkv_D3HK[...].reshape(d, 3 * h * k).astype(dt)).reshape(b, t, 3, h, k)
         if jax.default_backend() == "cpu":
             qkv_3BHTK = jnp.transpose(qkv_BT3HK, (2, 0, 3, 1, 4))
-            q_BHTK = _rope(qkv_3BHTK[0], cos_TK2, sin_TK2)
-            k_BHTK = _rope(qkv_3BHTK[1], cos_TK2, sin_TK2)
+            q_BHTK = apply_rope(qkv_3BHTK[0], cos_TK2, sin_TK2)
+            k_BHTK = apply_rope(qkv_3BHTK[1], cos_TK2, sin_TK2)
             o_BHTK = causal_block_attention(q_BHTK, k_BHTK, qkv_3BHTK[2], CPU_ATTENTION_BLOCKS)
             o_NHK = jnp.transpose(o_BHTK, (0, 2, 1, 3)).reshape(b * t, h * k)
         else:
-            q_BTHK = apply_rope(qkv_BT3HK[:, :, 0], cos_TK2, sin_TK2)
-            k_BTHK = apply_rope(qkv_BT3HK[:, :, 1], cos_TK2, sin_TK2)
+            cos_T1K2, sin_T1K2 = cos_TK2[:, None, :], sin_TK2[:, None, :]
+            q_BTHK = apply_rope(qkv_BT3HK[:, :, 0], cos_T1K2, sin_T1K2)
+            k_BTHK = apply_rope(qkv_BT3HK[:, :, 1], cos_T1K2, sin_T1K2)
             o_BTHK = jax.nn.dot_product_attention(q_BTHK, k_BTHK, qkv_BT3HK[:, :, 2], is_causal=True)
             o_NHK = o_BTHK.reshape(b * t, h * k)
         x_ND = x_BTD.reshape(b * t, d) + o_NHK @ self.w_out_HKD[...].reshape(h * k, d).astype(dt)

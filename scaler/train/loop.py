@@ -109,7 +109,6 @@ def train_run(
         return _finished(store, run_id, state)
 
     info = run_info(config)
-    store.write_json(run_id, "run_info.json", info)
     attempts = store.read_status(run_id).get("attempts", 0) + 1
     store.write_status(run_id, "running", attempts=attempts, started_at=time.time(), heartbeat=time.time())
     try:
@@ -198,13 +197,9 @@ def _train(
         window, window_t0 = [], time.perf_counter()
 
     ckpt.close()
-    final = {k: v for k, v in (last_metrics or _last_row(rows)).items() if k != "lr"}
+    final = {k: v for k, v in (last_metrics or (rows[-1] if rows else {})).items() if k != "lr"}
     store.write_status(run_id, "done", final=final, finished_at=time.time())
     return RunResult(run_id, store.run_dir(run_id), "done", final)
-
-
-def _last_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return rows[-1] if rows else {}
 
 
 def _diverge(

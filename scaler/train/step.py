@@ -73,6 +73,16 @@ def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
 
 
+def _jit_over_batch(fn: Callable, batch_size: int, batch_argnum: int, n_args: int, **jit_kwargs: Any) -> Callable:
+    """jax.jit, with argument `batch_argnum` split over the data mesh and the rest replicated."""
+    mesh = data_mesh(batch_size)
+    if mesh is None:
+        return jax.jit(fn, **jit_kwargs)
+    whole, split = _shardings(mesh)
+    in_shardings = tuple(split if i == batch_argnum else whole for i in range(n_args))
+    return jax.jit(fn, in_shardings=in_shardings, out_shardings=whole, **jit_kwargs)
+
+
 def replicate(tree: Any, batch_size: int) -> Any:
     """Place parameters or optimizer state on every device of the data mesh."""
     mesh = data_mesh(batch_size)
@@ -97,19 +107,9 @@ def make_train_step(
 ) -> StepFn:
     """The compiled step; data-parallel over the local devices that split the batch."""
     train_step = pure_train_step(graphdef, optimizer, dtype)
-    mesh = data_mesh(batch_size)
-    if mesh is None:
-        return jax.jit(train_step, donate_argnums=(0, 1))
-    whole, split = _shardings(mesh)
-    return jax.jit(
-        train_step, in_shardings=(whole, whole, split, whole), out_shardings=whole, donate_argnums=(0, 1)
-    )
+    return _jit_over_batch(train_step, batch_size, batch_argnum=2, n_args=4, donate_argnums=(0, 1))
 
 
 def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable[[Params, jax.Array], jax.Array]:
     """Mean loss of one batch of `batch_size` sequences."""
-    mesh = data_mesh(batch_size)
-    if mesh is None:
-        return jax.jit(make_loss_fn(graphdef, dtype))
-    whole, split = _shardings(mesh)
-    return jax.jit(make_loss_fn(graphdef, dtype), in_shardings=(whole, split), out_shardings=whole)
+    return _jit_over_batch(make_loss_fn(graphdef, dtype), batch_size, batch_argnum=1, n_args=2)
