@@ -73,6 +73,108 @@ def train(
     _train_with_progress(config, store)
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Build and inspect cleaned, tokenized data tiers.")
+app.add_typer(data_app, name="data")
+
+
+class _Bars:
+    """One rich progress bar per named long step."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.tasks = progress, {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if what not in self.tasks:
+            self.tasks[what] = self.progress.add_task(what, total=total)
+        self.progress.update(self.tasks[what], completed=done, total=total)
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:,.1f}"
+
+
+@data_app.command("build")
+def data_build(
+    spec: Annotated[Path | None, typer.Argument(help="a TOML file with a [data.build] table (a sweep spec)")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="stdlib, site-packages, dir:PATH, jsonl:PATH, parquet:PATH")] = None,
+    tiers: Annotated[str | None, typer.Option(help="comma-separated tiers to build (and those they build on)")] = None,
+    tokenizer: Annotated[list[str] | None, typer.Option(help="bytes or bpe-N (repeatable)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: the spec's data.dir)")] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even if an identical build is there")] = False,
+) -> None:
+    """Read sources, clean them into tiers, tokenize, and write shards, eval sets and a report."""
+    from scaler.data.build import BuildSpec, build, load_build_spec, parse_build_spec
+
+    try:
+        build_spec, spec_dir = load_build_spec(spec) if spec else (BuildSpec(), None)
+        overrides = {"sources": source, "tokenizers": tokenizer}
+        raw = {**build_spec.model_dump(), **{k: v for k, v in overrides.items() if v}}
+        build_spec = parse_build_spec(raw, "command line")
+        if tiers:
+            build_spec = build_spec.select([t.strip() for t in tiers.split(",") if t.strip()])
+        out_dir = out or (Path(spec_dir) if spec_dir else None)
+        if out_dir is None:
+            raise ConfigError("--out: name the output folder (or set data.dir in the spec)")
+        columns = (TextColumn("{task.description:<24}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console) as bar:
+            report = build(build_spec, out_dir, force=force, progress=_Bars(bar))
+    except (ConfigError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    if report.get("skipped"):
+        console.print(f"{out_dir}: build {report['build_id']} is up to date (--force rebuilds it)")
+    else:
+        console.print(f"built {report['build_id']} into {out_dir}: {_mb(report['bytes_read'])} MB in "
+                      f"{report['seconds']:.1f} s ({report['mb_per_s']:.2f} MB/s)")
+    _print_tiers(report)
+
+
+def _print_tiers(report: dict[str, Any]) -> None:
+    table = Table("tier", "steps", "documents", "MB", "yield (bytes)", *[f"{t} tokens" for t in report["tokenizers"]],
+                  title="tiers (training split)")
+    for name, tier in report["tiers"].items():
+        steps = " + ".join(tier["steps"]) or "-"
+        label = f"{name} [yellow](synthetic)[/]" if tier["synthetic"] else name
+        tokens = [f"{tier[f'{t}_train_tokens']:,} ({tier[f'{t}_yield']:.1%})" for t in report["tokenizers"]]
+        table.add_row(label, steps, f"{tier['train_documents']:,}", _mb(tier["train_bytes"]), f"{tier['yield_bytes']:.1%}",
+                      *tokens)
+    console.print(table)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    data_dir: Annotated[Path, typer.Argument(help="a folder written by `scaler data build`")],
+    examples: Annotated[int, typer.Option(help="removed examples shown per reason")] = 2,
+) -> None:
+    """Print a build's report: sources, steps with removal reasons and costs, tiers, examples."""
+    import json
+
+    path = data_dir / "report.json"
+    if not path.exists():
+        console.print(f"[red]error:[/] {path}: not found (is {data_dir} a data folder?)")
+        raise typer.Exit(2)
+    report = json.loads(path.read_text())
+    sources = Table("source", "status", "files", "MB", title=f"build {report['build_id']}: sources")
+    for name, statuses in report["sources"].items():
+        for status, entry in statuses.items():
+            sources.add_row(name, status, f"{entry['files']:,}", _mb(entry["bytes"]))
+    console.print(sources)
+    steps = Table("tier", "step", "docs in", "docs out", "MB removed", "seconds", "FLOPs", "reasons", title="steps")
+    for step in report["steps"]:
+        reasons = ", ".join(f"{r} {v['documents']:,}" for r, v in step["removed"].items()) or "-"
+        steps.add_row(step["tier"], step["step"], f"{step['documents_in']:,}", f"{step['documents_out']:,}",
+                      _mb(step["bytes_in"] - step["bytes_out"]), f"{step['seconds']:.1f}",
+                      f"{step['flops']:.3g}" if step["flops"] else "-", reasons)
+    console.print(steps)
+    _print_tiers(report)
+    for step in report["steps"]:
+        for reason, cases in step["examples"].items():
+            for case in cases[:examples]:
+                console.print(f"[bold]{step['step']}[/] {reason}: {case['path']} ({case['detail']})", markup=True)
+                snippet = case["snippet"].replace("\n", " | ")[:160]
+                console.print(f"    {snippet}", markup=False, soft_wrap=False, overflow="ellipsis")
+
+
 @app.command()
 def demo(store: Annotated[str, typer.Option(help="results store root")] = "store/demo") -> None:
     """Train the demo run (a small model on this machine's standard library) and show where it went."""

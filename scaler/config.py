@@ -24,9 +24,10 @@ file, the dotted key path and what was expected.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -92,20 +93,48 @@ class TrainConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """Where tokens come from. `stdlib`: this interpreter's standard library, byte tokens."""
+    """Where tokens come from.
+
+    Without `dir`: the interpreter's standard library, byte tokens, read in memory (quick runs).
+    With `dir`: a folder written by `scaler data build`, drawn from its tiers by `mix` weights
+    (scaler/data/mix.py), optionally capping a tier's pool at `unique_tokens` (repetition studies).
+    """
 
     source: Literal["stdlib"] = "stdlib"
-    tokenizer: Literal["bytes"] = "bytes"
+    dir: str | None = None
+    mix: dict[str, float] = {}
+    unique_tokens: dict[str, Annotated[int, Field(gt=0)]] = {}
+    tokenizer: str = "bytes"
     heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     eval_sets: list[str] = ["heldout"]
+    build_id: str | None = Field(default=None, description="filled from the data folder when a run resolves")
 
-    @field_validator("eval_sets")
+    @field_validator("mix")
     @classmethod
-    def _known_eval_sets(cls, names: list[str]) -> list[str]:
-        unknown = set(names) - {"heldout", "train"}
-        if unknown:
-            raise ValueError(f"unknown eval sets {sorted(unknown)}; expected some of ['heldout', 'train']")
-        return names
+    def _weights(cls, mix: dict[str, float]) -> dict[str, float]:
+        bad = {t: w for t, w in mix.items() if not (math.isfinite(w) and w >= 0)}
+        if bad:
+            raise ValueError(f"weights must be finite numbers >= 0 (got {bad})")
+        if mix and sum(mix.values()) <= 0:
+            raise ValueError(f"weights must sum to a positive number (got {mix})")
+        total = sum(mix.values())
+        return {t: w / total for t, w in sorted(mix.items()) if w > 0}
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> DataConfig:
+        if self.dir is None:
+            for key in ("mix", "unique_tokens", "build_id"):
+                if getattr(self, key):
+                    raise ValueError(f"{key} needs dir (a folder written by `scaler data build`)")
+            if self.tokenizer != "bytes":
+                raise ValueError("the built-in stdlib source has byte tokens only; build data for other tokenizers")
+            unknown = set(self.eval_sets) - {"heldout", "train"}
+            if unknown:
+                raise ValueError(f"eval_sets: unknown {sorted(unknown)} for the stdlib source; expected some of "
+                                 "['heldout', 'train'] (built data also has 'humaneval')")
+        elif not self.mix:
+            raise ValueError("mix: name the tiers to train on with weights, e.g. mix = {clean = 1.0}")
+        return self
 
 
 class RunConfig(_Strict):

@@ -38,7 +38,7 @@ def test_loss_falls_clearly_below_unigram_entropy_on_stdlib_code(tmp_path) -> No
     assert first > entropy  # starts near ln(257) = 5.55
     assert result.final["eval_heldout_loss"] < entropy - 0.4
     assert result.final["eval_heldout_bpb"] == pytest.approx(
-        result.final["eval_heldout_loss"] / math.log(2) / source.bytes_per_token
+        result.final["eval_heldout_loss"] / math.log(2) / source.eval_bytes_per_token("heldout")
     )
 
 

@@ -11,24 +11,23 @@ documents), split by top-level package so that no package is both trained on and
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import sysconfig
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import polars as pl
 
-BYTE_VOCAB_SIZE = 257  # 256 byte values + EOS
-BYTE_EOS_ID = 256
+from scaler.data.tokenize import BYTE_EOS_ID, BYTE_VOCAB_SIZE, ByteTokenizer, pack
+
+__all__ = ["BYTE_EOS_ID", "BYTE_VOCAB_SIZE", "StreamSource", "TokenSource", "TokenStreams", "stdlib_source"]
 
 
 class TokenSource(Protocol):
     name: str
     vocab_size: int
     eos_id: int
-    bytes_per_token: float  # converts nats/token to bits/byte
+    bytes_per_token: float  # of the training data: converts nats/token to bits/byte
 
     def train_batch(self, seed: int, index: int, batch_size: int, seq_len: int) -> np.ndarray:
         """Batch `index` of the run seeded `seed`: int32 tokens of shape (batch_size, seq_len + 1)."""
@@ -36,6 +35,14 @@ class TokenSource(Protocol):
 
     def eval_set(self, name: str, n_tokens: int, seq_len: int) -> np.ndarray:
         """A fixed eval set: int32 (n_sequences, seq_len + 1), at least n_tokens predicted tokens."""
+        ...
+
+    def eval_bytes_per_token(self, name: str) -> float:
+        """Bytes per token of an eval set (tokenizers compress code and prose differently)."""
+        ...
+
+    def usage(self, seed: int, n_batches: int, batch_size: int, seq_len: int) -> dict[str, float]:
+        """Tokens drawn, unique tokens and epochs of a run that reads `n_batches` batches."""
         ...
 
     def describe(self) -> dict[str, object]:
@@ -85,6 +92,14 @@ class StreamSource:
             raise KeyError(f"unknown eval set {name!r}; this source has {sorted(self.streams.splits)}")
         return even_windows(self.streams.splits[name], math.ceil(n_tokens / seq_len), seq_len + 1)
 
+    def eval_bytes_per_token(self, name: str) -> float:
+        return self.streams.n_bytes[name] / len(self.streams.splits[name])
+
+    def usage(self, seed: int, n_batches: int, batch_size: int, seq_len: int) -> dict[str, float]:
+        tokens = n_batches * batch_size * seq_len
+        unique = len(self.streams.splits["train"])
+        return {"data_tokens": tokens, "unique_tokens": unique, "epochs": tokens / unique}
+
     def describe(self) -> dict[str, object]:
         return {
             "source": self.name,
@@ -96,56 +111,20 @@ class StreamSource:
         }
 
 
-def stdlib_files() -> list[Path]:
-    """The standard library's .py files, in a deterministic order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = (p for p in root.rglob("*.py") if "site-packages" not in p.parts and p.is_file())
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-
-def package_of(path: Path, root: Path) -> str:
-    first = path.relative_to(root).parts[0]
-    return first.removesuffix(".py")
-
-
-def heldout_packages(sizes: dict[str, int], fraction: float) -> set[str]:
-    """Packages, taken in hash order, while the held-out share stays within `fraction`."""
-    budget = fraction * sum(sizes.values())
-    chosen: set[str] = set()
-    taken = 0
-    for package in sorted(sizes, key=lambda p: hashlib.sha1(p.encode()).hexdigest()):
-        if taken + sizes[package] <= budget:
-            chosen.add(package)
-            taken += sizes[package]
-    return chosen
-
-
-def byte_stream(texts: list[bytes]) -> np.ndarray:
-    """Documents as one uint16 stream, EOS after each."""
-    eos = np.array([BYTE_EOS_ID], np.uint16)
-    parts = []
-    for text in texts:
-        parts.append(np.frombuffer(text, np.uint8).astype(np.uint16))
-        parts.append(eos)
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
-
-
 @functools.lru_cache(maxsize=4)
 def stdlib_streams(heldout_fraction: float) -> TokenStreams:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = stdlib_files()
-    texts = {p: p.read_bytes() for p in files}
-    sizes: dict[str, int] = {}
-    for p, text in texts.items():
-        sizes[package_of(p, root)] = sizes.get(package_of(p, root), 0) + len(text)
-    held = heldout_packages(sizes, heldout_fraction)
-    split_of = {p: "heldout" if package_of(p, root) in held else "train" for p in files}
-    by_split = {s: [texts[p] for p in files if split_of[p] == s] for s in ("train", "heldout")}
+    """The standard library as byte streams, whole packages held out (scaler/data/corpus.py)."""
+    from scaler.data.corpus import assign_split, collect
+
+    docs, _ = collect(["stdlib"])
+    docs = assign_split(docs, heldout_fraction)
+    tokenizer = ByteTokenizer()
+    parts = {s: docs.filter(pl.col("split") == s) for s in ("train", "heldout")}
     return TokenStreams(
-        splits={s: byte_stream(t) for s, t in by_split.items()},
-        n_bytes={s: sum(map(len, t)) for s, t in by_split.items()},
-        n_documents={s: len(t) for s, t in by_split.items()},
-        packages={"heldout": sorted(held), "train": sorted(set(sizes) - held)},
+        splits={s: pack(tokenizer, d["text"].to_list()) for s, d in parts.items()},
+        n_bytes={s: int(d["n_bytes"].sum()) for s, d in parts.items()},
+        n_documents={s: len(d) for s, d in parts.items()},
+        packages={s: sorted(set(d["package"])) for s, d in parts.items()},
     )
 
 

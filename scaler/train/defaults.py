@@ -10,6 +10,7 @@ resolved config, so a default that changes gives new run ids rather than silentl
 - beta2: 0.95 at batches of 2^18 tokens and above, 0.99 below (Porian et al. 2024: small batches
   need a larger beta2).
 - evaluation every ~10% of the run; checkpoints every 4 evaluations; a loss above 2 ln V diverged.
+- data.build_id: read from the built data folder, so a rebuilt folder gives new run ids.
 """
 
 from __future__ import annotations
@@ -61,4 +62,9 @@ def resolve(config: RunConfig) -> RunConfig:
             "max_loss": train.max_loss or 2 * math.log(shape.vocab_size),
         }
     )
-    return config.model_copy(update={"train": resolved})
+    data = config.data
+    if data.dir is not None and data.build_id is None:
+        from scaler.data.mix import read_build
+
+        data = data.model_copy(update={"build_id": read_build(data.dir)["build_id"]})
+    return config.model_copy(update={"train": resolved, "data": data})

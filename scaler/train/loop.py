@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -27,7 +28,7 @@ import numpy as np
 import polars as pl
 from flax import nnx
 
-from scaler.config import DataConfig, RunConfig
+from scaler.config import DataConfig, RunConfig, parse_run_config
 from scaler.data.source import TokenSource, stdlib_source
 from scaler.model.family import count_params, count_params_nonembed, flops_per_token
 from scaler.model.transformer import init_model
@@ -52,7 +53,33 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def open_source(data: DataConfig) -> TokenSource:
-    return stdlib_source(data.heldout_fraction)
+    if data.dir is None:
+        return stdlib_source(data.heldout_fraction)
+    from scaler.data.mix import MixSource
+
+    source = MixSource(data.dir, data.mix, data.tokenizer, data.unique_tokens)
+    if data.build_id is not None and data.build_id != source.build_id:
+        raise ValueError(
+            f"data.dir {data.dir} holds build {source.build_id}, but this run was configured on build "
+            f"{data.build_id}: the data was rebuilt since"
+        )
+    return source
+
+
+def load_trained(run_dir: str | Path) -> tuple[RunConfig, nnx.GraphDef, Any]:
+    """A finished run's config, graph definition and parameters at its last checkpoint."""
+    run_dir = Path(run_dir)
+    store = Store(str(run_dir.parent.parent))
+    config = parse_run_config(store.read_config(run_dir.name), source=str(run_dir / "config.json"))
+    ckpt = Checkpointer(store.ckpt_dir(run_dir.name))
+    step = ckpt.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint to load (is it a finished scaler run?)")
+    graphdef, params = nnx.split(init_model(config.model, config.train.seed))
+    opt_state = step_lib.make_optimizer(config.train).init(params)
+    restored, _ = ckpt.restore(step, {"params": params, "opt_state": opt_state})
+    ckpt.close()
+    return config, graphdef, restored["params"]
 
 
 def run_info(config: RunConfig) -> dict[str, Any]:
@@ -72,14 +99,14 @@ def run_info(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def evaluate(eval_step, params, eval_sets: dict[str, np.ndarray], batch_size: int, bytes_per_token: float):
+def evaluate(eval_step, params, eval_sets: dict[str, np.ndarray], batch_size: int, source: TokenSource):
     """Mean loss (nats/token) and bits per byte on every eval set."""
     out: dict[str, float] = {}
     for name, tokens in eval_sets.items():
         losses = [float(eval_step(params, tokens[i : i + batch_size])) for i in range(0, len(tokens), batch_size)]
         loss = float(np.mean(losses))
         out[f"eval_{name}_loss"] = loss
-        out[f"eval_{name}_bpb"] = loss / math.log(2) / bytes_per_token
+        out[f"eval_{name}_bpb"] = loss / math.log(2) / source.eval_bytes_per_token(name)
     return out
 
 
@@ -127,8 +154,9 @@ def _train(
         raise ValueError(f"the data has {source.vocab_size} token ids but model.vocab_size is {shape.vocab_size}")
     platform = jax.default_backend()
     dtype = step_lib.compute_dtype_for(train.compute_dtype, platform)
+    usage = source.usage(train.seed, info["steps"], train.batch_size, shape.seq_len)  # tokens drawn per pool, epochs
     store.write_json(run_id, "run_info.json", {**info, "platform": platform, "compute_dtype": jnp.dtype(dtype).name,
-                                               "data": source.describe()})
+                                               **usage, "data": source.describe()})
 
     graphdef, params = nnx.split(init_model(shape, train.seed))
     optimizer = step_lib.make_optimizer(train)
@@ -182,7 +210,7 @@ def _train(
             first_bad_step = done_steps - len(losses) + int(np.argmax(bad)) + 1
             return _diverge(store, run_id, rows + [row], losses, first_bad_step)
         if is_eval:
-            row.update(evaluate(eval_step, params, eval_sets, train.batch_size, source.bytes_per_token))
+            row.update(evaluate(eval_step, params, eval_sets, train.batch_size, source))
         rows.append(row)
         last_metrics = row
         if is_ckpt:

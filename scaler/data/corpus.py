@@ -1,0 +1,240 @@
+"""Sources of real code, read into a documents table (scaler/data/documents.py).
+
+A source is named by a string:
+  stdlib         the running interpreter's standard library (its site-packages excluded)
+  site-packages  the running interpreter's installed packages (site.getsitepackages())
+  dir:PATH       every file under PATH matching a glob (default **/*.py)
+  jsonl:PATH     one JSON object per line with a text column (PATH a file or a folder of *.jsonl)
+  parquet:PATH   a Parquet file (or folder of *.parquet) with a text column
+
+Every file or row read is listed in the manifest with the sha256 of its raw bytes and a status
+(ok, non-utf8, unreadable, bad-json, no-text), so two builds can be compared and nothing is
+dropped silently. Documents come out in a deterministic order: sources in the order given, then
+package, then path. The package is the unit of the held-out split: a top-level package or module
+for the interpreter's sources, the first folder under PATH for dir:, and a configurable column
+(else the document itself) for tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import site
+import sysconfig
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from scaler.data.documents import DOC_SCHEMA, content_id
+
+MANIFEST_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.Utf8(),
+    "path": pl.Utf8(),
+    "sha256": pl.Utf8(),  # of the raw bytes (empty when unreadable)
+    "n_bytes": pl.Int64(),
+    "status": pl.Utf8(),  # ok | non-utf8 | unreadable | bad-json | no-text
+}
+
+ProgressFn = Callable[[int, int], None]  # (done, total)
+
+
+class CorpusError(ValueError):
+    """A source that cannot be read at all (missing path, unknown kind, missing column)."""
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    glob: str = "**/*.py"  # for dir: sources
+    text_column: str = "text"  # for jsonl: and parquet: sources
+    package_column: str | None = None  # None: "package" or "repo" if present, else the document itself
+    path_column: str | None = None  # None: "path" if present, else FILE:ROW
+
+
+@dataclass(frozen=True)
+class Record:
+    """One file or row as read, before decoding."""
+
+    package: str
+    path: str
+    raw: bytes | None  # None: unreadable
+    text: str | None = None  # already text (tables)
+    status: str = "ok"
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def site_packages_roots() -> list[Path]:
+    return [Path(p) for p in site.getsitepackages() if Path(p).is_dir()]
+
+
+def source_kind(source: str) -> tuple[str, str]:
+    """("stdlib" | "site-packages" | "dir" | "jsonl" | "parquet", path or "")."""
+    if source in ("stdlib", "site-packages"):
+        return source, ""
+    kind, sep, path = source.partition(":")
+    if not sep or kind not in ("dir", "jsonl", "parquet") or not path:
+        raise CorpusError(
+            f"unknown source {source!r}: expected stdlib, site-packages, dir:PATH, jsonl:PATH or parquet:PATH"
+        )
+    if not Path(path).exists():
+        raise CorpusError(f"source {source!r}: path {path} does not exist")
+    return kind, path
+
+
+def _files_under(root: Path, pattern: str, skip: Callable[[Path], bool] = lambda p: False) -> list[Path]:
+    files = [p for p in root.glob(pattern) if p.is_file() and not skip(p)]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _package_of(relative: Path) -> str:
+    return relative.parts[0].removesuffix(".py") if len(relative.parts) > 1 else relative.stem
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _file_records(roots: list[Path], pattern: str, skip: Callable[[Path], bool] = lambda p: False) -> Iterator[Record]:
+    for root in roots:
+        for path in _files_under(root, pattern, skip):
+            relative = path.relative_to(root)
+            yield Record(_package_of(relative), relative.as_posix(), _read(path))
+
+
+def _table_files(path: Path, suffix: str) -> list[Path]:
+    return sorted(path.glob(f"*{suffix}")) if path.is_dir() else [path]
+
+
+def _row_records(rows: list[dict], file: Path, options: CorpusOptions) -> Iterator[Record]:
+    columns = set().union(*(row.keys() for row in rows)) if rows else set()
+    if rows and options.text_column not in columns:
+        raise CorpusError(f"{file}: no text column {options.text_column!r} (columns: {sorted(columns)})")
+    package_column = options.package_column or next((c for c in ("package", "repo") if c in columns), None)
+    if rows and package_column and package_column not in columns:
+        raise CorpusError(f"{file}: no package column {package_column!r} (columns: {sorted(columns)})")
+    path_column = options.path_column or "path"
+    for i, row in enumerate(rows):
+        text = row.get(options.text_column)
+        path = str(row[path_column]) if row.get(path_column) is not None else f"{file.name}:{i}"
+        if not isinstance(text, str):
+            yield Record("", path, None, status="no-text")
+            continue
+        package = row.get(package_column) if package_column else None
+        package = str(package) if package is not None else content_id(text)[:16]
+        yield Record(package, path, text.encode("utf-8", "surrogatepass"), text=text)
+
+
+def _jsonl_records(path: Path, options: CorpusOptions) -> Iterator[Record]:
+    for file in _table_files(path, ".jsonl"):
+        rows, bad = [], []
+        with file.open("rb") as f:
+            for i, line in enumerate(f):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise ValueError("not an object")
+                    rows.append(row)
+                except ValueError:
+                    bad.append(Record("", f"{file.name}:{i}", line, status="bad-json"))
+        yield from bad
+        yield from _row_records(rows, file, options)
+
+
+def _parquet_records(path: Path, options: CorpusOptions) -> Iterator[Record]:
+    for file in _table_files(path, ".parquet"):
+        try:
+            frame = pl.read_parquet(file)
+        except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
+            raise CorpusError(f"{file}: not a readable Parquet file: {err}") from None
+        if options.text_column not in frame.columns:
+            raise CorpusError(f"{file}: no text column {options.text_column!r} (columns: {frame.columns})")
+        yield from _row_records(frame.to_dicts(), file, options)
+
+
+def source_records(source: str, options: CorpusOptions) -> list[Record]:
+    kind, path = source_kind(source)
+    if kind == "stdlib":
+        return list(_file_records([stdlib_root()], "**/*.py", skip=lambda p: "site-packages" in p.parts))
+    if kind == "site-packages":
+        return list(_file_records(site_packages_roots(), "**/*.py"))
+    if kind == "dir":
+        return list(_file_records([Path(path)], options.glob))
+    if kind == "jsonl":
+        return list(_jsonl_records(Path(path), options))
+    return list(_parquet_records(Path(path), options))
+
+
+def _decode(record: Record) -> tuple[str | None, str]:
+    if record.raw is None:
+        return None, "unreadable" if record.status == "ok" else record.status
+    if record.status != "ok":
+        return None, record.status
+    if record.text is not None:
+        return record.text, "ok"
+    try:
+        return record.raw.decode("utf-8"), "ok"
+    except UnicodeDecodeError:
+        return None, "non-utf8"
+
+
+def collect(
+    sources: list[str], options: CorpusOptions = CorpusOptions(), progress: ProgressFn | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(documents, manifest) for the named sources. Documents have split "train" until split."""
+    if not sources:
+        raise CorpusError("no sources given")
+    records = [(source, r) for source in sources for r in source_records(source, options)]
+    docs, manifest = [], []
+    for i, (source, record) in enumerate(records):
+        text, status = _decode(record)
+        digest = hashlib.sha256(record.raw).hexdigest() if record.raw is not None else ""
+        manifest.append((source, record.path, digest, len(record.raw or b""), status))
+        if text is not None:
+            docs.append({
+                "id": content_id(text),
+                "source": source,
+                "package": record.package,
+                "path": record.path,
+                "text": text,
+                "n_bytes": len(record.raw or b""),
+                "n_lines": text.count("\n") + (0 if text.endswith("\n") or not text else 1),
+                "split": "train",
+                "synthetic": False,
+            })
+        if progress and (i % 500 == 0 or i == len(records) - 1):
+            progress(i + 1, len(records))
+    order = {s: i for i, s in enumerate(sources)}
+    frame = pl.DataFrame(docs, schema=DOC_SCHEMA)
+    frame = frame.with_columns(pl.col("source").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+    frame = frame.sort(["_order", "package", "path"], maintain_order=True).drop("_order")
+    return frame, pl.DataFrame(manifest, schema=MANIFEST_SCHEMA, orient="row")
+
+
+def heldout_packages(sizes: dict[str, int], fraction: float) -> set[str]:
+    """Packages, taken in hash order, while the held-out share of bytes stays within `fraction`."""
+    budget = fraction * sum(sizes.values())
+    chosen: set[str] = set()
+    taken = 0
+    for package in sorted(sizes, key=lambda p: hashlib.sha1(p.encode()).hexdigest()):
+        if taken + sizes[package] <= budget:
+            chosen.add(package)
+            taken += sizes[package]
+    return chosen
+
+
+def assign_split(docs: pl.DataFrame, heldout_fraction: float) -> pl.DataFrame:
+    """Hold out whole packages (per source), about `heldout_fraction` of the bytes."""
+    key = pl.col("source") + pl.lit("/") + pl.col("package")
+    sizes = docs.group_by(key.alias("key")).agg(pl.col("n_bytes").sum())
+    held = heldout_packages(dict(zip(sizes["key"], sizes["n_bytes"], strict=True)), heldout_fraction)
+    split = pl.when(key.is_in(sorted(held))).then(pl.lit("heldout")).otherwise(pl.lit("train"))
+    return docs.with_columns(split.alias("split"))

@@ -1,0 +1,317 @@
+"""The data pipeline: sources, splits, tokenizers, builds and the mix sampler, on real files."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from scaler.config import ConfigError, parse_run_config
+from scaler.data import build as build_lib
+from scaler.data.build import BuildSpec, TierSpec, build, parse_build_spec
+from scaler.data.corpus import CorpusError, CorpusOptions, assign_split, collect
+from scaler.data.mix import MixError, MixSource, slot_tiers
+from scaler.data.tokenize import BYTE_EOS_ID, ByteTokenizer, TokenizerError, pack, train_bpe
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+GOOD = '''"""A small module."""
+
+import os
+
+
+def join(a, b):
+    """Join two paths."""
+    return os.path.join(a, b)
+
+
+def double(x):
+    return 2 * x
+'''
+
+
+def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def small_corpus(root: Path) -> Path:
+    """Real stdlib modules in four packages, a duplicate, an empty file and a non-UTF-8 file."""
+    files = {}
+    for package, names in {"alpha": ["textwrap", "shlex"], "beta": ["colorsys", "bisect"],
+                           "gamma": ["fnmatch", "glob"], "delta": ["keyword", "heapq"]}.items():
+        for name in names:
+            files[f"{package}/{name}.py"] = (STDLIB / f"{name}.py").read_bytes()
+    files["alpha/copy_of_textwrap.py"] = (STDLIB / "textwrap.py").read_bytes()
+    files["beta/__init__.py"] = ""
+    files["gamma/latin1.py"] = "# caf\xe9\n".encode("latin-1")
+    return write_tree(root, files)
+
+
+SMALL_TIERS = [
+    TierSpec(name="raw"),
+    TierSpec(name="filtered", steps=["min-size", "heuristics"]),
+    TierSpec(name="dedup", steps=["exact-dedup", "near-dedup"]),
+]
+
+
+def small_spec(root: Path, **overrides: object) -> BuildSpec:
+    raw = {"sources": [f"dir:{root}"], "tiers": [t.model_dump() for t in SMALL_TIERS], "heldout_fraction": 0.3,
+           **overrides}
+    return parse_build_spec(raw, "test")
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def test_dir_source_reads_counts_and_orders(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    docs, manifest = collect([f"dir:{root}"])
+    assert dict(manifest.group_by("status").len().iter_rows()) == {"ok": 10, "non-utf8": 1}
+    assert docs["package"].unique().sort().to_list() == ["alpha", "beta", "delta", "gamma"]
+    assert docs.sort(["package", "path"])["path"].to_list() == docs["path"].to_list()
+    textwrap = docs.filter(pl.col("path") == "alpha/textwrap.py").row(0, named=True)
+    assert textwrap["n_bytes"] == (STDLIB / "textwrap.py").stat().st_size
+    assert textwrap["n_lines"] == (STDLIB / "textwrap.py").read_text().count("\n")
+    again, manifest2 = collect([f"dir:{root}"])
+    assert again.equals(docs) and manifest2.equals(manifest)
+
+
+def test_table_sources(tmp_path: Path) -> None:
+    rows = [{"text": GOOD, "repo": "r1", "path": "a.py"}, {"text": "x = 1\n", "repo": "r2"}]
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n" + json.dumps({"text": 3}) + "\n")
+    docs, manifest = collect([f"jsonl:{jsonl}"])
+    assert docs["package"].to_list() == ["r1", "r2"] and docs["path"].to_list() == ["a.py", "docs.jsonl:1"]
+    assert sorted(manifest["status"].to_list()) == ["bad-json", "no-text", "ok", "ok"]
+
+    parquet = tmp_path / "docs.parquet"
+    pl.DataFrame({"content": [GOOD, "y = 2\n"], "repo_name": ["p", "q"]}).write_parquet(parquet)
+    docs, _ = collect([f"parquet:{parquet}"], CorpusOptions(text_column="content", package_column="repo_name"))
+    assert docs["package"].to_list() == ["p", "q"]
+    with pytest.raises(CorpusError, match="no text column 'text'"):
+        collect([f"parquet:{parquet}"])
+
+
+def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="does not exist"):
+        collect([f"dir:{tmp_path / 'missing'}"])
+    with pytest.raises(CorpusError, match="unknown source"):
+        collect(["ftp:somewhere"])
+    with pytest.raises(ConfigError, match="data.build.tiers"):
+        parse_build_spec({"tiers": [{"name": "a", "steps": ["no-such-step"]}]}, "spec.toml")
+    with pytest.raises(ConfigError, match="fraction"):
+        parse_build_spec({"tiers": [{"name": "a", "steps": ["corrupt:1.5"]}]}, "spec.toml")
+    with pytest.raises(ConfigError, match="base"):
+        parse_build_spec({"tiers": [{"name": "a"}, {"name": "b", "base": "c"}]}, "spec.toml")
+
+
+def test_split_holds_out_whole_packages() -> None:
+    docs, _ = collect(["stdlib"])
+    docs = assign_split(docs, 0.05)
+    per_package = docs.group_by(["source", "package"]).agg(pl.col("split").n_unique())
+    assert per_package["split"].max() == 1
+    held = docs.filter(pl.col("split") == "heldout")["n_bytes"].sum() / docs["n_bytes"].sum()
+    assert 0.03 < held <= 0.05
+
+
+# --- tokenizers ---------------------------------------------------------------------------------
+
+
+def test_byte_packing_puts_eos_after_each_document() -> None:
+    stream = pack(ByteTokenizer(), ["ab", "", "é"])
+    assert stream.tolist() == [97, 98, BYTE_EOS_ID, BYTE_EOS_ID, 0xC3, 0xA9, BYTE_EOS_ID]
+    assert stream.dtype == np.uint16
+
+
+def test_bpe_trains_compresses_and_round_trips() -> None:
+    texts = [(STDLIB / f"{m}.py").read_text() for m in ("textwrap", "shlex", "glob", "fnmatch", "bisect")]
+    tokenizer = train_bpe("bpe-600", texts)
+    assert tokenizer.vocab_size == 600 and tokenizer.eos_id == 599
+    ids = tokenizer.encode([texts[0]])[0]
+    assert len(ids) < 0.6 * len(texts[0].encode())
+    assert tokenizer.tokenizer.decode(ids.tolist()) == texts[0]
+    with pytest.raises(TokenizerError, match="bpe-N"):
+        train_bpe("wordpiece", texts)
+
+
+# --- builds -------------------------------------------------------------------------------------
+
+
+def test_build_writes_tiers_report_and_eval_sets(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    report = build(small_spec(root), tmp_path / "data")
+    out = tmp_path / "data"
+    assert not list(tmp_path.glob("data.partial-*"))
+    tiers = report["tiers"]
+    assert tiers["raw"]["documents"] == 10 and tiers["raw"]["yield_bytes"] == 1.0
+    assert tiers["raw"]["documents"] > tiers["filtered"]["documents"] > tiers["dedup"]["documents"]
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["min-size"]["removed"]["empty"]["documents"] == 1
+    dedup_removed = steps["exact-dedup"]["removed"]
+    assert dedup_removed["exact-duplicate"]["documents"] == 1
+    assert steps["exact-dedup"]["examples"]["exact-duplicate"][0]["path"] == "alpha/textwrap.py"
+    assert report["sources"][f"dir:{root}"]["non-utf8"]["files"] == 1
+    meta = json.loads((out / "tokens" / "bytes" / "meta.json").read_text())
+    for tier in ("raw", "filtered", "dedup"):
+        tokens = np.load(out / "tokens" / "bytes" / "train" / f"{tier}.npy")
+        assert tokens.dtype == np.uint16 and len(tokens) == meta["tiers"][tier]["tokens"]
+        assert (tokens == BYTE_EOS_ID).sum() == tiers[tier]["train_documents"]
+    humaneval = np.load(out / "tokens" / "bytes" / "eval" / "humaneval.npy")
+    assert (humaneval == BYTE_EOS_ID).sum() == 164
+    membership = pl.read_parquet(out / "tiers.parquet")
+    documents = pl.read_parquet(out / "documents.parquet")
+    heldout_rows = documents.filter(pl.col("split") == "heldout")["row"]
+    assert membership.filter(pl.col("tier") == "dedup")["row"].is_in(documents["row"].implode()).all()
+    assert len(heldout_rows) and (np.load(out / "tokens" / "bytes" / "eval" / "heldout.npy") == BYTE_EOS_ID).sum() \
+        == membership.filter((pl.col("tier") == "dedup") & pl.col("row").is_in(heldout_rows.implode())).height
+
+
+def test_builds_are_deterministic_and_skipped_when_unchanged(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    first = build(small_spec(root), tmp_path / "a")
+    second = build(small_spec(root), tmp_path / "b")
+    assert first["build_id"] == second["build_id"]
+    for name in ("documents.parquet", "tiers.parquet", "removed.parquet", "tokens/bytes/train/dedup.npy"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert build(small_spec(root), tmp_path / "a").get("skipped")
+    (root / "delta" / "new.py").write_text(GOOD)
+    assert build(small_spec(root), tmp_path / "a")["build_id"] != first["build_id"]
+
+
+def test_failed_build_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = small_corpus(tmp_path / "src")
+    build(small_spec(root), tmp_path / "data")
+    before = (tmp_path / "data" / "report.json").read_text()
+    (root / "delta" / "new.py").write_text(GOOD)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(build_lib, "tokenize_tiers", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build(small_spec(root), tmp_path / "data")
+    assert (tmp_path / "data" / "report.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]
+
+
+def test_corrupt_tier_is_synthetic_and_branches_from_its_base(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    tiers = [*[t.model_dump() for t in SMALL_TIERS], {"name": "dirty", "base": "dedup", "steps": ["corrupt:0.5"]}]
+    report = build(small_spec(root, tiers=tiers), tmp_path / "data")
+    assert report["tiers"]["dirty"]["synthetic"] and not report["tiers"]["dedup"]["synthetic"]
+    assert report["tiers"]["dirty"]["documents"] == report["tiers"]["dedup"]["documents"]
+    documents = pl.read_parquet(tmp_path / "data" / "documents.parquet")
+    dirty_rows = pl.read_parquet(tmp_path / "data" / "tiers.parquet").filter(pl.col("tier") == "dirty")["row"]
+    dirty = documents.filter(pl.col("row").is_in(dirty_rows.implode()))
+    assert 0 < dirty["synthetic"].sum() < len(dirty)
+    assert documents["row"].n_unique() == len(documents)
+
+
+# --- the mix sampler ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("mix")
+    root = small_corpus(tmp / "src")
+    build(small_spec(root, tokenizers=["bytes", "bpe-512"]), tmp / "data")
+    return tmp / "data"
+
+
+def test_batches_are_pure_functions_of_seed_and_index(built: Path) -> None:
+    a = MixSource(built, {"raw": 1, "dedup": 1})
+    b = MixSource(built, {"raw": 1, "dedup": 1})
+    in_order = [a.train_batch(7, i, 4, 32) for i in range(6)]
+    assert np.array_equal(b.train_batch(7, 5, 4, 32), in_order[5])  # a fresh source jumps straight to 5
+    assert np.array_equal(b.train_batch(7, 2, 4, 32), in_order[2])  # and back
+    assert not np.array_equal(a.train_batch(8, 5, 4, 32), in_order[5])
+    assert in_order[0].dtype == np.int32 and in_order[0].shape == (4, 33)
+
+
+def test_epoch_accounting_is_exact(built: Path) -> None:
+    source = MixSource(built, {"raw": 3, "dedup": 1}, unique_tokens={"dedup": 20 * 16 + 1})
+    seq_len, batch, n_batches = 16, 8, 25
+    windows = {t: source.n_windows(t, seq_len) for t in source.tiers}
+    assert windows["dedup"] == 20
+    stream = {t: np.asarray(source.streams[t]) for t in source.tiers}
+    seen = {t: [] for t in source.tiers}
+    for i in range(n_batches):
+        tiers = slot_tiers(i * batch, (i + 1) * batch, 0, source.cumulative)
+        for row, t in zip(source.train_batch(0, i, batch, seq_len), tiers, strict=True):
+            window = _window_index(stream[source.tiers[t]], row, seq_len)
+            assert window is not None
+            seen[source.tiers[t]].append(window)
+    usage = source.usage(0, n_batches, batch, seq_len)
+    for tier in source.tiers:
+        draws = len(seen[tier])
+        assert usage[f"tokens_{tier}"] == draws * seq_len
+        assert usage[f"epochs_{tier}"] == pytest.approx(draws / windows[tier])
+    full, rest = divmod(len(seen["dedup"]), windows["dedup"])
+    assert full >= 2  # the capped pool repeats
+    counts = np.bincount(seen["dedup"], minlength=windows["dedup"])
+    assert set(counts.tolist()) <= {full, full + 1} and (counts == full + 1).sum() == rest  # once per epoch
+    assert len(seen["raw"]) / (n_batches * batch) == pytest.approx(0.75, abs=0.02)
+    assert usage["data_tokens"] == n_batches * batch * seq_len
+
+
+def _window_index(stream: np.ndarray, row: np.ndarray, seq_len: int) -> int | None:
+    n = (len(stream) - 1) // seq_len
+    for w in range(n):
+        if np.array_equal(stream[w * seq_len : w * seq_len + seq_len + 1], row):
+            return w
+    return None
+
+
+def test_mix_errors(built: Path) -> None:
+    with pytest.raises(MixError, match="unknown tier 'shiny'"):
+        MixSource(built, {"shiny": 1.0})
+    with pytest.raises(MixError, match="positive"):
+        MixSource(built, {"raw": 0.0})
+    with pytest.raises(MixError, match="not built"):
+        MixSource(built, {"raw": 1.0}, tokenizer="bpe-1024")
+    with pytest.raises(MixError, match="unknown eval set"):
+        MixSource(built, {"raw": 1.0}).eval_set("mbpp", 64, 16)
+    with pytest.raises(ConfigError, match="data.mix"):
+        parse_run_config({"model": {"target_params": 30_000}, "train": {"tokens": 1 << 16, "batch_size": 8},
+                          "data": {"dir": str(built), "mix": {"raw": -1.0}}})
+
+
+def test_bpe_data_reports_bits_per_byte(built: Path) -> None:
+    source = MixSource(built, {"dedup": 1.0}, tokenizer="bpe-512")
+    assert source.vocab_size == 512 and source.bytes_per_token > 1.5
+    assert source.eval_bytes_per_token("humaneval") > 1.5
+    assert source.train_batch(0, 0, 2, 32).max() < 512
+
+
+def test_a_run_trains_on_built_data_and_records_its_epochs(built: Path, tmp_path: Path) -> None:
+    from scaler.store import Store, load_runs
+    from scaler.train.loop import train_run
+
+    config = parse_run_config({
+        "model": {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 96, "vocab_size": 257, "seq_len": 32},
+        "train": {"tokens": 20 * 8 * 32, "batch_size": 8, "lr": 1e-2, "eval_tokens": 256},
+        "data": {"dir": str(built), "mix": {"raw": 1, "dedup": 1}, "eval_sets": ["heldout", "humaneval"]},
+    })
+    result = train_run(config, Store(str(tmp_path)))
+    assert result.state == "done" and math.isfinite(result.final["eval_humaneval_loss"])
+    row = load_runs(str(tmp_path)).row(0, named=True)
+    assert row["data_build_id"] == json.loads((built / "build.json").read_text())["build_id"]
+    assert row["tokens_raw"] + row["tokens_dedup"] == 20 * 8 * 32
+    assert row["epochs_dedup"] == pytest.approx(row["tokens_dedup"] / row["unique_tokens_dedup"])
+    shutil.copytree(built, tmp_path / "rebuilt")
+    (tmp_path / "rebuilt" / "build.json").write_text(json.dumps({**json.loads((built / "build.json").read_text()),
+                                                                  "build_id": "different"}))
+    moved = config.model_copy(update={"data": config.data.model_copy(update={"build_id": row["data_build_id"],
+                                                                              "dir": str(tmp_path / "rebuilt")})})
+    with pytest.raises(ValueError, match="rebuilt"):
+        train_run(moved, Store(str(tmp_path / "other")))
