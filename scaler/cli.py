@@ -130,13 +130,16 @@ def data_build(
 
 
 def _print_tiers(report: dict[str, Any]) -> None:
-    table = Table("tier", "steps", "documents", "MB", "yield (bytes)", *[f"{t} tokens" for t in report["tokenizers"]],
-                  title="tiers (training split)")
+    tokenizers = list(report["tokenizers"])
+    table = Table("tier", "built from", "docs", "MB", "yield", *[f"{t} tokens" for t in tokenizers],
+                  title="tiers (training split; yield = share of raw tokens)")
     for name, tier in report["tiers"].items():
-        steps = " + ".join(tier["steps"]) or "-"
+        own = tier["steps"][len(report["tiers"][tier["base"]]["steps"]):] if tier["base"] else tier["steps"]
+        built_from = " + ".join(([tier["base"]] if tier["base"] else []) + own) or "sources"
         label = f"{name} [yellow](synthetic)[/]" if tier["synthetic"] else name
-        tokens = [f"{tier[f'{t}_train_tokens']:,} ({tier[f'{t}_yield']:.1%})" for t in report["tokenizers"]]
-        table.add_row(label, steps, f"{tier['train_documents']:,}", _mb(tier["train_bytes"]), f"{tier['yield_bytes']:.1%}",
+        tokens = [f"{tier[f'{t}_train_tokens']:,}" for t in tokenizers]
+        yield_ = tier[f"{tokenizers[0]}_yield"] if tokenizers else tier["yield_bytes"]
+        table.add_row(label, built_from, f"{tier['train_documents']:,}", _mb(tier["train_bytes"]), f"{yield_:.1%}",
                       *tokens)
     console.print(table)
 
@@ -159,13 +162,16 @@ def data_inspect(
         for status, entry in statuses.items():
             sources.add_row(name, status, f"{entry['files']:,}", _mb(entry["bytes"]))
     console.print(sources)
-    steps = Table("tier", "step", "docs in", "docs out", "MB removed", "seconds", "FLOPs", "reasons", title="steps")
+    steps = Table("tier", "step", "docs in → out", "MB removed", "seconds", "FLOPs", title="cleaning steps")
+    reasons = Table("step", "reason", "docs", "MB", title="removal reasons")
     for step in report["steps"]:
-        reasons = ", ".join(f"{r} {v['documents']:,}" for r, v in step["removed"].items()) or "-"
-        steps.add_row(step["tier"], step["step"], f"{step['documents_in']:,}", f"{step['documents_out']:,}",
+        steps.add_row(step["tier"], step["step"], f"{step['documents_in']:,} → {step['documents_out']:,}",
                       _mb(step["bytes_in"] - step["bytes_out"]), f"{step['seconds']:.1f}",
-                      f"{step['flops']:.3g}" if step["flops"] else "-", reasons)
+                      f"{step['flops']:.3g}" if step["flops"] else "-")
+        for reason, entry in step["removed"].items():
+            reasons.add_row(step["step"], reason, f"{entry['documents']:,}", _mb(entry["bytes"]))
     console.print(steps)
+    console.print(reasons)
     _print_tiers(report)
     for step in report["steps"]:
         for reason, cases in step["examples"].items():

@@ -315,3 +315,55 @@ def test_a_run_trains_on_built_data_and_records_its_epochs(built: Path, tmp_path
                                                                               "dir": str(tmp_path / "rebuilt")})})
     with pytest.raises(ValueError, match="rebuilt"):
         train_run(moved, Store(str(tmp_path / "other")))
+
+
+# --- a real build over a slice of the standard library, through the CLI -------------------------
+
+
+def test_cli_builds_a_stdlib_slice_with_the_default_tiers_and_inspects_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from scaler.cli import app
+
+    root = tmp_path / "stdlib-slice"
+    for package in ("json", "email", "asyncio", "importlib"):
+        shutil.copytree(STDLIB / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "email" / "pasted.py").write_text(
+        "import os\n\n" + build_lib.humaneval_texts()[0] + "\n\nprint(has_close_elements([1.0], 0.5))\n")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(f"""
+[data]
+dir = "{tmp_path / 'data'}"
+
+[data.build]
+sources = ["dir:{root}"]
+tokenizers = ["bytes", "bpe-1024"]
+heldout_fraction = 0.2
+
+[data.build.steps.perplexity]
+reference_params = 20000
+reference_tokens = 40960
+reference_seq_len = 64
+reference_batch_size = 16
+""")
+    result = CliRunner().invoke(app, ["data", "build", str(spec)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "data" / "report.json").read_text())
+    assert list(report["tiers"]) == ["raw", "filtered", "dedup", "clean"]
+    decontaminate = next(s for s in report["steps"] if s["step"] == "decontaminate")
+    assert [e["path"] for cases in decontaminate["examples"].values() for e in cases] == ["email/pasted.py"]
+    ppl = next(s for s in report["steps"] if s["step"] == "perplexity")
+    assert ppl["flops"] > ppl["notes"]["reference_training_flops"] > 0
+    assert 0.25 < 1 - ppl["documents_out"] / ppl["documents_in"] < 0.4  # the tail third
+    yields = [t["bpe-1024_yield"] for t in report["tiers"].values()]
+    assert yields[0] == 1.0 and yields == sorted(yields, reverse=True)
+    documents = pl.read_parquet(tmp_path / "data" / "documents.parquet")
+    train, held = (set(documents.filter(pl.col("split") == s)["package"]) for s in ("train", "heldout"))
+    assert held and not train & held
+
+    shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "data")])
+    assert shown.exit_code == 0 and "humaneval-" in shown.output and "high-perplexity" in shown.output
+    again = CliRunner().invoke(app, ["data", "build", str(spec)])
+    assert again.exit_code == 0 and "up to date" in again.output
+    bad = CliRunner().invoke(app, ["data", "build", str(spec), "--tiers", "shiny"])
+    assert bad.exit_code == 2 and "unknown tier 'shiny'" in bad.output

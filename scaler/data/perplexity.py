@@ -6,8 +6,9 @@ default: generated tables, minified or encoded data, odd dialects) is dropped. T
 is a scaler run: either one named by `model` (a run folder in any store) or one trained here, by
 `train_run`, on the training split of the documents this step receives, into `reference_store`.
 
-Each document is scored on its first `score_bytes` bytes (byte tokens; an EOS token in front as
-context) in windows of the model's sequence length. The score is nats per byte; the cost is the
+Each document is scored on up to `score_windows` windows of the model's sequence length, spread
+evenly over the document (byte tokens; the first window starts with an EOS token as context), so
+a long file is judged on more than its license header. The score is nats per byte; the cost is the
 reference model's training FLOPs (when trained here) plus 2 N per scored token (forward only,
 flops_v1 / 3), recorded in the build report so a recommendation can charge it to the tier.
 """
@@ -36,10 +37,10 @@ class PerplexityParams(BaseModel):
         default=None, description="run folder (STORE/runs/RUN_ID) of a byte-level scaler model; None: train one here"
     )
     reference_params: int = Field(default=60_000, gt=0, description="target parameters of the reference model")
-    reference_tokens: int = Field(default=2_000_000, gt=0, description="training tokens of the reference model")
+    reference_tokens: int = Field(default=1_500_000, gt=0, description="training tokens of the reference model")
     reference_seq_len: int = Field(default=256, gt=0, description="sequence length of the reference model")
-    reference_batch_size: int = Field(default=16, gt=0, description="batch size of the reference model")
-    score_bytes: int = Field(default=1024, gt=0, description="bytes scored per document (its beginning)")
+    reference_batch_size: int = Field(default=32, gt=0, description="batch size of the reference model")
+    score_windows: int = Field(default=2, gt=0, description="windows of seq_len bytes scored per document")
     tail_percentile: float = Field(
         default=200 / 3, gt=0, lt=100,
         description="documents scoring above this percentile are dropped (CCNet: head/middle/tail at 33/67)",
@@ -81,13 +82,15 @@ def train_reference(docs: pl.DataFrame, params: PerplexityParams, store_root: Pa
     return result.run_dir, float(run_info(resolve(config))["flops"])
 
 
-def score_windows(texts: list[str], score_bytes: int, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Windows (n, seq_len + 1) of [EOS] + the first bytes of each text, their masks and owners."""
+def score_windows(texts: list[str], max_windows: int, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Up to `max_windows` windows (seq_len + 1 tokens) per text, spread evenly; masks; owners."""
     windows, masks, owners = [], [], []
     for i, text in enumerate(texts):
-        data = np.frombuffer(text.encode("utf-8", "surrogatepass")[:score_bytes], np.uint8).astype(np.int32)
+        data = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8).astype(np.int32)
         tokens = np.concatenate([[BYTE_EOS_ID], data])
-        for start in range(0, len(data), seq_len):
+        n = min(max_windows, math.ceil(len(data) / seq_len))
+        starts = np.linspace(0, max(len(tokens) - seq_len - 1, 0), num=n).astype(np.int64) if n else []
+        for start in starts:
             chunk = tokens[start : start + seq_len + 1]
             window = np.zeros(seq_len + 1, np.int32)
             window[: len(chunk)] = chunk
@@ -102,9 +105,9 @@ def score_windows(texts: list[str], score_bytes: int, seq_len: int) -> tuple[np.
 
 
 def score_documents(
-    run_dir: str, texts: list[str], score_bytes: int, batch_size: int = 64, progress: ProgressFn | None = None
+    run_dir: str, texts: list[str], max_windows: int, batch_size: int = 64, progress: ProgressFn | None = None
 ) -> tuple[np.ndarray, float]:
-    """Nats per byte of each text's beginning (NaN for empty texts), and the FLOPs spent."""
+    """Nats per byte of each text's scored windows (NaN for empty texts), and the FLOPs spent."""
     import jax.numpy as jnp
 
     from scaler.model.family import flops_per_token
@@ -115,7 +118,7 @@ def score_documents(
     if config.model.vocab_size < 257:
         raise ValueError(f"{run_dir}: the perplexity filter needs a byte-level model (vocab_size >= 257)")
     seq_len = config.model.seq_len
-    windows, masks, owners = score_windows(texts, score_bytes, seq_len)
+    windows, masks, owners = score_windows(texts, max_windows, seq_len)
     step = step_lib.make_sequence_loss_step(graphdef, jnp.float32, batch_size)
     params = step_lib.replicate(params, batch_size)
     losses = np.zeros(len(windows), np.float64)
@@ -151,7 +154,7 @@ def perplexity(
         run_dir, training_flops = train_reference(docs, params, reference_store)
     elif not Path(run_dir).is_dir():
         raise FileNotFoundError(f"perplexity.model: {run_dir} is not a run folder")
-    scores, scoring_flops = score_documents(run_dir, docs["text"].to_list(), params.score_bytes, progress=progress)
+    scores, scoring_flops = score_documents(run_dir, docs["text"].to_list(), params.score_windows, progress=progress)
     finite = scores[np.isfinite(scores)]
     threshold = float(np.percentile(finite, params.tail_percentile)) if len(finite) else math.inf
     drop = np.isfinite(scores) & (scores > threshold)
@@ -162,7 +165,7 @@ def perplexity(
         removed=removed_rows(docs["id"].filter(pl.Series(drop)).to_list(), ["high-perplexity"] * int(drop.sum()), details),
         flops=training_flops + scoring_flops,
         notes={
-            "reference_run": str(run_dir),
+            "reference_run": str(run_dir) if params.model else "reference/runs/" + Path(run_dir).name,
             "reference_training_flops": training_flops,
             "scoring_flops": scoring_flops,
             "threshold_bits_per_byte": threshold / math.log(2),
