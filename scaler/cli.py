@@ -19,10 +19,12 @@ configure_cpu()  # one XLA CPU device per core, before JAX starts (scaler/runtim
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Scaling-law and data-mix experiment planner.")
 console = Console()
 
-DEMO_RUN = Path(__file__).resolve().parent.parent / "examples" / "demo_run.toml"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEMO_RUN = EXAMPLES / "demo_run.toml"
+DEMO_DATA = EXAMPLES / "demo_data.toml"
 
 
-def _train_with_progress(config: RunConfig, store_root: str) -> None:
+def _train_with_progress(config: RunConfig, store_root: str):
     from scaler.store import Store
     from scaler.train.defaults import resolve
     from scaler.train.loop import run_info, train_run
@@ -57,6 +59,7 @@ def _train_with_progress(config: RunConfig, store_root: str) -> None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         console.print(table)
     console.print(f"results: {result.run_dir}")
+    return result
 
 
 @app.command()
@@ -67,10 +70,10 @@ def train(
     """Train one run into the store, resuming from its checkpoint if it was interrupted."""
     try:
         config = load_run_config(run_file)
+        _train_with_progress(config, store)
     except ConfigError as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
-    _train_with_progress(config, store)
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Build and inspect cleaned, tokenized data tiers.")
@@ -103,7 +106,7 @@ def data_build(
     force: Annotated[bool, typer.Option(help="rebuild even if an identical build is there")] = False,
 ) -> None:
     """Read sources, clean them into tiers, tokenize, and write shards, eval sets and a report."""
-    from scaler.data.build import BuildSpec, build, load_build_spec, parse_build_spec
+    from scaler.data.build import BuildSpec, load_build_spec, parse_build_spec
 
     try:
         build_spec, spec_dir = load_build_spec(spec) if spec else (BuildSpec(), None)
@@ -115,18 +118,25 @@ def data_build(
         out_dir = out or (Path(spec_dir) if spec_dir else None)
         if out_dir is None:
             raise ConfigError("--out: name the output folder (or set data.dir in the spec)")
-        columns = (TextColumn("{task.description:<24}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console) as bar:
-            report = build(build_spec, out_dir, force=force, progress=_Bars(bar))
+        report = _build_with_progress(build_spec, out_dir, force)
     except (ConfigError, FileNotFoundError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
+    _print_tiers(report)
+
+
+def _build_with_progress(build_spec, out_dir: Path, force: bool = False) -> dict[str, Any]:
+    from scaler.data.build import build
+
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        report = build(build_spec, out_dir, force=force, progress=_Bars(bar))
     if report.get("skipped"):
         console.print(f"{out_dir}: build {report['build_id']} is up to date (--force rebuilds it)")
     else:
         console.print(f"built {report['build_id']} into {out_dir}: {_mb(report['bytes_read'])} MB in "
                       f"{report['seconds']:.1f} s ({report['mb_per_s']:.2f} MB/s)")
-    _print_tiers(report)
+    return report
 
 
 def _print_tiers(report: dict[str, Any]) -> None:
@@ -183,10 +193,23 @@ def data_inspect(
 
 @app.command()
 def demo(store: Annotated[str, typer.Option(help="results store root")] = "store/demo") -> None:
-    """Train the demo run (a small model on this machine's standard library) and show where it went."""
-    _train_with_progress(load_run_config(DEMO_RUN), store)
-    load = f"python -c \"from scaler.store import load_curves; print(load_curves('{store}'))\""
-    console.print(f"load its curves with: {load}", soft_wrap=True, markup=False)
+    """Build the demo data (this machine's standard library in quality tiers), train on its clean
+    and raw tiers, and compare them on the same held-out code."""
+    from scaler.data.build import load_build_spec
+
+    build_spec, data_dir = load_build_spec(DEMO_DATA)
+    _print_tiers(_build_with_progress(build_spec, Path(data_dir)))
+    config = load_run_config(DEMO_RUN)
+    results = {}
+    for tier in ("clean", "raw"):
+        data = config.data.model_copy(update={"mix": {tier: 1.0}})
+        results[tier] = _train_with_progress(config.model_copy(update={"name": f"demo-{tier}", "data": data}), store)
+    table = Table("trained on", "heldout bits/byte", "humaneval bits/byte", title="same model, same tokens")
+    for tier, result in results.items():
+        table.add_row(tier, *(f"{result.final.get(f'eval_{s}_bpb', float('nan')):.4f}" for s in ("heldout", "humaneval")))
+    console.print(table)
+    load = f"python -c \"from scaler.store import load_runs; print(load_runs('{store}'))\""
+    console.print(f"load the runs with: {load}", soft_wrap=True, markup=False)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
+from scaler.config import ConfigError
 from scaler.data.documents import DOC_SCHEMA, content_id
 
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {
@@ -40,7 +41,7 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
 
-class CorpusError(ValueError):
+class CorpusError(ConfigError):
     """A source that cannot be read at all (missing path, unknown kind, missing column)."""
 
 

@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from scaler.config import ConfigError
 from scaler.data.source import even_windows
 
 GOLDEN_UINT64 = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd
 COUNT_CHUNK = 1 << 20
 
 
-class MixError(ValueError):
+class MixError(ConfigError):
     """A mix that cannot be drawn from this data (unknown tier, bad weights, tier too small)."""
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scaler.config import ConfigError
+
 BYTE_VOCAB_SIZE = 257  # 256 byte values + EOS
 BYTE_EOS_ID = 256
 EOS_TOKEN = "<|endoftext|>"
@@ -25,7 +27,7 @@ MAX_UINT16_VOCAB = 65_535
 ProgressFn = Callable[[int, int], None]
 
 
-class TokenizerError(ValueError):
+class TokenizerError(ConfigError):
     pass
 
 
