@@ -20,6 +20,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
 	$(VENV)/bin/python benchmarks/train_throughput.py
+	$(VENV)/bin/python benchmarks/data_build.py
 
 clean:
-	rm -rf $(VENV) store .pytest_cache
+	rm -rf $(VENV) store data .pytest_cache

@@ -51,7 +51,7 @@ import importlib.resources
 import json
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -319,16 +319,19 @@ def _first_failure(m: dict[str, Any], text: str, p: HeuristicsParams) -> Failure
     return None
 
 
-def heuristics(docs: pl.DataFrame, params: HeuristicsParams) -> StepOutput:
+def heuristics(
+    docs: pl.DataFrame, params: HeuristicsParams, progress: Callable[[int, int], None] | None = None
+) -> StepOutput:
     """StarCoder's basic filter, StarCoder2's encoded-data and auto-generated rules, OpenCoder's
     Python rules; each removed file gets the first rule it fails (see `_first_failure`)."""
     measures = _heuristic_measures(docs, params)
+    failures: list[Failure] = []
     with warnings.catch_warnings(), _gc_paused():  # warnings: invalid escape sequences etc.
         warnings.simplefilter("ignore")
-        failures = [
-            _first_failure(m, text, params)
-            for m, text in zip(measures.iter_rows(named=True), docs["text"].to_list(), strict=True)
-        ]
+        for i, (m, text) in enumerate(zip(measures.iter_rows(named=True), docs["text"].to_list(), strict=True)):
+            failures.append(_first_failure(m, text, params))
+            if progress and (i % 200 == 199 or i == len(docs) - 1):
+                progress(i + 1, len(docs))
     unparsed = int((measures["n_bytes"] > params.parse_max_bytes).sum())
     return _output(docs, failures, {"not_parsed_too_large": unparsed})
 

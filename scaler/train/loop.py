@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 from flax import nnx
 
-from scaler.config import DataConfig, RunConfig, parse_run_config
+from scaler.config import ConfigError, DataConfig, RunConfig, parse_run_config
 from scaler.data.source import TokenSource, stdlib_source
 from scaler.model.family import count_params, count_params_nonembed, flops_per_token
 from scaler.model.transformer import init_model
@@ -151,7 +151,7 @@ def _train(
 ) -> RunResult:
     shape, train = config.model, config.train
     if source.vocab_size > shape.vocab_size:
-        raise ValueError(f"the data has {source.vocab_size} token ids but model.vocab_size is {shape.vocab_size}")
+        raise ConfigError(f"the data has {source.vocab_size} token ids but model.vocab_size is {shape.vocab_size}")
     platform = jax.default_backend()
     dtype = step_lib.compute_dtype_for(train.compute_dtype, platform)
     usage = source.usage(train.seed, info["steps"], train.batch_size, shape.seq_len)  # tokens drawn per pool, epochs
