@@ -1,11 +1,14 @@
 """Token sources: what the trainer reads batches and eval sets from.
 
 The interface is small on purpose: batch i of a run is a pure function of (seed, i), so resuming
-a run needs only its step, and two runs with the same seed see the same data.
+a run needs only its step, and two runs with the same seed see the same data. A source also says
+how many bytes a token stands for (losses convert to bits per byte) and how many tokens, unique
+tokens and epochs a run of n batches reads (the data-constrained laws need them).
 
-`StdlibSource` is the built-in source: every `.py` file of the running interpreter's standard
-library (site-packages excluded), byte-tokenized (256 byte values plus an EOS token between
-documents), split by top-level package so that no package is both trained on and held out.
+Two implementations:
+- `stdlib_source()`: the running interpreter's standard library read in memory (scaler/data/corpus.py),
+  byte tokens, whole packages held out; no build needed, for quick runs and tests;
+- `MixSource` (scaler/data/mix.py): the tiers of a folder written by `scaler data build`, mixed by weight.
 """
 
 from __future__ import annotations
