@@ -197,13 +197,17 @@ def demo(store: Annotated[str, typer.Option(help="results store root")] = "store
     and raw tiers, and compare them on the same held-out code."""
     from scaler.data.build import load_build_spec
 
-    build_spec, data_dir = load_build_spec(DEMO_DATA)
-    _print_tiers(_build_with_progress(build_spec, Path(data_dir)))
-    config = load_run_config(DEMO_RUN)
-    results = {}
-    for tier in ("clean", "raw"):
-        data = config.data.model_copy(update={"mix": {tier: 1.0}})
-        results[tier] = _train_with_progress(config.model_copy(update={"name": f"demo-{tier}", "data": data}), store)
+    try:
+        build_spec, data_dir = load_build_spec(DEMO_DATA)
+        _print_tiers(_build_with_progress(build_spec, Path(data_dir)))
+        config = load_run_config(DEMO_RUN)
+        results = {}
+        for tier in ("clean", "raw"):
+            data = config.data.model_copy(update={"mix": {tier: 1.0}})
+            results[tier] = _train_with_progress(config.model_copy(update={"name": f"demo-{tier}", "data": data}), store)
+    except ConfigError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
     table = Table("trained on", "heldout bits/byte", "humaneval bits/byte", title="same model, same tokens")
     for tier, result in results.items():
         table.add_row(tier, *(f"{result.final.get(f'eval_{s}_bpb', float('nan')):.4f}" for s in ("heldout", "humaneval")))

@@ -25,6 +25,7 @@ file, the dotted key path and what was expected.
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -108,6 +109,12 @@ class DataConfig(_Strict):
     heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     eval_sets: list[str] = ["heldout"]
     build_id: str | None = Field(default=None, description="filled from the data folder when a run resolves")
+
+    @field_validator("dir")
+    @classmethod
+    def _normalised_dir(cls, path: str | None) -> str | None:
+        """`d`, `d/` and `./d` are one folder, and so one run id."""
+        return os.path.normpath(path) if path is not None else None
 
     @field_validator("mix")
     @classmethod

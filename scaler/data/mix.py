@@ -6,7 +6,8 @@ Batch i of a run is a pure function of (seed, i), so resuming needs only the ste
   u_j = frac((j + offset(seed)) / golden ratio), and tier t owns an interval of [0, 1) as wide as
   its weight. Over any stretch of slots each tier's share stays within a few slots of its weight
   (no sampling noise in the mix), and which tier a slot reads never depends on the others;
-- tier t's k-th draw reads window perm_{seed, t, e}[k mod W_t] of epoch e = k // W_t, where the
+- tier t's k-th draw reads window perm_{seed, t, e}[k mod W_t] of epoch e = k // W_t (the order
+  depends on the tier's name, not on the mix it is in), where the
   tier's stream (documents, EOS between them, optionally capped at `unique_tokens`) is cut into
   W_t windows of seq_len + 1 tokens at a stride of seq_len: every window is read once per epoch,
   in a fresh order each epoch, as the data-constrained experiments of Muennighoff et al. do;
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +122,15 @@ class MixSource:
         return float(self.meta["eval"][name]["bytes_per_token"])
 
     def n_windows(self, tier: str, seq_len: int) -> int:
-        return (len(self.streams[tier]) - 1) // seq_len
+        return max(0, (len(self.streams[tier]) - 1) // seq_len)
+
+    def check_windows(self, seq_len: int) -> None:
+        for tier in self.tiers:
+            if self.n_windows(tier, seq_len) < 1:
+                raise MixError(
+                    f"data.mix: tier {tier!r} has {len(self.streams[tier])} tokens in {self.data_dir}, "
+                    f"fewer than one sequence (seq_len + 1 = {seq_len + 1})"
+                )
 
     def _draws_before(self, seed: int, slot: int) -> np.ndarray:
         """Draws from each tier in slots [0, slot), continuing from the cached cursor when possible."""
@@ -134,11 +144,13 @@ class MixSource:
             counts += np.bincount(slot_tiers(lo, hi, seed, self.cumulative), minlength=len(self.tiers))
         return counts
 
-    @functools.lru_cache(maxsize=16)  # noqa: B019 - one source per run; a few epochs' orders
-    def _order(self, seed: int, tier_index: int, epoch: int, n_windows: int) -> np.ndarray:
-        return np.random.default_rng([seed, tier_index, epoch]).permutation(n_windows)
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one source per run; a few epochs' orders per tier
+    def _order(self, seed: int, tier: str, epoch: int, n_windows: int) -> np.ndarray:
+        """Window order of one epoch of a tier: the same for a tier whatever mix it is in."""
+        return np.random.default_rng([seed, zlib.crc32(tier.encode()), epoch]).permutation(n_windows)
 
     def train_batch(self, seed: int, index: int, batch_size: int, seq_len: int) -> np.ndarray:
+        self.check_windows(seq_len)
         first = index * batch_size
         counts = self._draws_before(seed, first)
         tiers = slot_tiers(first, first + batch_size, seed, self.cumulative)
@@ -146,10 +158,8 @@ class MixSource:
         for b, t in enumerate(tiers):
             name = self.tiers[t]
             n_windows = self.n_windows(name, seq_len)
-            if n_windows < 1:
-                raise MixError(f"tier {name!r} has fewer than seq_len + 1 = {seq_len + 1} tokens")
             epoch, k = divmod(int(counts[t]), n_windows)
-            start = int(self._order(seed, int(t), epoch, n_windows)[k]) * seq_len
+            start = int(self._order(seed, name, epoch, n_windows)[k]) * seq_len
             batch[b] = self.streams[name][start : start + seq_len + 1]
             counts[t] += 1
         self._cursor = (seed, first + batch_size, counts)
@@ -166,16 +176,17 @@ class MixSource:
         return even_windows(stream, math.ceil(n_tokens / seq_len), seq_len + 1)
 
     def usage(self, seed: int, n_batches: int, batch_size: int, seq_len: int) -> dict[str, float]:
+        self.check_windows(seq_len)
         draws = self._draws_before(seed, n_batches * batch_size)
         out: dict[str, float] = {}
         for t, name in enumerate(self.tiers):
             windows = self.n_windows(name, seq_len)
             out[f"tokens_{name}"] = int(draws[t]) * seq_len
             out[f"unique_tokens_{name}"] = windows * seq_len
-            out[f"epochs_{name}"] = int(draws[t]) / windows if windows else math.inf
+            out[f"epochs_{name}"] = int(draws[t]) / windows
         tokens = int(draws.sum()) * seq_len
         unique = sum(self.n_windows(name, seq_len) for name in self.tiers) * seq_len
-        return {**out, "data_tokens": tokens, "unique_tokens": unique, "epochs": tokens / unique if unique else math.inf}
+        return {**out, "data_tokens": tokens, "unique_tokens": unique, "epochs": tokens / unique}
 
     def describe(self) -> dict[str, object]:
         return {

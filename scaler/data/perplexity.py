@@ -15,6 +15,7 @@ flops_v1 / 3), recorded in the build report so a recommendation can charge it to
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from scaler.config import ConfigError, parse_run_config
 from scaler.data.documents import StepOutput, removed_rows
 from scaler.data.source import StreamSource, TokenStreams
 from scaler.data.tokenize import BYTE_EOS_ID, ByteTokenizer, pack
@@ -61,12 +63,20 @@ def reference_source(docs: pl.DataFrame) -> StreamSource:
 
 
 def train_reference(docs: pl.DataFrame, params: PerplexityParams, store_root: Path) -> tuple[str, float]:
-    """Train the reference model on the documents' train split; (run folder, training FLOPs)."""
-    from scaler.config import parse_run_config
+    """Train the reference model on the documents' train split; (run folder, training FLOPs).
+
+    The store is keyed by the documents trained on, so two perplexity steps over different tiers
+    train two models (a run id hashes only the config)."""
     from scaler.store import Store
     from scaler.train.loop import run_info, train_run
 
     source = reference_source(docs)
+    if len(source.streams.splits["train"]) < params.reference_seq_len + 1:
+        raise ConfigError(
+            f"the perplexity reference model needs at least reference_seq_len + 1 = {params.reference_seq_len + 1} "
+            f"training tokens; these documents have {len(source.streams.splits['train'])}"
+        )
+    trained_on = hashlib.sha256("\n".join(docs.filter(pl.col("split") == "train")["id"]).encode()).hexdigest()[:16]
     has_heldout = len(source.streams.splits["heldout"]) > params.reference_seq_len + 1
     config = parse_run_config({
         "name": "perplexity-reference",
@@ -74,7 +84,7 @@ def train_reference(docs: pl.DataFrame, params: PerplexityParams, store_root: Pa
         "train": {"tokens": params.reference_tokens, "batch_size": params.reference_batch_size, "seed": params.seed},
         "data": {"eval_sets": ["heldout" if has_heldout else "train"]},
     }, source="perplexity step")
-    result = train_run(config, Store(str(store_root)), source=source)
+    result = train_run(config, Store(str(store_root / trained_on)), source=source)
     if result.state != "done":
         raise RuntimeError(f"the perplexity reference model diverged ({result.final}); see {result.run_dir}")
     from scaler.train.defaults import resolve
@@ -115,8 +125,9 @@ def score_documents(
     from scaler.train.loop import load_trained
 
     config, graphdef, params = load_trained(run_dir)
-    if config.model.vocab_size < 257:
-        raise ValueError(f"{run_dir}: the perplexity filter needs a byte-level model (vocab_size >= 257)")
+    if config.data.tokenizer != "bytes":
+        raise ConfigError(f"{run_dir}: the perplexity filter needs a model trained on byte tokens "
+                          f"(this one used {config.data.tokenizer!r})")
     seq_len = config.model.seq_len
     windows, masks, owners = score_windows(texts, max_windows, seq_len)
     step = step_lib.make_sequence_loss_step(graphdef, jnp.float32, batch_size)
@@ -146,6 +157,8 @@ def perplexity(
     progress: ProgressFn | None = None,
 ) -> StepOutput:
     """Drop the documents whose score lies above the `tail_percentile` percentile."""
+    if docs.is_empty():
+        return StepOutput(kept=docs, notes={"scored": 0})
     training_flops = 0.0
     run_dir = params.model
     if run_dir is None:
@@ -153,7 +166,7 @@ def perplexity(
             raise ValueError("the perplexity step needs `model` (a run folder) or a store to train one in")
         run_dir, training_flops = train_reference(docs, params, reference_store)
     elif not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"perplexity.model: {run_dir} is not a run folder")
+        raise ConfigError(f"perplexity.model: {run_dir} is not a run folder")
     scores, scoring_flops = score_documents(run_dir, docs["text"].to_list(), params.score_windows, progress=progress)
     finite = scores[np.isfinite(scores)]
     threshold = float(np.percentile(finite, params.tail_percentile)) if len(finite) else math.inf
@@ -165,7 +178,7 @@ def perplexity(
         removed=removed_rows(docs["id"].filter(pl.Series(drop)).to_list(), ["high-perplexity"] * int(drop.sum()), details),
         flops=training_flops + scoring_flops,
         notes={
-            "reference_run": str(run_dir) if params.model else "reference/runs/" + Path(run_dir).name,
+            "reference_run": str(run_dir) if params.model else str(Path(run_dir).relative_to(reference_store.parent)),
             "reference_training_flops": training_flops,
             "scoring_flops": scoring_flops,
             "threshold_bits_per_byte": threshold / math.log(2),

@@ -1,8 +1,9 @@
 """Tokenizers and packing: documents -> one uint16 token stream, EOS after every document.
 
 `bytes`: the UTF-8 bytes (ids 0-255) and EOS = 256, nothing to train.
-`bpe-N`: byte-level BPE with N ids (the last one EOS) trained with the `tokenizers` package on
-the clean tier's training split only, saved as `tokenizers/bpe-N.json` with the data.
+`bpe-N`: byte-level BPE with exactly N ids (the last one EOS) trained with the `tokenizers`
+package on the training split of the build's eval tier (`clean` by default) only, saved as
+`tokenizers/bpe-N.json` with the data. A literal "<|endoftext|>" in a document stays text.
 
 Each stream records bytes per token so that a loss in nats per token converts to bits per byte:
 bpb = loss / ln 2 / bytes_per_token.
@@ -87,10 +88,16 @@ def train_bpe(name: str, texts: Sequence[str]) -> BpeTokenizer:
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     tokenizer.add_special_tokens([EOS_TOKEN])
+    if tokenizer.get_vocab_size() != vocab_size:
+        raise TokenizerError(
+            f"tokenizer {name!r}: the training text ({sum(map(len, texts)):,} characters) yields only "
+            f"{tokenizer.get_vocab_size()} ids; train on more text or choose a smaller vocabulary"
+        )
     return _bpe(name, tokenizer)
 
 
 def _bpe(name: str, tokenizer) -> BpeTokenizer:
+    tokenizer.encode_special_tokens = True  # a document's literal "<|endoftext|>" is text, not EOS
     eos = tokenizer.token_to_id(EOS_TOKEN)
     return BpeTokenizer(name, tokenizer, vocab_size=tokenizer.get_vocab_size(), eos_id=eos)
 

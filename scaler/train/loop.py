@@ -55,11 +55,11 @@ ProgressFn = Callable[[dict[str, Any]], None]
 def open_source(data: DataConfig) -> TokenSource:
     if data.dir is None:
         return stdlib_source(data.heldout_fraction)
-    from scaler.data.mix import MixSource
+    from scaler.data.mix import MixError, MixSource
 
     source = MixSource(data.dir, data.mix, data.tokenizer, data.unique_tokens)
     if data.build_id is not None and data.build_id != source.build_id:
-        raise ValueError(
+        raise MixError(
             f"data.dir {data.dir} holds build {source.build_id}, but this run was configured on build "
             f"{data.build_id}: the data was rebuilt since"
         )
@@ -68,9 +68,13 @@ def open_source(data: DataConfig) -> TokenSource:
 
 def load_trained(run_dir: str | Path) -> tuple[RunConfig, nnx.GraphDef, Any]:
     """A finished run's config, graph definition and parameters at its last checkpoint."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.json").exists() or run_dir.parent.name != "runs":
+        raise ConfigError(f"{run_dir}: not a run folder (STORE/runs/RUN_ID with a config.json)")
     store = Store(str(run_dir.parent.parent))
     config = parse_run_config(store.read_config(run_dir.name), source=str(run_dir / "config.json"))
+    if store.read_status(run_dir.name).get("state") != "done":
+        raise ConfigError(f"{run_dir}: the run is not done")
     ckpt = Checkpointer(store.ckpt_dir(run_dir.name))
     step = ckpt.latest_step()
     if step is None:
