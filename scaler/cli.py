@@ -191,10 +191,220 @@ def data_inspect(
                 console.print(f"    {snippet}", markup=False, soft_wrap=False, overflow="ellipsis")
 
 
+# --- sweeps ------------------------------------------------------------------------------------
+
+
+def _load_sweep(spec_file: Path):
+    from scaler.sweep.spec import expand, load_sweep_spec
+
+    spec = load_sweep_spec(spec_file)
+    return spec, expand(spec)
+
+
+def _states(store_root: str, runs) -> dict[str, str]:
+    from scaler.store import Store
+
+    store = Store(store_root)
+    return {r.run_id: store.read_status(r.run_id)["state"] for r in runs}
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
+
+
+@app.command()
+def plan(
+    spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    peak_flops: Annotated[float | None, typer.Option(help="FLOP/s of the target hardware (e.g. 989e12)")] = None,
+    mfu: Annotated[float | None, typer.Option(help="model FLOPs utilisation expected there (default 0.4)")] = None,
+    usd_per_hour: Annotated[float | None, typer.Option(help="price of one device hour")] = None,
+    force: Annotated[bool, typer.Option(help="exit 0 even if the plan exceeds the spec's budgets")] = False,
+) -> None:
+    """One row per run (id, shape, parameters, tokens, FLOPs, epochs per tier, estimated time), then totals."""
+    import json
+
+    from scaler.sweep.plan import make_plan, over_budget
+
+    try:
+        spec, runs = _load_sweep(spec_file)
+        result = make_plan(spec, runs, peak_flops, mfu, usd_per_hour, _states(spec.store_root, runs))
+    except ConfigError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    problems = over_budget(spec, result)
+    if json_out:
+        print(json.dumps({**result.to_json(), "over_budget": problems}, indent=1))
+    else:
+        _print_plan(spec, result)
+    if problems and not force:
+        for problem in problems:
+            console.print(f"[red]over budget:[/] {problem} (--force to go ahead)")
+        raise typer.Exit(3)
+
+
+def _print_plan(spec, result) -> None:
+    tiers = sorted({t for r in result.rows for t in r.epochs})
+    table = Table("run id", "design", "mix", "seed", "shape", "params", "tokens", "FLOPs",
+                  *[f"epochs {t}" for t in tiers], "est.", "state", title=f"sweep {spec.name}: {len(result.rows)} runs")
+    for r in result.rows:
+        table.add_row(r.run_id, r.point, r.mix, str(r.seed), f"{r.d_model}x{r.n_layers}", f"{r.n_params:,}",
+                      f"{r.tokens:,}", f"{r.flops:.3g}", *[f"{r.epochs.get(t, 0):.3f}" for t in tiers],
+                      _seconds(r.est_seconds), r.state)
+    console.print(table)
+    usd = f", ${result.total_usd:,.2f}" if result.total_usd is not None else ""
+    left = [r.est_seconds for r in result.rows if r.state not in ("done", "diverged")]
+    hours = f" ({result.total_seconds / 3600:.2f} h)" if result.total_seconds is not None else ""
+    console.print(f"total {result.total_flops:.3g} FLOPs, {_seconds(result.total_seconds)}{hours}{usd}; "
+                  f"left to run: {len(left)} runs, {_seconds(None if None in left else sum(left))}; "
+                  f"estimate: {result.estimate}")
+    if result.provisional_ids:
+        console.print("[yellow]data not built yet:[/] run ids are provisional until `scaler data build` or `scaler run`")
+
+
+@app.command()
+def calibrate(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")]) -> None:
+    """Measure training throughput of every shape in the spec on this machine (used by `scaler plan`)."""
+    from scaler.sweep.plan import cache_path, calibrate as measure
+
+    try:
+        _, runs = _load_sweep(spec_file)
+    except ConfigError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("calibrating shapes", total=None)
+        measured = measure(runs, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    table = Table("shape", "tokens/s", "GFLOP/s", title=f"throughput on this machine ({cache_path()})")
+    for key, entry in sorted(measured.items()):
+        table.add_row(key, f"{entry['tokens_per_s']:,.0f}", f"{entry['flops_per_s'] / 1e9:.1f}")
+    console.print(table)
+
+
+def _prepare_data(spec) -> None:
+    """Build the spec's data if it has a [data.build] table (skipped when up to date)."""
+    if spec.data.dir is None or spec.data.build is None:
+        return
+    from scaler.data.build import parse_build_spec
+
+    _build_with_progress(parse_build_spec(spec.data.build, "data.build"), Path(spec.data.dir))
+
+
+@app.command()
+def run(
+    spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
+    runner: Annotated[str, typer.Option(help="local | ray | slurm")] = "local",
+    workers: Annotated[int, typer.Option(help="local: runs trained at once (processes)")] = 1,
+    max_runs: Annotated[int | None, typer.Option(help="train at most this many runs now")] = None,
+    address: Annotated[str | None, typer.Option(help="ray: HOST:PORT of the head (or RAY_ADDRESS)")] = None,
+    slurm_cluster: Annotated[str | None, typer.Option(help="slurm: submitit cluster (None: auto, 'local', 'debug')")] = None,
+    force: Annotated[bool, typer.Option(help="run even if the plan exceeds the spec's budgets")] = False,
+) -> None:
+    """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
+    from scaler.sweep.plan import make_plan, over_budget
+    from scaler.sweep.spec import expand
+
+    try:
+        spec, _ = _load_sweep(spec_file)
+        _prepare_data(spec)
+        runs = expand(spec)  # now with the data's build id
+        states = _states(spec.store_root, runs)
+        problems = over_budget(spec, make_plan(spec, runs, states=states))
+        if problems and not force:
+            raise ConfigError("; ".join(problems) + " (--force to go ahead)")
+    except ConfigError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    todo = [r for r in runs if states[r.run_id] not in ("done", "diverged")][: max_runs or None]
+    console.print(f"sweep [bold]{spec.name}[/]: {len(runs)} runs, {len(runs) - len([r for r in runs if states[r.run_id] not in ('done', 'diverged')])} "
+                  f"done, {len(todo)} to run now ({runner}); store {spec.store_root}")
+    configs = [r.config.model_dump(mode="json") for r in todo]
+    try:
+        outcomes = _dispatch(runner, configs, spec, workers, address, slurm_cluster, todo)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] the current run is back to pending; run the same command to resume")
+        raise typer.Exit(130) from None
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome["state"]] = counts.get(outcome["state"], 0) + 1
+    console.print("outcomes: " + ", ".join(f"{state} {n}" for state, n in sorted(counts.items())))
+    for outcome in outcomes:
+        if outcome["state"] == "failed":
+            console.print(f"[red]failed[/] {outcome['run_id']}: {outcome['error']}")
+    if counts.get("failed"):
+        raise typer.Exit(1)
+
+
+def _dispatch(runner: str, configs, spec, workers: int, address, slurm_cluster, todo):
+    resources = spec.resources.model_dump()
+    if runner == "ray":
+        from scaler.sweep.cluster import run_on_ray
+
+        return run_on_ray(configs, spec.store_root, resources, spec.retries, address=address)
+    if runner == "slurm":
+        from scaler.sweep.cluster import run_on_slurm
+
+        return run_on_slurm(configs, spec.store_root, resources, spec.retries, cluster=slurm_cluster)
+    if runner != "local":
+        raise ConfigError(f"--runner: expected local, ray or slurm (got {runner!r})")
+    from scaler.sweep.runners import run_local
+
+    names = {r.run_id: r.config.name for r in todo}
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        sweep_task = bar.add_task("runs", total=len(configs), info="")
+        run_task = bar.add_task("current run", total=None, info="")
+
+        def on_step(row: dict[str, Any]) -> None:
+            bar.update(run_task, description=names.get(row["run_id"], row["run_id"])[-48:], completed=row["step"],
+                       total=row["steps"], info=f"loss {row['train_loss']:.3f}  {row['tokens_per_s']:,.0f} tok/s")
+
+        def on_outcome(outcome: dict[str, Any]) -> None:
+            bar.advance(sweep_task)
+            bar.update(sweep_task, info=f"last: {outcome['run_id']} {outcome['state']}")
+
+        return run_local(configs, spec.store_root, spec.retries, workers, on_outcome=on_outcome, on_step=on_step)
+
+
+@app.command()
+def status(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")]) -> None:
+    """Runs per state, the last error of failed runs, time spent and estimated time left."""
+    from scaler.store import Store
+    from scaler.sweep.plan import make_plan
+
+    try:
+        spec, runs = _load_sweep(spec_file)
+    except ConfigError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    store = Store(spec.store_root)
+    statuses = {r.run_id: store.read_status(r.run_id) for r in runs}
+    result = make_plan(spec, runs, states={k: v["state"] for k, v in statuses.items()})
+    counts: dict[str, int] = {}
+    spent = 0.0
+    for st in statuses.values():
+        counts[st["state"]] = counts.get(st["state"], 0) + 1
+        if st.get("started_at") and st["state"] in ("done", "diverged", "failed"):
+            spent += max(0.0, st.get("finished_at", st.get("updated_at", st["started_at"])) - st["started_at"])
+    table = Table("state", "runs", title=f"sweep {spec.name} ({spec.store_root})")
+    for state in ("done", "running", "pending", "failed", "diverged"):
+        table.add_row(state, str(counts.get(state, 0)))
+    console.print(table)
+    for run_id, st in statuses.items():
+        if st["state"] == "failed":
+            console.print(f"[red]failed[/] {run_id} after {st.get('attempts', 0)} attempts: {st.get('error', '?')}")
+    left = [r.est_seconds for r in result.rows if r.state not in ("done", "diverged")]
+    left_s = None if None in left else sum(left)
+    console.print(f"time spent: {_seconds(spent)}; estimated time left: {_seconds(left_s)} ({len(left)} runs)")
+
+
 @app.command()
 def demo(store: Annotated[str, typer.Option(help="results store root")] = "store/demo") -> None:
-    """Build the demo data (this machine's standard library in quality tiers), train on its clean
-    and raw tiers, and compare them on the same held-out code."""
+    """Build the demo data (the standard library in tiers), train on clean and raw, compare them."""
     from scaler.data.build import load_build_spec
 
     try:

@@ -10,6 +10,13 @@ Layout, under a root that is a local path or an fsspec URL (gs://, s3://, memory
                           eval_<set>_loss (nats), eval_<set>_bpb; one row per logged step
         run_info.json     extra files written with write_json (e.g. n_params, flops_per_token)
         ckpt/             orbax checkpoints, written by the trainer (see ckpt_dir)
+        claim.json        {"owner", "host", "pid", "claimed_at", "heartbeat"} while a worker holds the run
+
+Claims: a worker takes a run by creating claim.json exclusively (O_EXCL on local disks, mode "xb"
+through fsspec), keeps its heartbeat fresh, and deletes it when the run ends. A claim whose
+heartbeat is older than `stale_after_s` (or whose process on this host is gone) belongs to a dead worker: another worker takes it over
+by renaming it aside (one rename wins) and creating its own. So two submitters, or a submitter and
+a cluster task, never train the same run at once.
 
 A run id is the first 16 hex characters of the sha256 of the canonical JSON of its config, so a
 re-submitted sweep finds its runs again. Every file is written under a temporary name and renamed
@@ -54,6 +61,19 @@ def canonical_json(obj: Any) -> str:
 def run_id_of(config: Mapping[str, Any]) -> str:
     """The run id: first 16 hex characters of sha256 of the config's canonical JSON."""
     return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:16]
+
+
+def _alive(claim: Mapping[str, Any]) -> bool:
+    """False only when the claim's process is known dead (same host, no such pid)."""
+    if claim.get("host") != socket.gethostname() or not isinstance(claim.get("pid"), int):
+        return True
+    try:
+        os.kill(claim["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -196,6 +216,64 @@ class Store:
             status = self.read_status(run_id)
             status["heartbeat"] = time.time()
             self.write_json(run_id, "status.json", status)
+
+    # -- claims --------------------------------------------------------------------------------
+    def _create_exclusive(self, path: str, data: bytes) -> bool:
+        if _is_local(self.fs):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        try:
+            with self.fs.open(path, "xb") as f:
+                f.write(data)
+            return True
+        except FileExistsError:
+            return False
+
+    def read_claim(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            return self._read_json_file(self._path(run_id, "claim.json"))
+        except StoreError:
+            return None  # being written or torn: treat as held
+
+    def claim(self, run_id: str, owner: str, stale_after_s: float = 120.0) -> bool:
+        """Take the run for `owner`; False if a live worker holds it."""
+        now = time.time()
+        payload = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "claimed_at": now, "heartbeat": now}
+        path = self._path(run_id, "claim.json")
+        if self._create_exclusive(path, _dump_json(payload)):
+            return True
+        held = self.read_claim(run_id)
+        if held is None or (now - float(held.get("heartbeat", now)) < stale_after_s and _alive(held)):
+            return False
+        aside = f"{path}.stale-{uuid.uuid4().hex}"
+        try:
+            self.fs.mv(path, aside)  # only one taker's move finds the file
+        except (FileNotFoundError, OSError):
+            return False
+        self.fs.rm(aside)
+        return self._create_exclusive(path, _dump_json(payload))
+
+    def refresh_claim(self, run_id: str, owner: str) -> bool:
+        """Renew the heartbeat of our claim; False if it is no longer ours."""
+        held = self.read_claim(run_id)
+        if not held or held.get("owner") != owner:
+            return False
+        atomic_write_bytes(self.fs, self._path(run_id, "claim.json"), _dump_json({**held, "heartbeat": time.time()}))
+        return True
+
+    def release(self, run_id: str, owner: str) -> None:
+        held = self.read_claim(run_id)
+        if held and held.get("owner") == owner:
+            try:
+                self.fs.rm(self._path(run_id, "claim.json"))
+            except FileNotFoundError:
+                pass
 
     # -- metrics -------------------------------------------------------------------------------
     def write_metrics(self, run_id: str, metrics: pl.DataFrame) -> None:

@@ -144,6 +144,9 @@ def train_run(
     store.write_status(run_id, "running", attempts=attempts, started_at=time.time(), heartbeat=time.time())
     try:
         return _train(config, run_id, info, store, source or open_source(config.data), progress)
+    except KeyboardInterrupt:
+        store.write_status(run_id, "pending", interrupted_at=time.time())  # resumes from its checkpoint
+        raise
     except BaseException as err:
         last = traceback.format_exception_only(type(err), err)[-1].strip()
         store.write_status(run_id, "failed", error=last or type(err).__name__)

@@ -1,0 +1,206 @@
+"""Plans: what a sweep costs before it runs (FLOPs, epochs per tier, seconds, dollars).
+
+Seconds come from one of:
+- a throughput calibration measured on this machine (`scaler calibrate SPEC`): a few timed steps
+  of every distinct (shape, batch) of the spec, plus its compile time (twice: the train and the
+  eval step), cached per machine in
+  `~/.cache/scaler/calibration.json` (SCALER_CACHE overrides the folder). A shape that was not
+  calibrated is estimated at the median FLOP rate of the shapes that were;
+- or, for other hardware, `peak_flops x mfu` (e.g. an H100's 989e12 bf16 dense at 40% MFU).
+Dollars are hours x `usd_per_hour`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaler.model.family import count_params, flops_per_token
+from scaler.sweep.spec import SweepRun, SweepSpec
+
+
+@dataclass
+class PlanRow:
+    run_id: str
+    name: str
+    point: str
+    mix: str
+    seed: int
+    d_model: int
+    n_layers: int
+    n_params: int
+    tokens: int
+    flops: float
+    epochs: dict[str, float] = field(default_factory=dict)
+    est_seconds: float | None = None
+    state: str = "pending"
+
+
+@dataclass
+class Plan:
+    rows: list[PlanRow]
+    total_flops: float
+    total_seconds: float | None
+    total_usd: float | None
+    estimate: str  # how seconds were estimated
+    provisional_ids: bool  # the data is not built yet: ids change once it is
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k != "rows"}, "runs": [asdict(r) for r in self.rows]}
+
+
+def machine_key() -> str:
+    """This machine, as the calibration cache knows it (no JAX import: planning stays fast)."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor()
+    return f"{platform.node()}|{cpu}|{os.cpu_count()}cpu"
+
+
+def shape_key(run: SweepRun) -> str:
+    s, b = run.config.model, run.config.train.batch_size
+    return f"d{s.d_model}-l{s.n_layers}-h{s.n_heads}-f{s.d_ff}-v{s.vocab_size}-t{s.seq_len}-b{b}"
+
+
+def cache_path() -> Path:
+    return Path(os.environ.get("SCALER_CACHE", Path.home() / ".cache" / "scaler")) / "calibration.json"
+
+
+def load_calibration() -> dict[str, dict[str, float]]:
+    """{shape key: {"tokens_per_s", "flops_per_s"}} measured on this machine."""
+    path = cache_path()
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text()).get(machine_key(), {})
+
+
+def save_calibration(entries: dict[str, dict[str, float]]) -> None:
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    everything = json.loads(path.read_text()) if path.exists() else {}
+    everything[machine_key()] = {**everything.get(machine_key(), {}), **entries}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(everything, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def calibrate(runs: list[SweepRun], steps: int = 8, progress=None) -> dict[str, dict[str, float]]:
+    """Time `steps` training steps (after compiling) of every distinct shape; cache the rates."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from scaler.model.transformer import init_model
+    from scaler.train import step as step_lib
+
+    shapes = {shape_key(r): r for r in runs}
+    measured = {}
+    for i, (key, run) in enumerate(sorted(shapes.items())):
+        shape, train = run.config.model, run.config.train
+        graphdef, params = nnx.split(init_model(shape, 0))
+        optimizer = step_lib.make_optimizer(train)
+        opt_state = optimizer.init(params)
+        params, opt_state = step_lib.replicate((params, opt_state), train.batch_size)
+        step = step_lib.make_train_step(graphdef, optimizer, jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16,
+                                        train.batch_size)
+        batch = np.random.default_rng(0).integers(0, shape.vocab_size, (train.batch_size, shape.seq_len + 1), np.int32)
+        t_compile = time.perf_counter()
+        params, opt_state, metrics = step(params, opt_state, batch, jnp.float32(1e-3))  # compile
+        jax.block_until_ready(metrics["loss"])
+        compile_s = time.perf_counter() - t_compile
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            params, opt_state, metrics = step(params, opt_state, batch, jnp.float32(1e-3))
+        jax.block_until_ready(metrics["loss"])
+        tokens_per_s = steps * train.batch_size * shape.seq_len / (time.perf_counter() - t0)
+        measured[key] = {"tokens_per_s": tokens_per_s, "flops_per_s": tokens_per_s * flops_per_token(shape),
+                         "startup_s": 2 * compile_s, "backend": jax.default_backend()}  # train and eval steps
+        if progress:
+            progress(i + 1, len(shapes))
+    save_calibration(measured)
+    return measured
+
+
+def tier_epochs(run: SweepRun, tier_tokens: dict[str, int]) -> dict[str, float]:
+    """Epochs of each tier's pool the run reads (tokens x weight / pool), from the build's sizes."""
+    data = run.config.data
+    out = {}
+    for tier, weight in data.mix.items():
+        pool = min(tier_tokens.get(tier, 0), data.unique_tokens.get(tier, tier_tokens.get(tier, 0)))
+        out[tier] = run.config.train.tokens * weight / pool if pool else float("nan")
+    return out
+
+
+def make_plan(
+    spec: SweepSpec,
+    runs: list[SweepRun],
+    peak_flops: float | None = None,
+    mfu: float | None = None,
+    usd_per_hour: float | None = None,
+    states: dict[str, str] | None = None,
+) -> Plan:
+    calibration = {} if peak_flops else load_calibration()
+    rate_s = statistics.median(v["flops_per_s"] for v in calibration.values()) if calibration else None
+    startup_s = statistics.median(v.get("startup_s", 0.0) for v in calibration.values()) if calibration else 0.0
+    tier_tokens = _tier_tokens(spec)
+    rows = []
+    for run in runs:
+        shape, train = run.config.model, run.config.train
+        flops = float(flops_per_token(shape)) * train.tokens
+        if peak_flops:
+            seconds = flops / (peak_flops * (mfu or 0.4))
+        elif shape_key(run) in calibration:
+            entry = calibration[shape_key(run)]
+            seconds = entry.get("startup_s", 0.0) + train.tokens / entry["tokens_per_s"]
+        else:
+            seconds = flops / rate_s + startup_s if rate_s else None
+        rows.append(PlanRow(
+            run_id=run.run_id, name=run.config.name, point=run.point.label, mix=_mix_text(run.mix), seed=train.seed,
+            d_model=shape.d_model, n_layers=shape.n_layers, n_params=count_params(shape), tokens=train.tokens,
+            flops=flops, epochs=tier_epochs(run, tier_tokens), est_seconds=seconds,
+            state=(states or {}).get(run.run_id, "pending"),
+        ))
+    seconds = [r.est_seconds for r in rows]
+    total_s = sum(seconds) if rows and None not in seconds else None
+    estimate = (f"peak {peak_flops:.3g} FLOP/s x MFU {mfu or 0.4:g}" if peak_flops
+                else f"calibration on this machine ({len(calibration)} shapes)" if calibration
+                else "none: run `scaler calibrate SPEC`, or give --peak-flops and --mfu")
+    return Plan(rows, sum(r.flops for r in rows), total_s,
+                total_s / 3600 * usd_per_hour if total_s is not None and usd_per_hour else None,
+                estimate, spec.data.dir is not None and not tier_tokens)
+
+
+def _mix_text(mix: dict[str, float]) -> str:
+    return ", ".join(f"{t} {w:.2f}" for t, w in sorted(mix.items())) or "stdlib"
+
+
+def _tier_tokens(spec: SweepSpec) -> dict[str, int]:
+    if spec.data.dir is None:
+        return {}
+    meta = Path(spec.data.dir) / "tokens" / spec.data.tokenizer / "meta.json"
+    if not meta.exists():
+        return {}
+    return {t: v["tokens"] for t, v in json.loads(meta.read_text())["tiers"].items()}
+
+
+def over_budget(spec: SweepSpec, plan: Plan) -> list[str]:
+    """Why the plan exceeds the budgets the spec declares (empty: within them)."""
+    problems = []
+    if spec.max_flops is not None and plan.total_flops > spec.max_flops:
+        problems.append(f"total {plan.total_flops:.3g} FLOPs > max_flops {spec.max_flops:.3g}")
+    if spec.max_hours is not None and plan.total_seconds is not None and plan.total_seconds / 3600 > spec.max_hours:
+        problems.append(f"estimated {plan.total_seconds / 3600:.2f} h > max_hours {spec.max_hours:g}")
+    return problems

@@ -1,0 +1,159 @@
+"""Engines: run a sweep's runs locally (the default), on a Ray cluster or on SLURM.
+
+Every engine calls `execute_run` for each run, wherever it runs: claim the run in the store
+(scaler/store.py: an exclusive claim file with a heartbeat), train it (`train_run` resumes from
+its checkpoint and returns at once for a run already done or diverged), retry failures up to
+`retries` times (a divergence is a result, not a failure), and release the claim. A run claimed by
+a live worker elsewhere is skipped, so any number of submitters and cluster tasks can work on one
+sweep and each run trains once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CLAIM_REFRESH_S = 10.0
+STALE_AFTER_S = 120.0
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    state: str  # done | diverged | failed | pending (interrupted) | claimed (held by a live worker elsewhere)
+    attempts: int = 0
+    final: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class _ClaimKeeper:
+    """Refreshes a claim's heartbeat from a background thread while the run trains."""
+
+    def __init__(self, store, run_id: str, owner: str, every_s: float = CLAIM_REFRESH_S):
+        self.store, self.run_id, self.owner, self.every_s = store, run_id, owner, every_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.every_s):
+            self.store.refresh_claim(self.run_id, self.owner)
+
+    def __enter__(self) -> _ClaimKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.store.release(self.run_id, self.owner)
+
+
+def execute_run(
+    config: dict[str, Any],
+    store_root: str,
+    retries: int = 0,
+    owner: str | None = None,
+    stale_after_s: float = STALE_AFTER_S,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Claim, train (resuming), retry failures, release; the outcome as a dict (picklable).
+
+    `config` is a RunConfig as JSON (`RunConfig.model_dump(mode="json")`). JAX is imported here,
+    inside the worker, so a cluster driver never needs it.
+    """
+    from scaler.runtime import configure_cpu
+
+    configure_cpu()  # before JAX starts in this worker: one XLA CPU device per core
+    from scaler.config import parse_run_config
+    from scaler.store import Store, run_id_of
+    from scaler.train.defaults import resolve
+    from scaler.train.loop import train_run
+
+    run = resolve(parse_run_config(config, source="sweep run"))
+    store, run_id, owner = Store(store_root), run_id_of(run.identity()), owner or new_owner()
+    state = store.read_status(run_id)["state"]
+    if state in ("done", "diverged"):
+        return Outcome(run_id, state, store.read_status(run_id).get("attempts", 0)).to_dict()
+    if not store.claim(run_id, owner, stale_after_s):
+        return Outcome(run_id, "claimed").to_dict()
+    with _ClaimKeeper(store, run_id, owner):
+        for attempt in range(retries + 1):
+            try:
+                result = train_run(run, store, progress=progress)
+                status = store.read_status(run_id)
+                return Outcome(run_id, result.state, status.get("attempts", 0), result.final).to_dict()
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # noqa: BLE001 - recorded in status.json by train_run; retried
+                error = f"{type(err).__name__}: {err}"
+                if attempt == retries:
+                    return Outcome(run_id, "failed", store.read_status(run_id).get("attempts", 0), error=error).to_dict()
+                time.sleep(min(2.0**attempt, 30.0))
+    raise AssertionError("unreachable")
+
+
+def run_local(
+    configs: list[dict[str, Any]],
+    store_root: str,
+    retries: int = 0,
+    workers: int = 1,
+    on_outcome: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    poll_s: float = 2.0,
+) -> list[dict[str, Any]]:
+    """Run every config here: in this process (workers=1, with per-step progress) or in a pool of
+    `workers` processes. Runs held by another live submitter are waited for, and taken over if
+    their claim goes stale, so the call returns when every run has an outcome."""
+    owner = new_owner()
+    outcomes: dict[int, dict[str, Any]] = {}
+    pending = list(range(len(configs)))
+    while pending:
+        if workers == 1:
+            results = ((i, execute_run(configs[i], store_root, retries, owner, progress=on_step)) for i in pending)
+        else:
+            results = _run_pool(configs, pending, store_root, retries, workers)
+        waiting = []
+        for i, outcome in results:
+            if outcome["state"] == "claimed":
+                waiting.append(i)
+                continue
+            outcomes[i] = outcome
+            if on_outcome:
+                on_outcome(outcome)
+        pending = waiting
+        if pending:
+            time.sleep(poll_s)
+    return [outcomes[i] for i in range(len(configs))]
+
+
+def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
+    """(index, outcome) pairs as the runs finish, from `workers` fresh processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from scaler.runtime import DEVICE_COUNT_FLAG
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: JAX is not fork-safe
+    flags = os.environ.get("XLA_FLAGS", "")
+    kept = " ".join(f for f in flags.split() if not f.startswith(DEVICE_COUNT_FLAG))
+    os.environ["XLA_FLAGS"] = f"{kept} {DEVICE_COUNT_FLAG}={max(1, (os.cpu_count() or 1) // workers)}".strip()
+    try:  # the workers share the cores: each gets its share of XLA host devices
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(execute_run, configs[i], store_root, retries): i for i in indices}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+    finally:
+        os.environ["XLA_FLAGS"] = flags

@@ -1,0 +1,327 @@
+"""Sweep specs (TOML): a design over model size x tokens x data mix, expanded into runs.
+
+A spec names a store, the data (a built folder, optionally with the `[data.build]` that makes it),
+the model family, the training settings shared by every run, per-run resources for cluster
+engines, and a design:
+
+- `[design.grid]`: target sizes x token counts (or tokens-per-parameter ratios);
+- `[design.isoflop]`: compute budgets x `points` sizes per budget, evenly spaced in log N over a
+  `span` (largest / smallest) centred on the expected optimum N* = sqrt(C / (6 r)) for r tokens
+  per parameter; each run's D = C / flops_per_token(shape) (flops_v1), rounded to whole steps, so
+  it hits its budget within 1% (checked);
+- `mixes` (tier weights) and/or `[design.random_mixes]` (K Dirichlet draws, RegMix-style, seeded);
+- `seeds` and `lr_multipliers` (on the run's learning rate, default or set).
+
+`expand(spec)` returns the runs as resolved RunConfigs with stable ids: the same spec always
+yields the same ids, and changing one run's settings changes only that run's id. Everything is
+validated before anything is written; errors name the file, the key path and the expected form.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scaler.config import (
+    ConfigError,
+    DataConfig,
+    ModelShape,
+    RunConfig,
+    TrainConfig,
+    format_validation_error,
+    load_toml,
+)
+from scaler.model.family import Family, count_params, flops_per_token
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+BUDGET_TOLERANCE = 0.01
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GridDesign(_Strict):
+    sizes: list[PositiveInt] = Field(min_length=1, description="target parameter counts")
+    tokens: list[PositiveInt] | None = None
+    tokens_per_param: list[PositiveFloat] | None = None
+
+    @model_validator(mode="after")
+    def _one_token_axis(self) -> GridDesign:
+        if (self.tokens is None) == (self.tokens_per_param is None):
+            raise ValueError("give exactly one of tokens or tokens_per_param")
+        return self
+
+
+class IsoflopDesign(_Strict):
+    budgets: list[PositiveFloat] = Field(min_length=1, description="training FLOPs per run (flops_v1)")
+    points: int = Field(default=5, ge=3, description="sizes per budget")
+    span: float = Field(default=8.0, gt=1, description="largest / smallest size at each budget")
+    tokens_per_param: float = Field(default=20.0, gt=0, description="where the span is centred: N* = sqrt(C / 6r)")
+
+
+class RandomMixes(_Strict):
+    count: PositiveInt
+    tiers: list[str] = Field(min_length=2)
+    alpha: float = Field(default=1.0, gt=0, description="Dirichlet concentration")
+    seed: int = 0
+
+
+class Design(_Strict):
+    grid: GridDesign | None = None
+    isoflop: IsoflopDesign | None = None
+    mixes: list[dict[str, float]] = []
+    random_mixes: RandomMixes | None = None
+    seeds: list[int] = Field(default=[0], min_length=1)
+    lr_multipliers: list[PositiveFloat] = Field(default=[1.0], min_length=1)
+
+    @model_validator(mode="after")
+    def _one_design(self) -> Design:
+        if (self.grid is None) == (self.isoflop is None):
+            raise ValueError("give exactly one of [design.grid] or [design.isoflop]")
+        return self
+
+
+class Resources(_Strict):
+    """What one run asks a cluster engine for (Ray, SLURM); the local engine ignores it."""
+
+    cpus: PositiveInt = 1
+    gpus: int = Field(default=0, ge=0)
+    tpu: str | None = None
+    memory_gb: PositiveFloat = 4.0
+    time_limit_min: PositiveInt = 60
+    partition: str | None = None
+    array_parallelism: PositiveInt = 64
+
+
+class SweepData(_Strict):
+    dir: str | None = None  # a built data folder; None: the in-memory standard library
+    tokenizer: str = "bytes"
+    eval_sets: list[str] = ["heldout"]
+    unique_tokens: dict[str, PositiveInt] = {}
+    heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    build: dict[str, Any] | None = None  # a [data.build] table: `scaler run` builds dir from it if missing
+
+
+class FamilySettings(_Strict):
+    vocab_size: PositiveInt | None = None  # default: 257 for bytes, N for bpe-N
+    seq_len: PositiveInt = 256
+    aspect_ratio: PositiveInt = 32
+    head_dim: PositiveInt = 16
+    ffn_ratio: PositiveFloat = 8 / 3
+    ffn_multiple: PositiveInt = 16
+
+
+class SweepSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    store: str | None = None  # default store/<name>
+    retries: int = Field(default=1, ge=0, description="retries of a failed run (not of a divergence)")
+    max_flops: PositiveFloat | None = None  # a budget the plan refuses to exceed without --force
+    max_hours: PositiveFloat | None = None
+    data: SweepData = SweepData()
+    model: FamilySettings = FamilySettings()
+    train: dict[str, Any] = {}
+    design: Design
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpec:
+        for key in ("tokens", "seed"):
+            if key in self.train:
+                raise ValueError(f"train.{key}: set by the design (design.grid/isoflop, design.seeds), not here")
+        TrainConfig.model_validate({**self.train, "tokens": 1})  # unknown keys and bad values, named
+        if self.data.dir is None and (self.design.mixes or self.design.random_mixes):
+            raise ValueError("design.mixes: mixes need data.dir (a folder written by `scaler data build`)")
+        if self.data.dir is not None and not (self.design.mixes or self.design.random_mixes):
+            raise ValueError("design.mixes: name at least one mix of the data's tiers, e.g. [{clean = 1.0}]")
+        for i, mix in enumerate(self.design.mixes):
+            try:
+                DataConfig(dir=self.data.dir, mix=mix)
+            except ValidationError as err:
+                raise ValueError(f"design.mixes.{i}: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        try:
+            _data_config(self.data, {"any": 1.0} if self.data.dir else {}, None)
+        except ValidationError as err:
+            raise ValueError(f"data: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        return self
+
+    @property
+    def store_root(self) -> str:
+        return self.store or f"store/{self.name}"
+
+    def family(self) -> Family:
+        vocab = self.model.vocab_size or _tokenizer_vocab(self.data.tokenizer)
+        return Family(vocab_size=vocab, seq_len=self.model.seq_len, aspect_ratio=self.model.aspect_ratio,
+                      head_dim=self.model.head_dim, ffn_ratio=self.model.ffn_ratio, ffn_multiple=self.model.ffn_multiple)
+
+    def all_mixes(self) -> list[dict[str, float]]:
+        mixes = [dict(m) for m in self.design.mixes]
+        random = self.design.random_mixes
+        if random:
+            draws = np.random.default_rng(random.seed).dirichlet([random.alpha] * len(random.tiers), size=random.count)
+            mixes += [{t: round(float(w), 6) for t, w in zip(random.tiers, row, strict=True)} for row in draws]
+        return mixes or [{}]
+
+
+def _tokenizer_vocab(name: str) -> int:
+    from scaler.data.tokenize import BYTE_VOCAB_SIZE, parse_tokenizer_name
+
+    return parse_tokenizer_name(name) or BYTE_VOCAB_SIZE
+
+
+def parse_sweep_spec(raw: dict[str, Any], source: str) -> SweepSpec:
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source).replace("(top level): ", "")) from None
+    if spec.data.build is not None:
+        from scaler.data.build import parse_build_spec
+
+        parse_build_spec(spec.data.build, source)
+    return spec
+
+
+def load_sweep_spec(path: str | Path) -> SweepSpec:
+    return parse_sweep_spec(load_toml(path), str(path))
+
+
+# --- expansion ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Point:
+    """One (size, tokens) cell of the design, before mixes, seeds and lr multipliers."""
+
+    label: str  # e.g. "C=1e+13" or "D=2e+06"
+    target: int  # the size asked of the family
+    shape: ModelShape
+    tokens: int
+    budget_flops: float | None = None
+
+
+@lru_cache(maxsize=4096)
+def _shape(family: Family, target: int) -> ModelShape:
+    return family.shape_for_params(target)
+
+
+def isoflop_sizes(budget: float, design: IsoflopDesign) -> list[int]:
+    """`points` sizes evenly spaced in log N over `span`, centred on N* = sqrt(C / (6 r))."""
+    center = math.sqrt(budget / (6 * design.tokens_per_param))
+    logs = np.linspace(-0.5, 0.5, design.points) * math.log(design.span) + math.log(center)
+    return [int(round(math.exp(x))) for x in logs]
+
+
+def design_points(spec: SweepSpec) -> list[Point]:
+    points = _design_points(spec)
+    seen: dict[tuple[ModelShape, int], Point] = {}
+    for point in points:
+        key = (point.shape, point.tokens)
+        if key in seen:
+            where = "design.grid.sizes" if spec.design.grid else "design.isoflop"
+            raise ConfigError(
+                f"{where}: sizes {seen[key].target:,} and {point.target:,} ({point.label}) give the same run (d_model {point.shape.d_model}, "
+                f"{point.shape.n_layers} layers, {count_params(point.shape):,} parameters); the family's shapes are "
+                "coarse at this scale: spread the sizes (or the isoflop span) further"
+            )
+        seen[key] = point
+    return points
+
+
+def _design_points(spec: SweepSpec) -> list[Point]:
+    family, design = spec.family(), spec.design
+    step_tokens = int(spec.train.get("batch_size", TrainConfig.model_fields["batch_size"].default)) * family.seq_len
+    points: list[Point] = []
+    if design.grid:
+        for target in design.grid.sizes:
+            shape = _shape(family, target)
+            if design.grid.tokens:
+                points += [Point(f"D={d:.3g}", target, shape, d) for d in design.grid.tokens]
+            else:
+                points += [Point(f"D/N={r:g}", target, shape, int(r * count_params(shape)))
+                           for r in design.grid.tokens_per_param]
+        return points
+    for i, budget in enumerate(design.isoflop.budgets):
+        for target in isoflop_sizes(budget, design.isoflop):
+            shape = _shape(family, target)
+            per_token = flops_per_token(shape)
+            steps = max(1, round(budget / per_token / step_tokens))
+            flops = steps * step_tokens * per_token
+            if abs(flops / budget - 1) > BUDGET_TOLERANCE:
+                raise ConfigError(
+                    f"design.isoflop.budgets.{i}: {budget:.3g} FLOPs is {budget / per_token / step_tokens:.1f} steps "
+                    f"of {step_tokens} tokens for a {count_params(shape):,}-parameter model; whole steps miss the "
+                    f"budget by {abs(flops / budget - 1):.1%} (> 1%): raise the budget or lower train.batch_size"
+                )
+            points.append(Point(f"C={budget:.3g}", target, shape, steps * step_tokens, budget))
+    return points
+
+
+def mix_label(mix: dict[str, float]) -> str:
+    if not mix:
+        return "stdlib"
+    if len(mix) == 1:
+        return next(iter(mix))
+    return "+".join(f"{t}{w:.2f}" for t, w in sorted(mix.items()))
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    run_id: str
+    config: RunConfig  # resolved: every default filled in
+    point: Point
+    mix: dict[str, float]
+    lr_multiplier: float
+
+
+def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
+    """Every run of the spec, resolved, with its id, in a fixed order.
+
+    `build_id`: the data folder's build id (read from it when None and the folder exists). Before
+    the data is built, ids are provisional: they change once the build id is known.
+    """
+    from scaler.store import run_id_of
+    from scaler.train.defaults import default_lr, resolve
+
+    data = spec.data
+    if data.dir is not None and build_id is None and (Path(data.dir) / "build.json").exists():
+        from scaler.data.mix import read_build
+
+        build_id = read_build(data.dir)["build_id"]
+    runs = []
+    for point in design_points(spec):
+        for mix in spec.all_mixes():
+            for seed in spec.design.seeds:
+                for multiplier in spec.design.lr_multipliers:
+                    base_lr = spec.train.get("lr") or default_lr(count_params(point.shape))
+                    train = {**spec.train, "tokens": point.tokens, "seed": seed, "lr": base_lr * multiplier}
+                    name = f"{spec.name}/{point.label}/N={count_params(point.shape)}/{mix_label(mix)}/s{seed}"
+                    if multiplier != 1.0:
+                        name += f"/lr*{multiplier:g}"
+                    data_config = _data_config(data, mix, build_id)
+                    config = RunConfig(name=name, model=point.shape, train=TrainConfig(**train), data=data_config)
+                    resolved = resolve(config) if data.dir is None or build_id else _resolve_unbuilt(config)
+                    runs.append(SweepRun(run_id_of(resolved.identity()), resolved, point, mix, multiplier))
+    return runs
+
+
+def _data_config(data: SweepData, mix: dict[str, float], build_id: str | None) -> DataConfig:
+    if data.dir is None:
+        return DataConfig(eval_sets=data.eval_sets, heldout_fraction=data.heldout_fraction)
+    caps = {t: c for t, c in data.unique_tokens.items() if t in mix}
+    return DataConfig(dir=data.dir, mix=mix, tokenizer=data.tokenizer, eval_sets=data.eval_sets,
+                      unique_tokens=caps, build_id=build_id)
+
+
+def _resolve_unbuilt(config: RunConfig) -> RunConfig:
+    """Resolve without reading the (not yet built) data folder: a provisional id."""
+    from scaler.train.defaults import resolve
+
+    placeholder = config.data.model_copy(update={"build_id": "unbuilt"})
+    return resolve(config.model_copy(update={"data": placeholder}))

@@ -1,0 +1,219 @@
+"""Sweep specs, expansion, plans, the claim protocol and the local engine, with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from scaler.cli import app
+from scaler.config import ConfigError
+from scaler.model.family import count_params, flops_per_token
+from scaler.store import Store
+from scaler.sweep.plan import make_plan, over_budget
+from scaler.sweep.spec import expand, parse_sweep_spec
+
+GRID = {
+    "name": "grid",
+    "model": {"seq_len": 32},
+    "train": {"batch_size": 8, "lr": 1e-2, "eval_tokens": 512},
+    "data": {"dir": "data/somewhere"},
+    "design": {"grid": {"sizes": [20_000, 80_000], "tokens": [10_240, 20_480]},
+               "mixes": [{"clean": 1.0}, {"clean": 0.5, "raw": 0.5}], "seeds": [0, 1]},
+}
+
+
+def with_design(**design: object) -> dict:
+    return {**GRID, "design": {**GRID["design"], **design}}
+
+
+def test_grid_expansion_counts_and_stable_ids() -> None:
+    spec = parse_sweep_spec(GRID, "grid.toml")
+    runs = expand(spec, build_id="b1")
+    assert len(runs) == 2 * 2 * 2 * 2 and len({r.run_id for r in runs}) == 16
+    assert [r.run_id for r in expand(spec, build_id="b1")] == [r.run_id for r in runs]
+    more = expand(parse_sweep_spec(with_design(seeds=[0, 1, 2]), "x"), build_id="b1")
+    assert {r.run_id for r in runs} < {r.run_id for r in more} and len(more) == 24
+    multiplied = expand(parse_sweep_spec(with_design(lr_multipliers=[1.0, 2.0]), "x"), build_id="b1")
+    assert {r.run_id for r in runs} < {r.run_id for r in multiplied}
+    assert {r.config.train.lr for r in multiplied} == {1e-2, 2e-2}
+    rebuilt = expand(spec, build_id="b2")
+    assert not {r.run_id for r in runs} & {r.run_id for r in rebuilt}  # new data, new runs
+    ratio = parse_sweep_spec(with_design(grid={"sizes": [20_000], "tokens_per_param": [10, 20]}), "x")
+    tokens = [r.config.train.tokens / count_params(r.config.model) for r in expand(ratio, build_id="b1")]
+    assert min(tokens) == pytest.approx(10, rel=0.05) and max(tokens) == pytest.approx(20, rel=0.05)
+
+
+def test_isoflop_runs_hit_their_budget_and_span_sizes_around_the_optimum() -> None:
+    raw = with_design(grid=None, isoflop={"budgets": [1e12, 1e13], "points": 4, "span": 16}, mixes=[{"clean": 1}],
+                      seeds=[0])
+    runs = expand(parse_sweep_spec(raw, "iso.toml"), build_id="b")
+    assert len(runs) == 8
+    for run in runs:
+        flops = flops_per_token(run.config.model) * run.config.train.tokens
+        assert flops == pytest.approx(run.point.budget_flops, rel=0.01)
+    sizes = sorted(count_params(r.config.model) for r in runs if r.point.budget_flops == 1e13)
+    assert sizes[-1] / sizes[0] > 4 and len(set(sizes)) == 4
+
+
+def test_random_mixes_are_seeded_dirichlet_draws() -> None:
+    raw = with_design(mixes=[], random_mixes={"count": 5, "tiers": ["raw", "dedup", "clean"], "seed": 3})
+    mixes = parse_sweep_spec(raw, "x").all_mixes()
+    assert len(mixes) == 5 and mixes == parse_sweep_spec(raw, "x").all_mixes()
+    assert all(abs(sum(m.values()) - 1) < 1e-5 and set(m) == {"raw", "dedup", "clean"} for m in mixes)
+    other = parse_sweep_spec(with_design(mixes=[], random_mixes={"count": 5, "tiers": ["raw", "clean"], "seed": 4}), "x")
+    assert other.all_mixes() != mixes
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"design": {"mixes": [{"clean": 1}]}}, "exactly one of [design.grid] or [design.isoflop]"),
+        ({"train": {"tokens": 5}}, "train.tokens: set by the design"),
+        ({"train": {"batch_size": 8, "warmpu_tokens": 5}}, "warmpu_tokens"),
+        ({"colour": "red"}, "colour: unknown key"),
+        ({"data": {}}, "mixes need data.dir"),
+        ({"design": {**GRID["design"], "mixes": [{"clean": -1.0}]}}, "design.mixes.0"),
+        ({"design": {**GRID["design"], "grid": {"sizes": [20_000], "tokens": [1], "tokens_per_param": [2]}}},
+         "exactly one of tokens or tokens_per_param"),
+        ({"design": {"isoflop": {"budgets": [1e8]}, "mixes": [{"clean": 1}]}}, "design.isoflop.budgets.0"),
+        ({"design": {**GRID["design"], "grid": {"sizes": [20_000, 21_000], "tokens": [10_240]}}}, "same run"),
+    ],
+)
+def test_spec_errors_name_the_key(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        spec = parse_sweep_spec({**GRID, **change}, "bad.toml")
+        expand(spec, build_id="b")
+    assert message in str(err.value)
+
+
+def test_plan_totals_epochs_and_budget(tmp_path: Path) -> None:
+    meta = tmp_path / "data" / "tokens" / "bytes"
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"tiers": {"clean": {"tokens": 40_960}, "raw": {"tokens": 81_920}}}))
+    raw = {**GRID, "data": {"dir": str(tmp_path / "data")}, "max_flops": 1e9}
+    spec = parse_sweep_spec(raw, "x")
+    runs = expand(spec, build_id="b")
+    plan = make_plan(spec, runs, peak_flops=1e9, mfu=0.5, usd_per_hour=3.6)
+    assert plan.total_flops == pytest.approx(sum(r.flops for r in plan.rows))
+    assert plan.total_seconds == pytest.approx(plan.total_flops / 5e8)
+    assert plan.total_usd == pytest.approx(plan.total_seconds / 1000)
+    half = next(r for r in plan.rows if r.mix == "clean 0.50, raw 0.50" and r.tokens == 20_480)
+    assert half.epochs == pytest.approx({"clean": 0.25, "raw": 0.125})
+    assert over_budget(spec, plan) and "max_flops" in over_budget(spec, plan)[0]
+
+
+# --- the claim protocol -------------------------------------------------------------------------
+
+
+def test_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    assert store.claim("r1", "a") and not store.claim("r1", "b")
+    assert store.refresh_claim("r1", "a") and not store.refresh_claim("r1", "b")
+    store.release("r1", "b")  # not b's to release
+    assert store.read_claim("r1")["owner"] == "a"
+    assert store.claim("r1", "b", stale_after_s=0.0)  # a's heartbeat is "old": taken over
+    assert store.read_claim("r1")["owner"] == "b"
+    store.release("r1", "b")
+    assert store.read_claim("r1") is None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = Path(store.run_dir("r2"))
+    path.mkdir(parents=True)
+    (path / "claim.json").write_text(json.dumps({"owner": "x", "host": os.uname().nodename, "pid": dead.pid,
+                                                 "heartbeat": time.time()}))
+    assert store.claim("r2", "c")  # same host, process gone: stale at once
+
+
+# --- the local engine, with real processes ------------------------------------------------------
+
+
+def sweep_file(tmp_path: Path, sizes: list[int], tokens: int = 16_384) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(f"""
+name = "t"
+store = "{tmp_path / 'store'}"
+[model]
+seq_len = 32
+[train]
+batch_size = 8
+lr = 1e-2
+eval_tokens = 256
+checkpoint_every_steps = 8
+[design.grid]
+sizes = {sizes}
+tokens = [{tokens}]
+[design]
+seeds = [0, 1]
+""")
+    return path
+
+
+def states_and_attempts(spec_path: Path) -> list[tuple[str, int]]:
+    from scaler.sweep.spec import load_sweep_spec
+
+    spec = load_sweep_spec(spec_path)
+    store = Store(spec.store_root)
+    return [(store.read_status(r.run_id)["state"], store.read_status(r.run_id).get("attempts", 0))
+            for r in expand(spec)]
+
+
+def scaler(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "SCALER_CPU_DEVICES": "1"}
+    return subprocess.Popen([sys.executable, "-m", "scaler.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_two_submitters_at_once_train_each_run_exactly_once(tmp_path: Path) -> None:
+    spec = sweep_file(tmp_path, [20_000, 80_000])
+    first, second = scaler("run", str(spec)), scaler("run", str(spec))
+    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    assert states_and_attempts(spec) == [("done", 1)] * 4
+    assert not list((tmp_path / "store").rglob("claim.json"))
+
+
+def test_a_killed_sweep_resumes_without_retraining_finished_runs(tmp_path: Path) -> None:
+    spec = sweep_file(tmp_path, [20_000, 80_000], tokens=32_768)
+    proc = scaler("run", str(spec))
+    store = Store(str(tmp_path / "store"))
+    deadline = time.time() + 200
+    while time.time() < deadline:  # wait for one run done and the next one under way
+        states = [s for s, _ in states_and_attempts(spec)]
+        if states.count("done") >= 1 and "running" in states:
+            break
+        time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = states_and_attempts(spec)
+    done_before = [i for i, (s, _) in enumerate(before) if s == "done"]
+    assert done_before and any(s == "running" for s, _ in before)
+    result = CliRunner().invoke(app, ["run", str(spec)])
+    assert result.exit_code == 0, result.output
+    after = states_and_attempts(spec)
+    assert all(s == "done" for s, _ in after)
+    assert all(after[i][1] == 1 for i in done_before)  # finished runs were not redone
+    assert max(a for _, a in after) == 2  # the killed run was resumed, once
+    shown = CliRunner().invoke(app, ["status", str(spec)])
+    assert shown.exit_code == 0 and "done" in shown.output
+    assert not list(Path(store.root).rglob("claim.json"))
+
+
+def test_plan_cli_refuses_a_spec_over_its_budget(tmp_path: Path) -> None:
+    spec = sweep_file(tmp_path, [20_000])
+    spec.write_text("max_flops = 1e6\n" + spec.read_text())
+    result = CliRunner().invoke(app, ["plan", str(spec), "--peak-flops", "1e12"])
+    assert result.exit_code == 3 and "max_flops" in result.output
+    forced = CliRunner().invoke(app, ["plan", str(spec), "--json", "--force", "--peak-flops", "1e12", "--mfu", "0.5"])
+    assert forced.exit_code == 0
+    plan = json.loads(forced.output)
+    assert len(plan["runs"]) == 2 and plan["total_seconds"] == pytest.approx(plan["total_flops"] / 5e11)
+    refused = CliRunner().invoke(app, ["run", str(spec)])
+    assert refused.exit_code == 2 and "max_flops" in refused.output
