@@ -12,9 +12,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from scaler.config import ConfigError, RunConfig, load_run_config
-from scaler.runtime import configure_cpu
+from scaler.runtime import configure_compilation_cache, configure_cpu
 
 configure_cpu()  # one XLA CPU device per core, before JAX starts (scaler/runtime.py)
+configure_compilation_cache()  # runs of one shape compile once
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Scaling-law and data-mix experiment planner.")
 console = Console()
@@ -256,7 +257,7 @@ def _print_plan(spec, result) -> None:
     console.print(table)
     usd = f", ${result.total_usd:,.2f}" if result.total_usd is not None else ""
     left = [r.est_seconds for r in result.rows if r.state not in ("done", "diverged")]
-    hours = f" ({result.total_seconds / 3600:.2f} h)" if result.total_seconds is not None else ""
+    hours = f" = {result.total_seconds / 3600:.2f} device-hours" if result.total_seconds is not None else ""
     console.print(f"total {result.total_flops:.3g} FLOPs, {_seconds(result.total_seconds)}{hours}{usd}; "
                   f"left to run: {len(left)} runs, {_seconds(None if None in left else sum(left))}; "
                   f"estimate: {result.estimate}")

@@ -68,15 +68,25 @@ def execute_run(
     owner: str | None = None,
     stale_after_s: float = STALE_AFTER_S,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    workdir: str | None = None,
 ) -> dict[str, Any]:
     """Claim, train (resuming), retry failures, release; the outcome as a dict (picklable).
 
     `config` is a RunConfig as JSON (`RunConfig.model_dump(mode="json")`). JAX is imported here,
-    inside the worker, so a cluster driver never needs it.
+    inside the worker, so a cluster driver never needs it. `workdir`: the submitter's working
+    folder, where a relative `data.dir` is found (a cluster worker starts elsewhere).
     """
-    from scaler.runtime import configure_cpu
+    if workdir is not None and os.path.abspath(workdir) != os.getcwd():
+        previous = os.getcwd()
+        os.chdir(workdir)
+        try:
+            return execute_run(config, store_root, retries, owner, stale_after_s, progress)
+        finally:
+            os.chdir(previous)
+    from scaler.runtime import configure_compilation_cache, configure_cpu
 
     configure_cpu()  # before JAX starts in this worker: one XLA CPU device per core
+    configure_compilation_cache()
     from scaler.config import parse_run_config
     from scaler.store import Store, run_id_of
     from scaler.train.defaults import resolve

@@ -7,7 +7,7 @@ engines, and a design:
 - `[design.grid]`: target sizes x token counts (or tokens-per-parameter ratios);
 - `[design.isoflop]`: compute budgets x `points` sizes per budget, evenly spaced in log N over a
   `span` (largest / smallest) centred on the expected optimum N* = sqrt(C / (6 r)) for r tokens
-  per parameter; each run's D = C / flops_per_token(shape) (flops_v1), rounded to whole steps, so
+  per parameter (or one list of `sizes` for every budget); each run's D = C / flops_per_token(shape) (flops_v1), rounded to whole steps, so
   it hits its budget within 1% (checked);
 - `mixes` (tier weights) and/or `[design.random_mixes]` (K Dirichlet draws, RegMix-style, seeded);
 - `seeds` and `lr_multipliers` (on the run's learning rate, default or set).
@@ -65,6 +65,9 @@ class IsoflopDesign(_Strict):
     points: int = Field(default=5, ge=3, description="sizes per budget")
     span: float = Field(default=8.0, gt=1, description="largest / smallest size at each budget")
     tokens_per_param: float = Field(default=20.0, gt=0, description="where the span is centred: N* = sqrt(C / 6r)")
+    sizes: list[PositiveInt] | None = Field(
+        default=None, description="the same sizes at every budget instead of points/span (small models, whose "
+                                  "family shapes are coarse)")
 
 
 class RandomMixes(_Strict):
@@ -212,7 +215,9 @@ def _shape(family: Family, target: int) -> ModelShape:
 
 
 def isoflop_sizes(budget: float, design: IsoflopDesign) -> list[int]:
-    """`points` sizes evenly spaced in log N over `span`, centred on N* = sqrt(C / (6 r))."""
+    """`points` sizes evenly spaced in log N over `span`, centred on N* = sqrt(C / (6 r)); or `sizes`."""
+    if design.sizes:
+        return list(design.sizes)
     center = math.sqrt(budget / (6 * design.tokens_per_param))
     logs = np.linspace(-0.5, 0.5, design.points) * math.log(design.span) + math.log(center)
     return [int(round(math.exp(x))) for x in logs]
@@ -281,33 +286,36 @@ class SweepRun:
 
 
 def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
-    """Every run of the spec, resolved, with its id, in a fixed order.
+    """Every run of the spec, resolved, with its id, in a fixed order (point, seed, lr, mix).
 
     `build_id`: the data folder's build id (read from it when None and the folder exists). Before
-    the data is built, ids are provisional: they change once the build id is known.
+    the data is built, ids are provisional ("unbuilt"): they change once the build id is known.
     """
     from scaler.store import run_id_of
     from scaler.train.defaults import default_lr, resolve
 
     data = spec.data
-    if data.dir is not None and build_id is None and (Path(data.dir) / "build.json").exists():
-        from scaler.data.mix import read_build
+    if data.dir is not None and build_id is None:
+        if (Path(data.dir) / "build.json").exists():
+            from scaler.data.mix import read_build
 
-        build_id = read_build(data.dir)["build_id"]
+            build_id = read_build(data.dir)["build_id"]
+        else:
+            build_id = "unbuilt"
+    mixes = [(mix, _data_config(data, mix, build_id)) for mix in spec.all_mixes()]
     runs = []
     for point in design_points(spec):
-        for mix in spec.all_mixes():
-            for seed in spec.design.seeds:
-                for multiplier in spec.design.lr_multipliers:
-                    base_lr = spec.train.get("lr") or default_lr(count_params(point.shape))
-                    train = {**spec.train, "tokens": point.tokens, "seed": seed, "lr": base_lr * multiplier}
-                    name = f"{spec.name}/{point.label}/N={count_params(point.shape)}/{mix_label(mix)}/s{seed}"
-                    if multiplier != 1.0:
-                        name += f"/lr*{multiplier:g}"
-                    data_config = _data_config(data, mix, build_id)
-                    config = RunConfig(name=name, model=point.shape, train=TrainConfig(**train), data=data_config)
-                    resolved = resolve(config) if data.dir is None or build_id else _resolve_unbuilt(config)
-                    runs.append(SweepRun(run_id_of(resolved.identity()), resolved, point, mix, multiplier))
+        n_params = count_params(point.shape)
+        base_lr = spec.train.get("lr") or default_lr(n_params)
+        for seed in spec.design.seeds:
+            for multiplier in spec.design.lr_multipliers:
+                train = TrainConfig(**{**spec.train, "tokens": point.tokens, "seed": seed, "lr": base_lr * multiplier})
+                base = resolve(RunConfig(model=point.shape, train=train))  # data does not enter the defaults
+                name = f"{spec.name}/{point.label}/N={n_params}/{{mix}}/s{seed}" + (
+                    f"/lr*{multiplier:g}" if multiplier != 1.0 else "")
+                for mix, data_config in mixes:
+                    config = base.model_copy(update={"name": name.format(mix=mix_label(mix)), "data": data_config})
+                    runs.append(SweepRun(run_id_of(config.identity()), config, point, mix, multiplier))
     return runs
 
 
@@ -317,11 +325,3 @@ def _data_config(data: SweepData, mix: dict[str, float], build_id: str | None) -
     caps = {t: c for t, c in data.unique_tokens.items() if t in mix}
     return DataConfig(dir=data.dir, mix=mix, tokenizer=data.tokenizer, eval_sets=data.eval_sets,
                       unique_tokens=caps, build_id=build_id)
-
-
-def _resolve_unbuilt(config: RunConfig) -> RunConfig:
-    """Resolve without reading the (not yet built) data folder: a provisional id."""
-    from scaler.train.defaults import resolve
-
-    placeholder = config.data.model_copy(update={"build_id": "unbuilt"})
-    return resolve(config.model_copy(update={"data": placeholder}))
