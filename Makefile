@@ -21,6 +21,8 @@ bench: $(STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
 	$(VENV)/bin/python benchmarks/train_throughput.py
 	$(VENV)/bin/python benchmarks/data_build.py
+	$(VENV)/bin/python benchmarks/plan_scale.py
+	$(VENV)/bin/python benchmarks/ray_overhead.py
 
 clean:
 	rm -rf $(VENV) store data .pytest_cache

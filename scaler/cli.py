@@ -325,6 +325,9 @@ def run(
     configs = [r.config.model_dump(mode="json") for r in todo]
     try:
         outcomes = _dispatch(runner, configs, spec, workers, address, slurm_cluster, todo)
+    except (ConfigError, ValueError, ConnectionError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] the current run is back to pending; run the same command to resume")
         raise typer.Exit(130) from None
@@ -340,6 +343,10 @@ def run(
 
 
 def _dispatch(runner: str, configs, spec, workers: int, address, slurm_cluster, todo):
+    if runner not in ("local", "ray", "slurm"):
+        raise ConfigError(f"--runner: expected local, ray or slurm (got {runner!r})")
+    if not configs:
+        return []
     resources = spec.resources.model_dump()
     if runner == "ray":
         from scaler.sweep.cluster import run_on_ray
@@ -349,8 +356,6 @@ def _dispatch(runner: str, configs, spec, workers: int, address, slurm_cluster, 
         from scaler.sweep.cluster import run_on_slurm
 
         return run_on_slurm(configs, spec.store_root, resources, spec.retries, cluster=slurm_cluster)
-    if runner != "local":
-        raise ConfigError(f"--runner: expected local, ray or slurm (got {runner!r})")
     from scaler.sweep.runners import run_local
 
     names = {r.run_id: r.config.name for r in todo}

@@ -217,3 +217,12 @@ def test_plan_cli_refuses_a_spec_over_its_budget(tmp_path: Path) -> None:
     assert len(plan["runs"]) == 2 and plan["total_seconds"] == pytest.approx(plan["total_flops"] / 5e11)
     refused = CliRunner().invoke(app, ["run", str(spec)])
     assert refused.exit_code == 2 and "max_flops" in refused.output
+
+
+def test_the_slurm_path_runs_a_sweep_through_submitits_local_executor(tmp_path: Path) -> None:
+    spec = sweep_file(tmp_path, [20_000], tokens=4_096)
+    result = CliRunner().invoke(app, ["run", str(spec), "--runner", "slurm", "--slurm-cluster", "local"])
+    assert result.exit_code == 0, result.output
+    assert states_and_attempts(spec) == [("done", 1)] * 2
+    again = CliRunner().invoke(app, ["run", str(spec), "--runner", "slurm", "--slurm-cluster", "local"])
+    assert again.exit_code == 0 and "0 to run now" in again.output
