@@ -227,11 +227,13 @@ def plan(
     """One row per run (id, shape, parameters, tokens, FLOPs, epochs per tier, estimated time), then totals."""
     import json
 
-    from scaler.sweep.plan import make_plan, over_budget
+    from scaler.sweep.plan import make_plan, over_budget, unchecked_budgets
 
     try:
         spec, runs = _load_sweep(spec_file)
         result = make_plan(spec, runs, peak_flops, mfu, usd_per_hour, _states(spec.store_root, runs))
+        for warning in unchecked_budgets(spec, result):
+            console.print(f"[yellow]warning:[/] {warning}")
     except ConfigError as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
@@ -246,13 +248,17 @@ def plan(
         raise typer.Exit(3)
 
 
+def _epochs(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3f}"
+
+
 def _print_plan(spec, result) -> None:
     tiers = sorted({t for r in result.rows for t in r.epochs})
     table = Table("run id", "design", "mix", "seed", "shape", "params", "tokens", "FLOPs",
                   *[f"epochs {t}" for t in tiers], "est.", "state", title=f"sweep {spec.name}: {len(result.rows)} runs")
     for r in result.rows:
         table.add_row(r.run_id, r.point, r.mix, str(r.seed), f"{r.d_model}x{r.n_layers}", f"{r.n_params:,}",
-                      f"{r.tokens:,}", f"{r.flops:.3g}", *[f"{r.epochs.get(t, 0):.3f}" for t in tiers],
+                      f"{r.tokens:,}", f"{r.flops:.3g}", *[_epochs(r.epochs.get(t)) for t in tiers],
                       _seconds(r.est_seconds), r.state)
     console.print(table)
     usd = f", ${result.total_usd:,.2f}" if result.total_usd is not None else ""
@@ -299,27 +305,35 @@ def run(
     spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
     runner: Annotated[str, typer.Option(help="local | ray | slurm")] = "local",
     workers: Annotated[int, typer.Option(help="local: runs trained at once (processes)")] = 1,
-    max_runs: Annotated[int | None, typer.Option(help="train at most this many runs now")] = None,
+    max_runs: Annotated[int | None, typer.Option(min=1, help="train at most this many runs now")] = None,
     address: Annotated[str | None, typer.Option(help="ray: HOST:PORT of the head (or RAY_ADDRESS)")] = None,
     slurm_cluster: Annotated[str | None, typer.Option(help="slurm: submitit cluster (None: auto, 'local', 'debug')")] = None,
     force: Annotated[bool, typer.Option(help="run even if the plan exceeds the spec's budgets")] = False,
 ) -> None:
     """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
-    from scaler.sweep.plan import make_plan, over_budget
+    from scaler.sweep.plan import make_plan, over_budget, unchecked_budgets
     from scaler.sweep.spec import expand
 
     try:
+        if runner not in ("local", "ray", "slurm"):
+            raise ConfigError(f"--runner: expected local, ray or slurm (got {runner!r})")
         spec, _ = _load_sweep(spec_file)
         _prepare_data(spec)
+        if spec.data.dir is not None and not (Path(spec.data.dir) / "build.json").exists():
+            raise ConfigError(f"data.dir: {spec.data.dir} is not built; add a [data.build] table to the spec "
+                              "or run `scaler data build` first")
         runs = expand(spec)  # now with the data's build id
         states = _states(spec.store_root, runs)
-        problems = over_budget(spec, make_plan(spec, runs, states=states))
+        result = make_plan(spec, runs, states=states)
+        problems = over_budget(spec, result)
         if problems and not force:
             raise ConfigError("; ".join(problems) + " (--force to go ahead)")
+        for warning in unchecked_budgets(spec, result):
+            console.print(f"[yellow]warning:[/] {warning}")
     except ConfigError as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
-    todo = [r for r in runs if states[r.run_id] not in ("done", "diverged")][: max_runs or None]
+    todo = [r for r in runs if states[r.run_id] not in ("done", "diverged")][:max_runs]
     console.print(f"sweep [bold]{spec.name}[/]: {len(runs)} runs, {len(runs) - len([r for r in runs if states[r.run_id] not in ('done', 'diverged')])} "
                   f"done, {len(todo)} to run now ({runner}); store {spec.store_root}")
     configs = [r.config.model_dump(mode="json") for r in todo]
@@ -392,12 +406,16 @@ def status(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")
     result = make_plan(spec, runs, states={k: v["state"] for k, v in statuses.items()})
     counts: dict[str, int] = {}
     spent = 0.0
-    for st in statuses.values():
-        counts[st["state"]] = counts.get(st["state"], 0) + 1
-        if st.get("started_at") and st["state"] in ("done", "diverged", "failed"):
-            spent += max(0.0, st.get("finished_at", st.get("updated_at", st["started_at"])) - st["started_at"])
+    for run_id, st in statuses.items():
+        state = st["state"]
+        if state == "running" and store.read_claim(run_id) is None:
+            state = "stopped"  # running, but no worker holds it: killed; `scaler run` resumes it
+        counts[state] = counts.get(state, 0) + 1
+        spent += st.get("elapsed_s", 0.0)
+        if state == "running" and st.get("started_at"):
+            spent += max(0.0, time.time() - st["started_at"])
     table = Table("state", "runs", title=f"sweep {spec.name} ({spec.store_root})")
-    for state in ("done", "running", "pending", "failed", "diverged"):
+    for state in ("done", "running", "stopped", "pending", "failed", "diverged"):
         table.add_row(state, str(counts.get(state, 0)))
     console.print(table)
     for run_id, st in statuses.items():

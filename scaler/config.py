@@ -125,7 +125,8 @@ class DataConfig(_Strict):
         if mix and sum(mix.values()) <= 0:
             raise ValueError(f"weights must sum to a positive number (got {mix})")
         total = sum(mix.values())
-        return {t: w / total for t, w in sorted(mix.items()) if w > 0}
+        scale = 1.0 if abs(total - 1.0) < 1e-9 else total  # normalising twice must not move the weights
+        return {t: w / scale for t, w in sorted(mix.items()) if w > 0}
 
     @model_validator(mode="after")
     def _source_settings(self) -> DataConfig:

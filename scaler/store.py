@@ -14,9 +14,10 @@ Layout, under a root that is a local path or an fsspec URL (gs://, s3://, memory
 
 Claims: a worker takes a run by creating claim.json exclusively (O_EXCL on local disks, mode "xb"
 through fsspec), keeps its heartbeat fresh, and deletes it when the run ends. A claim whose
-heartbeat is older than `stale_after_s` (or whose process on this host is gone) belongs to a dead worker: another worker takes it over
-by renaming it aside (one rename wins) and creating its own. So two submitters, or a submitter and
-a cluster task, never train the same run at once.
+heartbeat is older than `stale_after_s` (or whose process on this host is gone) belongs to a dead
+worker: the first worker to create claim.json.takeover-<hash of that claim> replaces it. A worker
+that finds its claim taken over stops. So two submitters, or a submitter and a cluster task, never
+train the same run at once.
 
 A run id is the first 16 hex characters of the sha256 of the canonical JSON of its config, so a
 re-submitted sweep finds its runs again. Every file is written under a temporary name and renamed
@@ -241,26 +242,51 @@ class Store:
         except StoreError:
             return None  # being written or torn: treat as held
 
+    def _raw(self, path: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    def _age_s(self, path: str) -> float:
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return 0.0
+        mtime = info.get("mtime") or info.get("created") or time.time()
+        return time.time() - float(getattr(mtime, "timestamp", lambda: mtime)())
+
     def claim(self, run_id: str, owner: str, stale_after_s: float = 120.0) -> bool:
-        """Take the run for `owner`; False if a live worker holds it."""
+        """Take the run for `owner`; False if a live worker holds it.
+
+        A stale claim (old heartbeat, or its process on this host gone, or a torn file older than
+        `stale_after_s`) is taken over by whoever first creates `claim.json.takeover-<hash of the
+        stale content>`; the winner checks the claim is still that content, then replaces it."""
         now = time.time()
         payload = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "claimed_at": now, "heartbeat": now}
-        path = self._path(run_id, "claim.json")
-        if self._create_exclusive(path, _dump_json(payload)):
+        path, data = self._path(run_id, "claim.json"), _dump_json(payload)
+        if self._create_exclusive(path, data):
             return True
-        held = self.read_claim(run_id)
-        if held is None or (now - float(held.get("heartbeat", now)) < stale_after_s and _alive(held)):
-            return False
-        aside = f"{path}.stale-{uuid.uuid4().hex}"
+        raw = self._raw(path)
+        if raw is None:
+            return self._create_exclusive(path, data)  # released in between
         try:
-            self.fs.mv(path, aside)  # only one taker's move finds the file
-        except (FileNotFoundError, OSError):
+            held = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            held = None
+        if held is None:
+            if self._age_s(path) < stale_after_s:
+                return False  # being written
+        elif now - float(held.get("heartbeat", now)) < stale_after_s and _alive(held):
             return False
-        self.fs.rm(aside)
-        return self._create_exclusive(path, _dump_json(payload))
+        lock = f"{path}.takeover-{hashlib.sha256(raw).hexdigest()[:16]}"
+        if not self._create_exclusive(lock, data) or self._raw(path) != raw:
+            return False  # another taker won, or the owner came back
+        atomic_write_bytes(self.fs, path, data)
+        return True
 
     def refresh_claim(self, run_id: str, owner: str) -> bool:
-        """Renew the heartbeat of our claim; False if it is no longer ours."""
+        """Renew the heartbeat of our claim; False if it is no longer ours (taken over)."""
         held = self.read_claim(run_id)
         if not held or held.get("owner") != owner:
             return False
@@ -270,8 +296,11 @@ class Store:
     def release(self, run_id: str, owner: str) -> None:
         held = self.read_claim(run_id)
         if held and held.get("owner") == owner:
+            path = self._path(run_id, "claim.json")
+            for stale_lock in self.fs.glob(f"{path}.takeover-*"):
+                self.fs.rm(stale_lock)
             try:
-                self.fs.rm(self._path(run_id, "claim.json"))
+                self.fs.rm(path)
             except FileNotFoundError:
                 pass
 

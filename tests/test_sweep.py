@@ -132,6 +132,43 @@ def test_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path: Path) -> N
     assert store.claim("r2", "c")  # same host, process gone: stale at once
 
 
+def test_a_stale_claim_is_taken_over_once_and_a_torn_one_only_when_old(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    path = Path(store.run_dir("r")) / "claim.json"
+    path.parent.mkdir(parents=True)
+    stale = json.dumps({"owner": "dead", "host": "elsewhere", "pid": 1, "heartbeat": 0.0})
+    path.write_text(stale)
+    assert store.claim("r", "a", stale_after_s=60)
+    path.write_text(stale)  # what a slower taker still sees: the same stale claim
+    assert not store.claim("r", "b", stale_after_s=60)  # its takeover lock is taken
+    path.write_text("")  # a claim torn by a crash between create and write
+    assert not store.claim("r", "c", stale_after_s=60)  # young: maybe being written
+    os.utime(path, (time.time() - 120, time.time() - 120))
+    assert store.claim("r", "c", stale_after_s=60)
+    store.release("r", "c")
+    assert not list(path.parent.glob("claim.json*"))
+
+
+def test_ids_from_expand_match_what_a_worker_computes(tmp_path: Path) -> None:
+    from scaler.sweep.cluster import run_id_for
+
+    meta = tmp_path / "data" / "tokens" / "bytes"
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"tiers": {t: {"tokens": 10_000} for t in ("raw", "dedup", "clean")}}))
+    (tmp_path / "data" / "build.json").write_text(json.dumps({"build_id": "abc"}))
+    raw = {**GRID, "data": {"dir": str(tmp_path / "data")},
+           "design": {**GRID["design"], "mixes": [{"raw": 0.1, "dedup": 0.2, "clean": 0.7}],
+                      "random_mixes": {"count": 6, "tiers": ["raw", "dedup", "clean"]}}}
+    runs = expand(parse_sweep_spec(raw, "x"))
+    assert [run_id_for(r.config.model_dump(mode="json")) for r in runs] == [r.run_id for r in runs]
+    with pytest.raises(ConfigError, match="unknown tier 'claen'"):
+        expand(parse_sweep_spec({**raw, "design": {**raw["design"], "mixes": [{"claen": 1.0}]}}, "x"))
+    with pytest.raises(ConfigError, match="design.seeds: repeated"):
+        parse_sweep_spec({**raw, "design": {**raw["design"], "seeds": [0, 0]}}, "x")
+    with pytest.raises(ConfigError, match="data.unique_tokens: 'filtered'"):
+        parse_sweep_spec({**raw, "data": {**raw["data"], "unique_tokens": {"filtered": 100}}}, "x")
+
+
 # --- the local engine, with real processes ------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ class PlanRow:
     n_params: int
     tokens: int
     flops: float
-    epochs: dict[str, float] = field(default_factory=dict)
+    epochs: dict[str, float | None] = field(default_factory=dict)
     est_seconds: float | None = None
     state: str = "pending"
 
@@ -140,7 +140,7 @@ def tier_epochs(run: SweepRun, tier_tokens: dict[str, int]) -> dict[str, float]:
     out = {}
     for tier, weight in data.mix.items():
         pool = min(tier_tokens.get(tier, 0), data.unique_tokens.get(tier, tier_tokens.get(tier, 0)))
-        out[tier] = run.config.train.tokens * weight / pool if pool else float("nan")
+        out[tier] = run.config.train.tokens * weight / pool if pool else None
     return out
 
 
@@ -203,4 +203,13 @@ def over_budget(spec: SweepSpec, plan: Plan) -> list[str]:
         problems.append(f"total {plan.total_flops:.3g} FLOPs > max_flops {spec.max_flops:.3g}")
     if spec.max_hours is not None and plan.total_seconds is not None and plan.total_seconds / 3600 > spec.max_hours:
         problems.append(f"estimated {plan.total_seconds / 3600:.2f} h > max_hours {spec.max_hours:g}")
+    return problems
+
+
+def unchecked_budgets(spec: SweepSpec, plan: Plan) -> list[str]:
+    """Budgets the plan cannot check (no time estimate)."""
+    problems = []
+    if spec.max_hours is not None and plan.total_seconds is None:
+        problems.append(f"max_hours {spec.max_hours:g} cannot be checked without a time estimate "
+                        "(`scaler calibrate SPEC`, or --peak-flops and --mfu)")
     return problems

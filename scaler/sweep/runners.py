@@ -39,17 +39,33 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class ClaimLost(Exception):
+    """Another worker took this run over (our heartbeat had gone stale): stop training it."""
+
+
 class _ClaimKeeper:
-    """Refreshes a claim's heartbeat from a background thread while the run trains."""
+    """Refreshes a claim's heartbeat from a background thread while the run trains; `lost` is set
+    when the claim is no longer ours (or cannot be refreshed), and `check` raises ClaimLost."""
 
     def __init__(self, store, run_id: str, owner: str, every_s: float = CLAIM_REFRESH_S):
         self.store, self.run_id, self.owner, self.every_s = store, run_id, owner, every_s
         self.stop = threading.Event()
+        self.lost = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while not self.stop.wait(self.every_s):
-            self.store.refresh_claim(self.run_id, self.owner)
+            try:
+                ours = self.store.refresh_claim(self.run_id, self.owner)
+            except Exception:  # noqa: BLE001 - a store we cannot write: the claim will go stale
+                ours = False
+            if not ours:
+                self.lost.set()
+                return
+
+    def check(self, row: dict[str, Any]) -> None:
+        if self.lost.is_set():
+            raise ClaimLost(f"run {self.run_id}: claim lost to another worker")
 
     def __enter__(self) -> _ClaimKeeper:
         self.thread.start()
@@ -58,7 +74,8 @@ class _ClaimKeeper:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
-        self.store.release(self.run_id, self.owner)
+        if not self.lost.is_set():
+            self.store.release(self.run_id, self.owner)
 
 
 def execute_run(
@@ -99,14 +116,22 @@ def execute_run(
         return Outcome(run_id, state, store.read_status(run_id).get("attempts", 0)).to_dict()
     if not store.claim(run_id, owner, stale_after_s):
         return Outcome(run_id, "claimed").to_dict()
-    with _ClaimKeeper(store, run_id, owner):
+    with _ClaimKeeper(store, run_id, owner) as keeper:
+
+        def on_row(row: dict[str, Any]) -> None:
+            keeper.check(row)
+            if progress:
+                progress(row)
+
         for attempt in range(retries + 1):
             try:
-                result = train_run(run, store, progress=progress)
+                result = train_run(run, store, progress=on_row)
                 status = store.read_status(run_id)
                 return Outcome(run_id, result.state, status.get("attempts", 0), result.final).to_dict()
             except KeyboardInterrupt:
                 raise
+            except ClaimLost:
+                return Outcome(run_id, "claimed").to_dict()
             except Exception as err:  # noqa: BLE001 - recorded in status.json by train_run; retried
                 error = f"{type(err).__name__}: {err}"
                 if attempt == retries:
@@ -160,10 +185,17 @@ def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
     flags = os.environ.get("XLA_FLAGS", "")
     kept = " ".join(f for f in flags.split() if not f.startswith(DEVICE_COUNT_FLAG))
     os.environ["XLA_FLAGS"] = f"{kept} {DEVICE_COUNT_FLAG}={max(1, (os.cpu_count() or 1) // workers)}".strip()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:  # the workers share the cores: each gets its share of XLA host devices
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(execute_run, configs[i], store_root, retries): i for i in indices}
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+        futures = {pool.submit(execute_run, configs[i], store_root, retries): i for i in indices}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+        pool.shutdown(wait=True)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finish nothing new
+        raise
     finally:
-        os.environ["XLA_FLAGS"] = flags
+        if flags:
+            os.environ["XLA_FLAGS"] = flags
+        else:
+            os.environ.pop("XLA_FLAGS", None)

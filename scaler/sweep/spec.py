@@ -139,7 +139,20 @@ class SweepSpec(_Strict):
         for key in ("tokens", "seed"):
             if key in self.train:
                 raise ValueError(f"train.{key}: set by the design (design.grid/isoflop, design.seeds), not here")
-        TrainConfig.model_validate({**self.train, "tokens": 1})  # unknown keys and bad values, named
+        try:
+            TrainConfig.model_validate({**self.train, "tokens": 1})
+        except ValidationError as err:
+            raise ValueError(format_validation_error(err, "train").split("\n", 1)[1].strip().replace("  ", " train.")
+                             .replace("\n", ";")) from None
+        design = self.design
+        for key, values in (("seeds", design.seeds), ("lr_multipliers", design.lr_multipliers),
+                            ("mixes", [sorted(m.items()) for m in design.mixes])):
+            if len({repr(v) for v in values}) != len(values):
+                raise ValueError(f"design.{key}: repeated values would repeat runs ({values})")
+        used = {t for m in self.all_mixes() for t in m}
+        unused = sorted(set(self.data.unique_tokens) - used)
+        if unused:
+            raise ValueError(f"data.unique_tokens: {unused[0]!r} is in no mix of the design")
         if self.data.dir is None and (self.design.mixes or self.design.random_mixes):
             raise ValueError("design.mixes: mixes need data.dir (a folder written by `scaler data build`)")
         if self.data.dir is not None and not (self.design.mixes or self.design.random_mixes):
@@ -302,6 +315,7 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
             build_id = read_build(data.dir)["build_id"]
         else:
             build_id = "unbuilt"
+    _check_tiers(spec)
     mixes = [(mix, _data_config(data, mix, build_id)) for mix in spec.all_mixes()]
     runs = []
     for point in design_points(spec):
@@ -317,6 +331,25 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
                     config = base.model_copy(update={"name": name.format(mix=mix_label(mix)), "data": data_config})
                     runs.append(SweepRun(run_id_of(config.identity()), config, point, mix, multiplier))
     return runs
+
+
+def _check_tiers(spec: SweepSpec) -> None:
+    """Every tier a mix names exists in the built data (checked once the data is built)."""
+    if spec.data.dir is None:
+        return
+    meta = Path(spec.data.dir) / "tokens" / spec.data.tokenizer / "meta.json"
+    if not meta.exists():
+        if (Path(spec.data.dir) / "build.json").exists():
+            raise ConfigError(f"data.tokenizer: {spec.data.tokenizer!r} was not built in {spec.data.dir}")
+        return
+    import json
+
+    tiers = set(json.loads(meta.read_text())["tiers"])
+    for i, mix in enumerate(spec.all_mixes()):
+        unknown = sorted(set(mix) - tiers)
+        if unknown:
+            where = f"design.mixes.{i}" if i < len(spec.design.mixes) else "design.random_mixes.tiers"
+            raise ConfigError(f"{where}: unknown tier {unknown[0]!r}; {spec.data.dir} has {sorted(tiers)}")
 
 
 def _data_config(data: SweepData, mix: dict[str, float], build_id: str | None) -> DataConfig:

@@ -140,16 +140,19 @@ def train_run(
         return _finished(store, run_id, state)
 
     info = run_info(config)
-    attempts = store.read_status(run_id).get("attempts", 0) + 1
-    store.write_status(run_id, "running", attempts=attempts, started_at=time.time(), heartbeat=time.time())
+    status = store.read_status(run_id)
+    attempts, spent, started = status.get("attempts", 0) + 1, status.get("elapsed_s", 0.0), time.time()
+    store.write_status(run_id, "running", attempts=attempts, started_at=started, heartbeat=started)
     try:
-        return _train(config, run_id, info, store, source or open_source(config.data), progress)
+        result = _train(config, run_id, info, store, source or open_source(config.data), progress)
+        store.write_status(run_id, result.state, elapsed_s=spent + time.time() - started)  # over all attempts
+        return result
     except KeyboardInterrupt:
-        store.write_status(run_id, "pending", interrupted_at=time.time())  # resumes from its checkpoint
-        raise
+        store.write_status(run_id, "pending", interrupted_at=time.time(), elapsed_s=spent + time.time() - started)
+        raise  # the run resumes from its checkpoint
     except BaseException as err:
         last = traceback.format_exception_only(type(err), err)[-1].strip()
-        store.write_status(run_id, "failed", error=last or type(err).__name__)
+        store.write_status(run_id, "failed", error=last or type(err).__name__, elapsed_s=spent + time.time() - started)
         raise
 
 
