@@ -411,7 +411,10 @@ def status(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")
         if state == "running" and store.read_claim(run_id) is None:
             state = "stopped"  # running, but no worker holds it: killed; `scaler run` resumes it
         counts[state] = counts.get(state, 0) + 1
-        spent += st.get("elapsed_s", 0.0)
+        if "elapsed_s" in st:
+            spent += st["elapsed_s"]
+        elif st.get("finished_at") and st.get("started_at"):
+            spent += st["finished_at"] - st["started_at"]
         if state == "running" and st.get("started_at"):
             spent += max(0.0, time.time() - st["started_at"])
     table = Table("state", "runs", title=f"sweep {spec.name} ({spec.store_root})")
