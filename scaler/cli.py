@@ -429,6 +429,108 @@ def status(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")
     console.print(f"time spent: {_seconds(spent)}; estimated time left: {_seconds(left_s)} ({len(left)} runs)")
 
 
+# --- fitting -----------------------------------------------------------------------------------
+
+
+def _law_for(name: str, data):
+    from scaler.fit import laws
+
+    if name not in laws.LAWS:
+        raise ConfigError(f"--law: unknown law {name!r}; expected one of {sorted(laws.LAWS)}")
+    tiers = sorted(k.removeprefix("w_") for k in data.columns if k.startswith("w_"))
+    if name == "data_constrained" and "U" not in data.columns:
+        raise ConfigError("--law data_constrained needs unique tokens: --unique COL (or runs that record them)")
+    if name in ("quality", "mixing"):
+        if len(tiers) < 2:
+            raise ConfigError(f"--law {name} needs runs over at least two tiers or domains (w_<tier> columns)")
+        return laws.LAWS[name](tiers)
+    return laws.LAWS[name]()
+
+
+def fit_and_report(data, law_name: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """The parametric fit with bootstrap intervals, and allocations at 1x, 10x, 100x the largest run."""
+    from scaler.fit.fitter import bootstrap, fit as fit_law
+
+    law = _law_for(law_name, data)
+    top = float(data.columns["C"].max())
+    budgets = [top, 10 * top, 100 * top]
+    result = fit_law(law, data.columns, data.loss)
+    if n_bootstrap:
+        result = bootstrap(law, data.columns, data.loss, result, n=n_bootstrap, seed=seed, budgets=budgets)
+    out = {"law": law.name, "source": data.source, "dropped": data.dropped, **result.to_json()}
+    out["allocations"] = []
+    for budget in budgets:
+        allocation = law.allocation(result.theta, budget)
+        if allocation is not None:
+            n_opt, d_opt = allocation
+            out["allocations"].append({"flops": budget, "n_opt": n_opt, "d_opt": d_opt})
+    return out
+
+
+def _print_fit(out: dict[str, Any]) -> None:
+    table = Table("parameter", "value", "95% interval", title=f"{out['law']} fit of {out['source']} ({out['n_points']} points)")
+    intervals = out.get("intervals", {})
+    for name, value in {**out.get("params", {}), **out.get("derived", {})}.items():
+        lo_hi = intervals.get(name)
+        table.add_row(name, f"{value:.5g}", f"[{lo_hi[0]:.5g}, {lo_hi[1]:.5g}]" if lo_hi else "-")
+    console.print(table)
+    console.print(f"objective {out['objective']:.6g} (sum of Huber, delta 1e-3, on log losses); "
+                  f"converged: {out['converged']} ({out.get('stopped', '')}, gradient norm {out.get('grad_norm', float('nan')):.2g})")
+    if out.get("flat_directions"):
+        console.print(f"[yellow]not identified:[/] {'; '.join(out['flat_directions'])}")
+    for row in out.get("allocations", []):
+        console.print(f"at C = {row['flops']:.3g} FLOPs: N_opt = {row['n_opt']:.4g}, D_opt = {row['d_opt']:.4g}")
+
+
+@app.command()
+def fit(
+    spec_file: Annotated[Path | None, typer.Argument(help="a sweep spec: fit its store (writes fit.json beside it)")] = None,
+    table: Annotated[Path | None, typer.Option(help="a CSV of runs exported from anywhere")] = None,
+    n: Annotated[str | None, typer.Option(help="--table: the parameters column")] = None,
+    d: Annotated[str | None, typer.Option(help="--table: the training tokens column")] = None,
+    loss: Annotated[str | None, typer.Option(help="--table: the loss column (nats)")] = None,
+    unique: Annotated[str | None, typer.Option(help="--table: the unique tokens column")] = None,
+    group: Annotated[str | None, typer.Option(help="--table: a group column (tier, mix, ...)")] = None,
+    flops: Annotated[str | None, typer.Option(help="--table: a training FLOPs column (D = C / 6N without --d)")] = None,
+    law: Annotated[str, typer.Option(help="chinchilla | data_constrained | quality | mixing")] = "chinchilla",
+    drop_top_loss: Annotated[int, typer.Option(help="drop the K highest-loss rows")] = 0,
+    drop_nan: Annotated[bool, typer.Option(help="drop rows with NaN values (counted) instead of refusing")] = False,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for intervals (0: none)")] = 1000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    eval_set: Annotated[str, typer.Option(help="SPEC: which eval set's final loss to fit")] = "heldout",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the fit as JSON here")] = None,
+) -> None:
+    """Fit a scaling law (sum of Huber on log losses, 4,500 starts) with bootstrap intervals."""
+    import json
+
+    from scaler.fit.data import FitDataError, from_store, load_table
+
+    try:
+        if (spec_file is None) == (table is None):
+            raise ConfigError("give a sweep spec, or --table FILE.csv with --n, --loss and --d or --flops")
+        if spec_file is not None:
+            from scaler.sweep.spec import load_sweep_spec
+
+            spec = load_sweep_spec(spec_file)
+            data = from_store(spec.store_root, eval_set, drop_nan)
+            target = json_out or Path(spec.store_root) / "fit.json"
+        else:
+            if not (n and loss):
+                raise ConfigError("--table needs --n COL and --loss COL (and --d COL or --flops COL)")
+            data = load_table(table, n=n, loss=loss, d=d, flops=flops, unique=unique, group=group,
+                              drop_top=drop_top_loss, drop_nan=drop_nan)
+            target = json_out
+        out = fit_and_report(data, law, bootstrap, seed)
+    except (ConfigError, FitDataError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    _print_fit(out)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(out, indent=1, default=float))
+        console.print(f"wrote {target}")
+
+
 @app.command()
 def demo(store: Annotated[str, typer.Option(help="results store root")] = "store/demo") -> None:
     """Build the demo data (the standard library in tiers), train on clean and raw, compare them."""

@@ -1,0 +1,159 @@
+"""Fit inputs: runs from a sweep's store or from any CSV, checked before anything is fitted.
+
+A `FitData` holds one row per run: N (parameters), D (training tokens), loss (nats), and where
+known U (unique tokens), C (training FLOPs), a group label (tier, mix, ...) and per-tier mix
+weights `w_<tier>`. Bad input is an error that says what is wrong and where: a missing column,
+too few points, a single model size, non-positive losses, NaN rows (dropped only on request, and
+then counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+MIN_POINTS = 6  # five parameters and one more
+
+
+class FitDataError(ValueError):
+    """Input that cannot be fitted; the message names the file and column."""
+
+
+@dataclass
+class FitData:
+    source: str
+    columns: dict[str, np.ndarray]  # "N", "D", optional "U", "C", "w_<tier>", "U_<tier>"
+    loss: np.ndarray
+    groups: np.ndarray | None = None  # a label per row (tier, mix, ...)
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
+
+    @property
+    def n_points(self) -> int:
+        return len(self.loss)
+
+    def frame(self) -> pl.DataFrame:
+        data = {**self.columns, "loss": self.loss}
+        if self.groups is not None:
+            data["group"] = self.groups
+        return pl.DataFrame(data)
+
+    def subset(self, mask: np.ndarray) -> FitData:
+        return FitData(self.source, {k: v[mask] for k, v in self.columns.items()}, self.loss[mask],
+                       None if self.groups is None else self.groups[mask], dict(self.dropped))
+
+
+def _column(frame: pl.DataFrame, name: str, option: str, source: str) -> np.ndarray:
+    if name not in frame.columns:
+        raise FitDataError(f"{source}: {option} {name!r}: no such column (columns: {frame.columns})")
+    try:
+        return frame[name].cast(pl.Float64).to_numpy()
+    except pl.exceptions.InvalidOperationError:
+        raise FitDataError(f"{source}: {option} {name!r}: not numeric") from None
+
+
+def check(data: FitData, drop_nan: bool = False) -> FitData:
+    """Refuse what cannot be fitted; drop NaN rows only when asked (and count them)."""
+    values = np.column_stack([data.loss, *data.columns.values()])
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        if not drop_nan:
+            rows = np.flatnonzero(bad)[:5].tolist()
+            raise FitDataError(f"{data.source}: {int(bad.sum())} rows have NaN or infinite values (rows {rows}...); "
+                               "pass --drop-nan to drop them")
+        data = data.subset(~bad)
+        data.dropped["nan"] = int(bad.sum())
+    if (data.loss <= 0).any():
+        raise FitDataError(f"{data.source}: losses must be positive (found {int((data.loss <= 0).sum())} <= 0)")
+    for name in ("N", "D", "U"):
+        if name in data.columns and (data.columns[name] <= 0).any():
+            raise FitDataError(f"{data.source}: {name} must be positive in every row")
+    if data.n_points < MIN_POINTS:
+        raise FitDataError(f"{data.source}: {data.n_points} points; a fit needs at least {MIN_POINTS}")
+    if len(np.unique(data.columns["N"])) < 2:
+        raise FitDataError(f"{data.source}: a single model size; N and D cannot be told apart")
+    return data
+
+
+def drop_top_loss(data: FitData, k: int) -> FitData:
+    """Drop the k highest-loss rows (Epoch's Chinchilla refit drops 5)."""
+    if k <= 0:
+        return data
+    keep = np.ones(data.n_points, bool)
+    keep[np.argsort(data.loss)[-k:]] = False
+    out = data.subset(keep)
+    out.dropped["top_loss"] = k
+    return out
+
+
+def load_table(
+    path: str | Path,
+    n: str,
+    loss: str,
+    d: str | None = None,
+    flops: str | None = None,
+    unique: str | None = None,
+    group: str | None = None,
+    drop_top: int = 0,
+    drop_nan: bool = False,
+) -> FitData:
+    """Runs exported from anywhere; with `flops` and no `d`, D = C / (6 N)."""
+    path = Path(path)
+    if not path.exists():
+        raise FitDataError(f"{path}: file not found")
+    try:
+        frame = pl.read_csv(path, infer_schema_length=None)
+    except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
+        raise FitDataError(f"{path}: not a readable CSV: {err}") from None
+    source = str(path)
+    if d is None and flops is None:
+        raise FitDataError(f"{source}: give --d COL, or --flops COL to derive D = C / (6 N)")
+    columns = {"N": _column(frame, n, "--n", source)}
+    if flops:
+        columns["C"] = _column(frame, flops, "--flops", source)
+    columns["D"] = _column(frame, d, "--d", source) if d else columns["C"] / (6 * columns["N"])
+    if unique:
+        columns["U"] = _column(frame, unique, "--unique", source)
+    if "C" not in columns:
+        columns["C"] = 6 * columns["N"] * columns["D"]
+    groups = frame[group].cast(pl.Utf8).to_numpy() if group else None
+    if group and group not in frame.columns:
+        raise FitDataError(f"{source}: --group {group!r}: no such column (columns: {frame.columns})")
+    data = FitData(source, columns, _column(frame, loss, "--loss", source), groups)
+    return drop_top_loss(check(data, drop_nan), drop_top)
+
+
+def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = False) -> FitData:
+    """The finished runs of a store: N = n_params, D = tokens, C = flops (flops_v1), the final
+    loss on `eval_set`, the mix as group and `w_<tier>` weights, and per-tier pools `U_<tier>`."""
+    from scaler.store import load_runs
+
+    runs = load_runs(store_root)
+    if runs.is_empty():
+        raise FitDataError(f"{store_root}: no runs in the store")
+    runs = runs.filter(pl.col("state") == "done")
+    loss_col = f"final_eval_{eval_set}_loss"
+    if loss_col not in runs.columns:
+        raise FitDataError(f"{store_root}: no finished run has an eval set {eval_set!r}")
+    tiers = sorted(c.removeprefix("data_mix_") for c in runs.columns if c.startswith("data_mix_"))
+    columns = {
+        "N": runs["n_params"].cast(pl.Float64).to_numpy(),
+        "D": runs["train_tokens"].cast(pl.Float64).to_numpy(),
+        "C": runs["flops"].cast(pl.Float64).to_numpy(),
+    }
+    for tier in tiers:
+        columns[f"w_{tier}"] = runs[f"data_mix_{tier}"].fill_null(0.0).cast(pl.Float64).to_numpy()
+        pool = runs[f"unique_tokens_{tier}"] if f"unique_tokens_{tier}" in runs.columns else None
+        if pool is not None and pool.drop_nulls().len():  # a tier's pool; runs without the tier share its size
+            columns[f"U_{tier}"] = pool.fill_null(pool.max()).cast(pl.Float64).to_numpy()
+    if "unique_tokens" in runs.columns:
+        columns["U"] = runs["unique_tokens"].cast(pl.Float64).to_numpy()
+    labels = [
+        "+".join(t if w == 1 else f"{t}:{w:.2f}" for t, w in zip(tiers, row, strict=True) if w) or "stdlib"
+        for row in zip(*(columns[f"w_{t}"] for t in tiers), strict=True)
+    ] if tiers else ["stdlib"] * len(runs)
+    data = FitData(f"{store_root} ({eval_set})", columns, runs[loss_col].cast(pl.Float64).to_numpy(),
+                   np.asarray(labels))
+    return check(data, drop_nan)
