@@ -438,6 +438,7 @@ def _law_for(name: str, data):
     if name not in laws.LAWS:
         raise ConfigError(f"--law: unknown law {name!r}; expected one of {sorted(laws.LAWS)}")
     tiers = sorted(k.removeprefix("w_") for k in data.columns if k.startswith("w_"))
+    tiers.sort(key=lambda t: t != "raw")  # the reference tier (kappa = 1) first
     if name == "data_constrained" and "U" not in data.columns:
         raise ConfigError("--law data_constrained needs unique tokens: --unique COL (or runs that record them)")
     if name in ("quality", "mixing"):
@@ -467,6 +468,44 @@ def fit_and_report(data, law_name: str, n_bootstrap: int, seed: int) -> dict[str
     return out
 
 
+def fit_sweep(data, law_name: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """Per data option (tier or mix): the parametric fit, IsoFLOP approach 2 and a backtest; across
+    them, the quality law (effective-data multipliers) when the runs span several tiers."""
+    from scaler.fit.backtest import backtest
+    from scaler.fit.isoflop import approach2
+
+    out: dict[str, Any] = {"source": data.source, "n_points": data.n_points, "groups": {}}
+    for label in sorted(set(data.groups.tolist())):
+        part = data.subset(data.groups == label)
+        entry: dict[str, Any] = {}
+        for key, compute in (
+            ("parametric", lambda p=part: fit_and_report(p, law_name, n_bootstrap, seed)),
+            ("isoflop", lambda p=part: approach2(p.frame(), seed=seed).to_json()),
+            ("backtest", lambda p=part: backtest(_law_for(law_name, p), p.frame()).to_json()),
+        ):
+            try:
+                entry[key] = compute()
+            except (ValueError, ConfigError) as err:
+                entry[key] = {"error": str(err)}
+        if "error" not in entry["parametric"] and "error" not in entry["isoflop"]:
+            derived, intervals = entry["parametric"]["derived"], entry["parametric"].get("intervals", {})
+            iso = entry["isoflop"]
+            entry["compare"] = [
+                {"method": "parametric", "a": derived["a_exponent"], "a_interval": intervals.get("a_exponent"),
+                 "b": derived["b_exponent"], "b_interval": intervals.get("b_exponent")},
+                {"method": "isoflop approach 2", "a": iso["a"], "a_interval": iso["a_interval"],
+                 "b": iso["b"], "b_interval": iso["b_interval"]},
+            ]
+        out["groups"][label] = entry
+    tiers = [k for k in data.columns if k.startswith("w_")]
+    if len(tiers) >= 2:
+        try:
+            out["quality"] = fit_and_report(data, "quality", n_bootstrap, seed)
+        except (ValueError, ConfigError) as err:
+            out["quality"] = {"error": str(err)}
+    return out
+
+
 def _print_fit(out: dict[str, Any]) -> None:
     table = Table("parameter", "value", "95% interval", title=f"{out['law']} fit of {out['source']} ({out['n_points']} points)")
     intervals = out.get("intervals", {})
@@ -480,6 +519,34 @@ def _print_fit(out: dict[str, Any]) -> None:
         console.print(f"[yellow]not identified:[/] {'; '.join(out['flat_directions'])}")
     for row in out.get("allocations", []):
         console.print(f"at C = {row['flops']:.3g} FLOPs: N_opt = {row['n_opt']:.4g}, D_opt = {row['d_opt']:.4g}")
+
+
+def _print_sweep_fit(out: dict[str, Any]) -> None:
+    for label, entry in out["groups"].items():
+        console.rule(f"[bold]{label}")
+        if "error" in entry["parametric"]:
+            console.print(f"[red]parametric fit:[/] {entry['parametric']['error']}")
+        else:
+            _print_fit(entry["parametric"])
+        iso = entry["isoflop"]
+        if "error" in iso:
+            console.print(f"[yellow]IsoFLOP approach 2:[/] {iso['error']}")
+        else:
+            a_lo, a_hi = iso["a_interval"]
+            b_lo, b_hi = iso["b_interval"]
+            console.print(f"IsoFLOP approach 2 ({iso['n_good']} budgets): N_opt ~ C^{iso['a']:.3f} [{a_lo:.3f}, {a_hi:.3f}], "
+                          f"D_opt ~ C^{iso['b']:.3f} [{b_lo:.3f}, {b_hi:.3f}]; parametric: N_opt ~ "
+                          f"C^{entry['parametric']['derived']['a_exponent']:.3f}" if "derived" in entry["parametric"] else "")
+            for flagged in iso.get("flagged", []):
+                console.print(f"  [yellow]budget not fitted:[/] {flagged}")
+        bt = entry["backtest"]
+        console.print(f"backtest: {bt.get('verdict', bt.get('error'))}")
+    if "quality" in out:
+        console.rule("[bold]quality law (all tiers)")
+        if "error" in out["quality"]:
+            console.print(f"[red]quality fit:[/] {out['quality']['error']}")
+        else:
+            _print_fit(out["quality"])
 
 
 @app.command()
@@ -514,17 +581,21 @@ def fit(
             spec = load_sweep_spec(spec_file)
             data = from_store(spec.store_root, eval_set, drop_nan)
             target = json_out or Path(spec.store_root) / "fit.json"
+            out = fit_sweep(data, law, bootstrap, seed)
         else:
             if not (n and loss):
                 raise ConfigError("--table needs --n COL and --loss COL (and --d COL or --flops COL)")
             data = load_table(table, n=n, loss=loss, d=d, flops=flops, unique=unique, group=group,
                               drop_top=drop_top_loss, drop_nan=drop_nan)
             target = json_out
-        out = fit_and_report(data, law, bootstrap, seed)
+            out = fit_and_report(data, law, bootstrap, seed)
     except (ConfigError, FitDataError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
-    _print_fit(out)
+    if "groups" in out:
+        _print_sweep_fit(out)
+    else:
+        _print_fit(out)
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(out, indent=1, default=float))

@@ -45,3 +45,48 @@ def test_bad_tables_get_clear_errors(tmp_path: Path) -> None:
     assert dropped.n_points == 6 and dropped.dropped == {"nan": 1}
     with pytest.raises(FitDataError, match="file not found"):
         load_table(tmp_path / "missing.csv", n="n", d="d", loss="l")
+
+
+def test_fit_cli_on_the_chinchilla_table_writes_fit_json(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from scaler.cli import app
+
+    out = tmp_path / "fit.json"
+    result = CliRunner().invoke(app, ["fit", "--table", str(CHINCHILLA), "--n", "Model Size", "--flops", "Training FLOP",
+                                      "--loss", "loss", "--drop-top-loss", "5", "--bootstrap", "100", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    fit = json.loads(out.read_text())
+    assert fit["law"] == "chinchilla" and fit["n_points"] == 240 and fit["converged"]
+    assert abs(fit["derived"]["E"] - 1.8172) < 1e-3 and abs(fit["objective"] - 1.01827e-3) < 1e-7
+    lo, hi = fit["intervals"]["alpha"]
+    assert lo < 0.3473 < hi
+    assert [round(a["n_opt"] * a["d_opt"] * 6 / a["flops"], 9) for a in fit["allocations"]] == [1.0] * 3
+    bad = CliRunner().invoke(app, ["fit", "--table", str(CHINCHILLA), "--n", "Model Size", "--loss", "nope", "--d", "x"])
+    assert bad.exit_code == 2 and "such column" in bad.output
+
+
+def test_fit_sweep_gives_per_tier_fits_isoflop_backtests_and_quality_multipliers() -> None:
+    from scaler.cli import fit_sweep
+    from scaler.fit.data import FitData
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for tier, kappa in (("raw", 1.0), ("clean", 2.0)):
+        for budget in (1e17, 3e17, 1e18, 3e18):
+            for n in np.geomspace(1.5e7, 1.2e9, 7) * (budget / 1e18) ** 0.5:
+                d = budget / (6 * n)
+                loss = 1.7 + 400 / n**0.34 + 410 / (kappa * d) ** 0.28
+                rows.append((tier, n, d, budget, loss * np.exp(rng.normal(0, 0.002))))
+    tiers, n, d, c, loss = map(np.array, zip(*rows, strict=True))
+    columns = {"N": n, "D": d, "C": c, "w_raw": (tiers == "raw") * 1.0, "w_clean": (tiers == "clean") * 1.0}
+    out = fit_sweep(FitData("synthetic", columns, loss, tiers), "chinchilla", 100, 0)
+    assert set(out["groups"]) == {"raw", "clean"}
+    for entry in out["groups"].values():
+        assert entry["parametric"]["converged"] and abs(entry["isoflop"]["a"] - 0.28 / 0.62) < 0.05
+        assert entry["backtest"]["mean_abs_rel_error"] < 0.01
+    kappa = out["quality"]["derived"]["kappa_clean"]
+    lo, hi = out["quality"]["intervals"]["kappa_clean"]
+    assert abs(kappa - 2.0) < 0.15 and lo < 2.0 < hi
