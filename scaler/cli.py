@@ -20,9 +20,6 @@ configure_compilation_cache()  # runs of one shape compile once
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Scaling-law and data-mix experiment planner.")
 console = Console()
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEMO_RUN = EXAMPLES / "demo_run.toml"
-DEMO_DATA = EXAMPLES / "demo_data.toml"
 
 
 def _train_with_progress(config: RunConfig, store_root: str):
@@ -602,28 +599,130 @@ def fit(
         console.print(f"wrote {target}")
 
 
+# --- reports, recommendations, the demo ---------------------------------------------------------
+
+DEMO_SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "demo.toml"
+
+
+def _fit_of_sweep(spec, eval_set: str = "heldout", n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The sweep's fit.json, refitted when the store has runs the fit has not seen."""
+    import json
+
+    from scaler.fit.data import from_store
+
+    path = Path(spec.store_root) / "fit.json"
+    data = from_store(spec.store_root, eval_set)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("n_points") == data.n_points:
+            return saved
+    out = fit_sweep(data, "chinchilla", n_bootstrap, seed)
+    path.write_text(json.dumps(out, indent=1, default=float))
+    return out
+
+
+def _recommendation(spec, budget_flops: float, raw_tokens: float | None, n_bootstrap: int, seed: int,
+                    eval_set: str = "heldout"):
+    from scaler.recommend import recommend_from_store
+
+    if spec.data.dir is None:
+        raise ConfigError("recommend needs a sweep over built data tiers (data.dir)")
+    return recommend_from_store(spec.store_root, spec.data.dir, budget_flops, raw_tokens=raw_tokens,
+                                eval_set=eval_set, n_bootstrap=n_bootstrap, seed=seed)
+
+
 @app.command()
-def demo(store: Annotated[str, typer.Option(help="results store root")] = "store/demo") -> None:
-    """Build the demo data (the standard library in tiers), train on clean and raw, compare them."""
-    from scaler.data.build import load_build_spec
+def recommend(
+    spec_file: Annotated[Path, typer.Argument(help="a sweep spec whose runs are done")],
+    budget: Annotated[float, typer.Option(help="the budget, in --unit")],
+    unit: Annotated[str, typer.Option(help="flops | gpu-hours | usd")] = "flops",
+    raw_tokens: Annotated[float | None, typer.Option(help="raw token pool U (default: the build's raw tier)")] = None,
+    peak_flops: Annotated[float | None, typer.Option(help="FLOP/s of one device (gpu-hours, usd)")] = None,
+    mfu: Annotated[float | None, typer.Option(help="model FLOPs utilisation there")] = None,
+    usd_per_hour: Annotated[float | None, typer.Option(help="price of one device hour (usd)")] = None,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the verdict's probability")] = 1000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the recommendation as JSON")] = False,
+) -> None:
+    """For a budget: the best N, D and tier, and whether to spend it on model size or on cleaner data."""
+    import json
+
+    from scaler.recommend import to_flops
+    from scaler.sweep.spec import load_sweep_spec
 
     try:
-        build_spec, data_dir = load_build_spec(DEMO_DATA)
-        _print_tiers(_build_with_progress(build_spec, Path(data_dir)))
-        config = load_run_config(DEMO_RUN)
-        results = {}
-        for tier in ("clean", "raw"):
-            data = config.data.model_copy(update={"mix": {tier: 1.0}})
-            results[tier] = _train_with_progress(config.model_copy(update={"name": f"demo-{tier}", "data": data}), store)
-    except ConfigError as err:
+        spec = load_sweep_spec(spec_file)
+        flops = to_flops(budget, unit, peak_flops=peak_flops, mfu=mfu, usd_per_hour=usd_per_hour)
+        result = _recommendation(spec, flops, raw_tokens, bootstrap, seed)
+    except (ConfigError, ValueError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
-    table = Table("trained on", "heldout bits/byte", "humaneval bits/byte", title="same model, same tokens")
-    for tier, result in results.items():
-        table.add_row(tier, *(f"{result.final.get(f'eval_{s}_bpb', float('nan')):.4f}" for s in ("heldout", "humaneval")))
-    console.print(table)
-    load = f"python -c \"from scaler.store import load_runs; print(load_runs('{store}'))\""
-    console.print(f"load the runs with: {load}", soft_wrap=True, markup=False)
+    if json_out:
+        print(json.dumps(result.to_json(), indent=1, default=float))
+        return
+    for line in result.lines():
+        console.print(line, markup=False)
+
+
+@app.command()
+def report(
+    spec_file: Annotated[Path, typer.Argument(help="a sweep spec whose runs are done")],
+    out: Annotated[Path | None, typer.Option(help="output folder (default reports/<sweep name>)")] = None,
+    budget_multiple: Annotated[float, typer.Option(help="recommend for this multiple of the largest run")] = 100.0,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples")] = 1000,
+) -> None:
+    """Figures, a Markdown report and a self-contained HTML page for a fitted sweep."""
+    import json
+
+    from scaler.report.render import build_report
+    from scaler.sweep.spec import load_sweep_spec
+
+    try:
+        spec = load_sweep_spec(spec_file)
+        fit_json = _fit_of_sweep(spec, n_bootstrap=bootstrap)
+        data_report = None
+        if spec.data.dir and (Path(spec.data.dir) / "report.json").exists():
+            data_report = json.loads((Path(spec.data.dir) / "report.json").read_text())
+        from scaler.fit.data import from_store
+
+        target = budget_multiple * float(from_store(spec.store_root).columns["C"].max())
+        lines = _recommendation(spec, target, None, bootstrap, 0).lines() if spec.data.dir else None
+        paths = build_report(spec.store_root, fit_json, data_report, out or Path("reports") / spec.name,
+                             title=f"scaler report: sweep {spec.name}", recommendation_lines=lines,
+                             spec_text=Path(spec_file).read_text(), target_flops=target)
+    except (ConfigError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+
+
+@app.command()
+def demo(
+    workers: Annotated[int, typer.Option(help="runs trained at once")] = 2,
+    out: Annotated[Path, typer.Option(help="where the report goes")] = Path("reports/demo"),
+) -> None:
+    """The whole loop on this machine: build the data, run sweeps/demo.toml, fit, report, recommend."""
+    import time as clock
+
+    t0 = clock.perf_counter()
+    console.rule("[bold]1. data and sweep: the standard library in tiers, 36 runs over 3 budgets x 4 sizes x 3 tiers")
+    run(DEMO_SWEEP, runner="local", workers=workers, max_runs=None, address=None, slurm_cluster=None, force=False)
+    console.rule("[bold]2. fit")
+    from scaler.sweep.spec import load_sweep_spec
+
+    spec = load_sweep_spec(DEMO_SWEEP)
+    fit_json = _fit_of_sweep(spec)
+    _print_sweep_fit(fit_json)
+    console.rule("[bold]3. report")
+    report(DEMO_SWEEP, out=out, budget_multiple=100.0, bootstrap=1000)
+    console.rule("[bold]4. recommendation for 100x the largest run")
+    from scaler.fit.data import from_store
+
+    top = float(from_store(spec.store_root).columns["C"].max())
+    for line in _recommendation(spec, 100 * top, None, 1000, 0).lines():
+        console.print(line, markup=False)
+    console.print(f"demo done in {clock.perf_counter() - t0:.0f} s; report: {out / 'index.html'}")
 
 
 if __name__ == "__main__":
