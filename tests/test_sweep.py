@@ -264,3 +264,11 @@ def test_the_slurm_path_runs_a_sweep_through_submitits_local_executor(tmp_path: 
         assert proc.returncode == 0, output
     assert "0 to run now" in output
     assert states_and_attempts(spec) == [("done", 1)] * 2
+
+
+def test_report_and_recommend_commands_refuse_clearly(tmp_path: Path) -> None:
+    spec = sweep_file(tmp_path, [20_000])
+    empty = CliRunner().invoke(app, ["report", str(spec)])
+    assert empty.exit_code == 2 and "in the store" in empty.output
+    units = CliRunner().invoke(app, ["recommend", str(spec), "--budget", "10", "--unit", "gpu-hours"])
+    assert units.exit_code == 2 and "peak" in units.output
