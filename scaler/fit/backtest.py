@@ -19,33 +19,17 @@ The fitter is imported lazily inside the functions: importing this module costs 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from scaler.fit.data import json_safe
+
 __all__ = ["HeldOutRow", "BacktestResult", "backtest", "leave_one_group_out", "DEFAULT_TOLERANCE"]
 
 DEFAULT_TOLERANCE = 0.02  # mean |relative error| above this: "the law does not extrapolate"
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_clean(v) for v in x.tolist()]
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 @dataclass
@@ -97,7 +81,7 @@ class BacktestResult:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdict"] = self.verdict()
-        return _clean(out)
+        return json_safe(out)
 
 
 def _flops(frame: pl.DataFrame, flops_col: str) -> np.ndarray:

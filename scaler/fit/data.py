@@ -9,8 +9,10 @@ then counted).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -43,6 +45,24 @@ class FitData:
     def subset(self, mask: np.ndarray) -> FitData:
         return FitData(self.source, {k: v[mask] for k, v in self.columns.items()}, self.loss[mask],
                        None if self.groups is None else self.groups[mask], dict(self.dropped))
+
+
+def json_safe(x: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python, recursively (for fit.json)."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [json_safe(v) for v in x.tolist()]
+    if isinstance(x, np.floating | float):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
 
 
 def _column(frame: pl.DataFrame, name: str, option: str, source: str) -> np.ndarray:

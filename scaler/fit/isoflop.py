@@ -56,6 +56,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scaler.fit.data import json_safe
+
 __all__ = [
     "BudgetMinimum",
     "IsoflopResult",
@@ -68,24 +70,6 @@ __all__ = [
 ]
 
 _Q = (2.5, 97.5)  # percentile 95% interval
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python, recursively."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_clean(v) for v in x.tolist()]
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def _pct(samples: np.ndarray) -> tuple[float, float]:
@@ -174,7 +158,7 @@ class IsoflopResult:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["flagged"] = [g.budget for g in self.flagged]
-        return _clean(out)
+        return json_safe(out)
 
 
 def group_budgets(c: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:
@@ -409,7 +393,7 @@ class EnvelopeResult:
         return self.k_d * np.asarray(c, dtype=float) ** self.b
 
     def to_json(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return json_safe(asdict(self))
 
 
 def _envelope_matrices(
@@ -607,4 +591,4 @@ def compare(
             rows.append(_row_from_result(r))
     if parametric is not None:
         rows.append(_row_from_parametric(parametric))
-    return [_clean({k: row.get(k) for k in _ROW_KEYS}) for row in rows]
+    return [json_safe({k: row.get(k) for k in _ROW_KEYS}) for row in rows]
