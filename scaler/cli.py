@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +22,15 @@ configure_compilation_cache()  # runs of one shape compile once
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Scaling-law and data-mix experiment planner.")
 console = Console()
 
+
+@contextlib.contextmanager
+def _user_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Bad input (ConfigError, or the other kinds named) becomes `error: ...` and exit code 2."""
+    try:
+        yield
+    except (ConfigError, *kinds) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
 
 
 def _train_with_progress(config: RunConfig, store_root: str):
@@ -66,12 +77,9 @@ def train(
     store: Annotated[str, typer.Option(help="results store root: a folder or an fsspec URL")] = "store/adhoc",
 ) -> None:
     """Train one run into the store, resuming from its checkpoint if it was interrupted."""
-    try:
+    with _user_errors():
         config = load_run_config(run_file)
         _train_with_progress(config, store)
-    except ConfigError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Build and inspect cleaned, tokenized data tiers.")
@@ -106,7 +114,7 @@ def data_build(
     """Read sources, clean them into tiers, tokenize, and write shards, eval sets and a report."""
     from scaler.data.build import BuildSpec, load_build_spec, parse_build_spec
 
-    try:
+    with _user_errors(FileNotFoundError):
         build_spec, spec_dir = load_build_spec(spec) if spec else (BuildSpec(), None)
         overrides = {"sources": source, "tokenizers": tokenizer}
         raw = {**build_spec.model_dump(), **{k: v for k, v in overrides.items() if v}}
@@ -117,9 +125,6 @@ def data_build(
         if out_dir is None:
             raise ConfigError("--out: name the output folder (or set data.dir in the spec)")
         report = _build_with_progress(build_spec, out_dir, force)
-    except (ConfigError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     _print_tiers(report)
 
 
@@ -226,14 +231,11 @@ def plan(
 
     from scaler.sweep.plan import make_plan, over_budget, unchecked_budgets
 
-    try:
+    with _user_errors():
         spec, runs = _load_sweep(spec_file)
         result = make_plan(spec, runs, peak_flops, mfu, usd_per_hour, _states(spec.store_root, runs))
         for warning in unchecked_budgets(spec, result):
             console.print(f"[yellow]warning:[/] {warning}")
-    except ConfigError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     problems = over_budget(spec, result)
     if json_out:
         print(json.dumps({**result.to_json(), "over_budget": problems}, indent=1))
@@ -273,11 +275,8 @@ def calibrate(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML
     """Measure training throughput of every shape in the spec on this machine (used by `scaler plan`)."""
     from scaler.sweep.plan import cache_path, calibrate as measure
 
-    try:
+    with _user_errors():
         _, runs = _load_sweep(spec_file)
-    except ConfigError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("calibrating shapes", total=None)
@@ -311,7 +310,7 @@ def run(
     from scaler.sweep.plan import make_plan, over_budget, unchecked_budgets
     from scaler.sweep.spec import expand
 
-    try:
+    with _user_errors():
         if runner not in ("local", "ray", "slurm"):
             raise ConfigError(f"--runner: expected local, ray or slurm (got {runner!r})")
         spec, _ = _load_sweep(spec_file)
@@ -327,18 +326,13 @@ def run(
             raise ConfigError("; ".join(problems) + " (--force to go ahead)")
         for warning in unchecked_budgets(spec, result):
             console.print(f"[yellow]warning:[/] {warning}")
-    except ConfigError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     todo = [r for r in runs if states[r.run_id] not in ("done", "diverged")][:max_runs]
     console.print(f"sweep [bold]{spec.name}[/]: {len(runs)} runs, {len(runs) - len([r for r in runs if states[r.run_id] not in ('done', 'diverged')])} "
                   f"done, {len(todo)} to run now ({runner}); store {spec.store_root}")
     configs = [r.config.model_dump(mode="json") for r in todo]
     try:
-        outcomes = _dispatch(runner, configs, spec, workers, address, slurm_cluster, todo)
-    except (ConfigError, ValueError, ConnectionError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        with _user_errors(ValueError, ConnectionError):
+            outcomes = _dispatch(runner, configs, spec, workers, address, slurm_cluster, todo)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] the current run is back to pending; run the same command to resume")
         raise typer.Exit(130) from None
@@ -393,11 +387,8 @@ def status(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")
     from scaler.store import Store
     from scaler.sweep.plan import make_plan
 
-    try:
+    with _user_errors():
         spec, runs = _load_sweep(spec_file)
-    except ConfigError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     store = Store(spec.store_root)
     statuses = {r.run_id: store.read_status(r.run_id) for r in runs}
     result = make_plan(spec, runs, states={k: v["state"] for k, v in statuses.items()})
@@ -569,7 +560,7 @@ def fit(
 
     from scaler.fit.data import FitDataError, from_store, load_table
 
-    try:
+    with _user_errors(FitDataError):
         if (spec_file is None) == (table is None):
             raise ConfigError("give a sweep spec, or --table FILE.csv with --n, --loss and --d or --flops")
         if spec_file is not None:
@@ -586,9 +577,6 @@ def fit(
                               drop_top=drop_top_loss, drop_nan=drop_nan)
             target = json_out
             out = fit_and_report(data, law, bootstrap, seed)
-    except (ConfigError, FitDataError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     if "groups" in out:
         _print_sweep_fit(out)
     else:
@@ -650,13 +638,10 @@ def recommend(
     from scaler.recommend import to_flops
     from scaler.sweep.spec import load_sweep_spec
 
-    try:
+    with _user_errors(ValueError):
         spec = load_sweep_spec(spec_file)
         flops = to_flops(budget, unit, peak_flops=peak_flops, mfu=mfu, usd_per_hour=usd_per_hour)
         result = _recommendation(spec, flops, raw_tokens, bootstrap, seed)
-    except (ConfigError, ValueError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     if json_out:
         print(json.dumps(result.to_json(), indent=1, default=float))
         return
@@ -677,7 +662,7 @@ def report(
     from scaler.report.render import build_report
     from scaler.sweep.spec import load_sweep_spec
 
-    try:
+    with _user_errors(ValueError):
         spec = load_sweep_spec(spec_file)
         fit_json = _fit_of_sweep(spec, n_bootstrap=bootstrap)
         data_report = None
@@ -690,9 +675,6 @@ def report(
         paths = build_report(spec.store_root, fit_json, data_report, out or Path("reports") / spec.name,
                              title=f"scaler report: sweep {spec.name}", recommendation_lines=lines,
                              spec_text=Path(spec_file).read_text(), target_flops=target)
-    except (ConfigError, ValueError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
     for name, path in paths.items():
         console.print(f"{name}: {path}")
 

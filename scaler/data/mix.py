@@ -46,6 +46,12 @@ def read_build(data_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def read_token_meta(data_dir: str | Path, tokenizer: str) -> dict | None:
+    """tokens/<tokenizer>/meta.json of a build (vocabulary, tiers and eval sets with their sizes), or None."""
+    path = Path(data_dir) / "tokens" / tokenizer / "meta.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def normalise_weights(weights: dict[str, float], where: str = "data.mix") -> dict[str, float]:
     bad = {t: w for t, w in weights.items() if not (isinstance(w, int | float) and math.isfinite(w) and w >= 0)}
     if bad:
@@ -87,7 +93,7 @@ class MixSource:
         token_dir = self.data_dir / "tokens" / tokenizer
         if tokenizer not in build["tokenizers"]:
             raise MixError(f"data.tokenizer: {tokenizer!r} was not built in {data_dir} (built: {build['tokenizers']})")
-        self.meta = json.loads((token_dir / "meta.json").read_text())
+        self.meta = read_token_meta(self.data_dir, tokenizer)
         weights = normalise_weights(mix)
         unknown = sorted(set(mix) - set(self.meta["tiers"]))
         if unknown:

@@ -188,12 +188,10 @@ def _mix_text(mix: dict[str, float]) -> str:
 
 
 def _tier_tokens(spec: SweepSpec) -> dict[str, int]:
-    if spec.data.dir is None:
-        return {}
-    meta = Path(spec.data.dir) / "tokens" / spec.data.tokenizer / "meta.json"
-    if not meta.exists():
-        return {}
-    return {t: v["tokens"] for t, v in json.loads(meta.read_text())["tiers"].items()}
+    from scaler.data.mix import read_token_meta
+
+    meta = read_token_meta(spec.data.dir, spec.data.tokenizer) if spec.data.dir else None
+    return {t: v["tokens"] for t, v in meta["tiers"].items()} if meta else {}
 
 
 def over_budget(spec: SweepSpec, plan: Plan) -> list[str]:

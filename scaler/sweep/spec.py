@@ -337,14 +337,14 @@ def _check_tiers(spec: SweepSpec) -> None:
     """Every tier a mix names exists in the built data (checked once the data is built)."""
     if spec.data.dir is None:
         return
-    meta = Path(spec.data.dir) / "tokens" / spec.data.tokenizer / "meta.json"
-    if not meta.exists():
+    from scaler.data.mix import read_token_meta
+
+    meta = read_token_meta(spec.data.dir, spec.data.tokenizer)
+    if meta is None:
         if (Path(spec.data.dir) / "build.json").exists():
             raise ConfigError(f"data.tokenizer: {spec.data.tokenizer!r} was not built in {spec.data.dir}")
         return
-    import json
-
-    tiers = set(json.loads(meta.read_text())["tiers"])
+    tiers = set(meta["tiers"])
     for i, mix in enumerate(spec.all_mixes()):
         unknown = sorted(set(mix) - tiers)
         if unknown:
