@@ -2,7 +2,7 @@
 
 Data: anchors/chinchilla/svg_extracted_data.csv (Besiroglu et al. 2024, arXiv:2404.10102),
 N = Model Size, D = Training FLOP / (6 N), the 5 highest-loss rows dropped (240 rows).
-Published values: DESIGN §8 / Besiroglu et al. 2024. Run: python analysis/chinchilla_replication.py
+Published values: docs/design.md §8 / Besiroglu et al. 2024. Run: python analysis/chinchilla_replication.py
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scaler.fit.fitter import bootstrap, fit  # noqa: E402
 from scaler.fit.laws import chinchilla  # noqa: E402
 
-CSV = Path("/work/shared/anchors/chinchilla/svg_extracted_data.csv")
-if not CSV.exists():
-    CSV = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "chinchilla" / "svg_extracted_data.csv"
+CSV = Path(__file__).resolve().parents[1] / "anchors" / "chinchilla" / "svg_extracted_data.csv"
 PUBLISHED = {"E": (1.8172, 0.0257), "A": (477.8, None), "B": (2143.0, None), "alpha": (0.3473, 0.0154),
              "beta": (0.3672, 0.0206)}
 

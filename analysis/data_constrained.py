@@ -19,9 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scaler.fit.fitter import bootstrap, fit, objective  # noqa: E402
 from scaler.fit.laws import data_constrained  # noqa: E402
 
-CSV = Path("/work/shared/anchors/datablations/muennighoff2023_fit182.csv")
-if not CSV.exists():
-    CSV = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "datablations" / "muennighoff2023_fit182.csv"
+CSV = Path(__file__).resolve().parents[1] / "anchors" / "datablations" / "muennighoff2023_fit182.csv"
 BASE = (6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596)
 PUB = {"R_D_star": 15.387756, "R_N_star": 5.309743, "objective": 0.0158259}
 

@@ -1,6 +1,7 @@
 """The whole data build over this machine's Python sources, and near-dedup against datasketch.
 
-1. `scaler data build` with the default spec (the interpreter's standard library and its
+1. `scaler data build` (scaler.sweep.data.build_data: the data layer's build with the trainer's
+   reference scorer) with the default spec (the interpreter's standard library and its
    site-packages; tiers raw, filtered, dedup, clean; byte tokens) into a temporary folder, timed
    end to end: MB/s and the seconds of every step. Goal: the whole machine's Python sources
    (about 130-220 MB) in under 5 minutes on 2 cores.
@@ -24,7 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scaler.data.build import BuildSpec, build
+from scaler.data.build import BuildSpec
+from scaler.sweep.data import build_data
 
 
 def log(message: str) -> None:
@@ -40,7 +42,7 @@ def main() -> None:
 
     spec = BuildSpec(sources=args.sources, tokenizers=args.tokenizers)
     with tempfile.TemporaryDirectory() as tmp:
-        report = build(spec, Path(tmp) / "data")
+        report = build_data(spec, Path(tmp) / "data")
     steps = " ".join(f"{s['step']}_s={s['seconds']:.1f}" for s in report["steps"])
     tokenize = " ".join(f"tokenize_{name}_s={t['seconds']:.1f}" for name, t in report["tokenizers"].items())
     docs = sum(v["documents"] for v in report["split"].values())

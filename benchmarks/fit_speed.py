@@ -1,7 +1,7 @@
 """Chinchilla fit speed: ours (vectorised damped Newton, JAX) vs a SciPy L-BFGS-B loop.
 
 Workload (both sides): the 4,500-start sum-Huber fit on the 240 Chinchilla rows (Epoch's
-extraction, DESIGN §8) plus 1,000 bootstrap refits.
+extraction, docs/design.md §8) plus 1,000 bootstrap refits.
 - ours: `scaler.fit.fit` (all starts, pruned to the best 32 after 3 Newton iterations) +
   `scaler.fit.bootstrap(n=1000)` (each refit from the optimum and one nearby start). Timed warm
   (after one untimed call that compiles), best of 3; the compile time is printed to stderr.
@@ -30,9 +30,7 @@ from scaler.fit.laws import chinchilla
 
 SUBSET_STARTS = 450
 SUBSET_BOOT = 200
-CSV = Path("/work/shared/anchors/chinchilla/svg_extracted_data.csv")
-if not CSV.exists():
-    CSV = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "chinchilla" / "svg_extracted_data.csv"
+CSV = Path(__file__).resolve().parents[1] / "anchors" / "chinchilla" / "svg_extracted_data.csv"
 
 
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

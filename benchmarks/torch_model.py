@@ -1,6 +1,6 @@
 """A PyTorch twin of scaler's decoder and training step: the eager baseline of `train_throughput.py`.
 
-Same architecture as `scaler/model/transformer.py` (DESIGN §4), weight for weight: token
+Same architecture as `scaler/model/transformer.py` (docs/design.md §4), weight for weight: token
 embedding, RoPE (rotate-half, theta 1e4), pre-RMSNorm (eps 1e-6, in fp32), causal attention through
 `torch.nn.functional.scaled_dot_product_attention(is_causal=True)`, SwiGLU MLP with one fused
 gate/up weight, no biases, untied head. Weights keep scaler's layouts ((D, 3, H, K) for q/k/v,

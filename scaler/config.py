@@ -19,7 +19,16 @@ A run file looks like::
     source = "stdlib"
 
 Every error (unknown key, wrong type, impossible value) is a `ConfigError` whose message names the
-file, the dotted key path and what was expected.
+file, the dotted key path and what was expected. Types are strict: `"8"` or `true` is no number, and
+an integer is accepted where a float is expected; infinities and NaN are refused.
+
+The pure shape arithmetic lives here, next to `ModelShape`, so that `target_params` resolves
+without importing the model layer (scaler/model/ builds on this module, never the reverse):
+
+- `count_params(shape)`: exact parameter count of the decoder in scaler/model/transformer.py;
+- `Family`: the size ladder, every shape derived from d_model by fixed aspect rules;
+- `training_bytes(shape, batch_size)`: estimated fp32 memory to train a shape, checked against
+  this machine's memory when a run file asks for `target_params` (and by sweep specs for their sizes).
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,11 +51,11 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelShape(_Strict):
-    """Shape of one LLaMA-style decoder (DESIGN §4)."""
+    """Shape of one LLaMA-style decoder (docs/design.md §4)."""
 
     d_model: int = Field(gt=0)
     n_layers: int = Field(gt=0)
@@ -70,6 +81,119 @@ class ModelShape(_Strict):
         return self.d_model // self.n_heads
 
 
+# --- shape arithmetic ---------------------------------------------------------------------------
+
+
+def count_params(shape: ModelShape) -> int:
+    """Parameters of the decoder (no biases, untied head, RMSNorm scales).
+
+        n_params = 2 V D                     token embedding + output head
+                 + L (4 D^2 + 3 D F + 2 D)   attention (q, k, v, o), SwiGLU (gate, up, down), 2 norms
+                 + D                         final norm
+    """
+    d, f, v, n_layers = shape.d_model, shape.d_ff, shape.vocab_size, shape.n_layers
+    per_layer = 4 * d * d + 3 * d * f + 2 * d
+    return 2 * v * d + n_layers * per_layer + d
+
+
+def _round_up(x: float, multiple: int) -> int:
+    return int(math.ceil(x / multiple) * multiple)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A size ladder (in the spirit of Marin's scaling recipes): width is the only free variable.
+
+        n_layers = max(1, round(d_model / aspect_ratio))
+        n_heads  = d_model / head_dim
+        d_ff     = ffn_ratio * d_model rounded up to a multiple of ffn_multiple (SwiGLU: 8/3)
+    """
+
+    vocab_size: int = 257
+    seq_len: int = 256
+    aspect_ratio: int = 32  # d_model / n_layers
+    head_dim: int = 16
+    ffn_ratio: float = 8 / 3
+    ffn_multiple: int = 16
+    max_d_model: int = 16_384
+
+    def shape(self, d_model: int) -> ModelShape:
+        if d_model <= 0 or d_model % self.head_dim:
+            raise ValueError(f"d_model {d_model} must be a positive multiple of head_dim {self.head_dim}")
+        return ModelShape(
+            d_model=d_model,
+            n_layers=max(1, round(d_model / self.aspect_ratio)),
+            n_heads=d_model // self.head_dim,
+            d_ff=_round_up(self.ffn_ratio * d_model, self.ffn_multiple),
+            vocab_size=self.vocab_size,
+            seq_len=self.seq_len,
+        )
+
+    def shape_for_params(self, target_params: int) -> ModelShape:
+        """The ladder shape whose n_params is closest to the target (in log distance)."""
+        if target_params <= 0:
+            raise ValueError(f"target_params must be positive, got {target_params}")
+        widths = range(self.head_dim, self.max_d_model + 1, self.head_dim)
+        return min(
+            (self.shape(d) for d in widths),
+            key=lambda s: abs(math.log(count_params(s) / target_params)),
+        )
+
+    def ladder(self, target_params: list[int]) -> list[ModelShape]:
+        return [self.shape_for_params(n) for n in target_params]
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+FP32_BYTES = 4
+STATE_COPIES = 4  # parameters, gradients and Adam's two moments
+
+
+def training_bytes(shape: ModelShape, batch_size: int) -> dict[str, int]:
+    """Estimated fp32 memory to train `shape` on batches of `batch_size` sequences.
+
+    state: parameters, gradients and Adam's two moments. activations: what the backward pass
+    keeps per token and layer (about 10 D for the residual stream, norms, q, k, v and attention
+    output; 3 F for SwiGLU; 2 H T attention scores and probabilities), plus the logits and their
+    softmax (2 V).
+    """
+    per_layer = 10 * shape.d_model + 3 * shape.d_ff + 2 * shape.n_heads * shape.seq_len
+    per_token = shape.n_layers * per_layer + 2 * shape.vocab_size
+    return {
+        "state": STATE_COPIES * FP32_BYTES * count_params(shape),
+        "activations": FP32_BYTES * batch_size * shape.seq_len * per_token,
+    }
+
+
+def machine_memory_bytes() -> int | None:
+    """Physical memory of this machine (None where the OS does not say)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return total if total > 0 else None
+
+
+def size_text(n_bytes: float) -> str:
+    """Bytes in decimal units, three significant digits (e.g. 25.3 GB)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n_bytes < 1000:
+            return f"{n_bytes:.3g} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes:.3g} PB"
+
+
+def memory_estimate(shape: ModelShape, batch_size: int) -> tuple[int, str]:
+    """Estimated bytes to train `shape` (fp32, `training_bytes`), and the estimate in words."""
+    need = training_bytes(shape, batch_size)
+    total = sum(need.values())
+    return total, (
+        f"a {count_params(shape):.3g}-parameter model needs an estimated {total:.3g} bytes ({size_text(total)}) "
+        f"to train in fp32 (parameters, gradients and Adam state {size_text(need['state'])}, activations of "
+        f"{batch_size} x {shape.seq_len} tokens {size_text(need['activations'])})"
+    )
+
+
 class TrainConfig(_Strict):
     """Optimisation and evaluation settings. `None` means: resolved by the size-aware defaults."""
 
@@ -91,6 +215,14 @@ class TrainConfig(_Strict):
     eval_tokens: int = Field(default=32_768, gt=0, description="tokens per eval set per evaluation")
     checkpoint_every_steps: int | None = Field(default=None, gt=0)
     max_loss: float | None = Field(default=None, gt=0, description="loss above this: diverged")
+
+
+def mix_label(mix: Mapping[str, float]) -> str:
+    """The one label of a data mix (run names, fit groups, plans, reports): the tier's name for a
+    single tier, else `tier:weight` joined by "+" in tier order ("clean:0.50+raw:0.50"); "stdlib"
+    for the built-in source."""
+    parts = [t if w == 1 else f"{t}:{w:.2f}" for t, w in sorted(mix.items()) if w]
+    return "+".join(parts) or "stdlib"
 
 
 class DataConfig(_Strict):
@@ -169,51 +301,72 @@ class RunConfig(_Strict):
         return self.model_dump(mode="json", exclude={"name"})
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid config"]
+def format_validation_error(err: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
+    """One line: `source: key: problem (got value)`, the dotted key under `prefix`; several
+    problems are joined with "; "."""
+    problems = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in (*prefix, *e["loc"])) or "(top level)"
         got = e.get("input")
         got_text = "" if isinstance(got, dict) else f" (got {got!r})"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key{got_text}")
+            problems.append(f"{key}: unknown key{got_text}")
         elif e["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
+            problems.append(f"{key}: required key is missing")
         else:
-            message = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {key}: {message}{got_text}")
-    return "\n".join(lines)
+            message = e["msg"].removeprefix("Value error, ").replace("\n", " ")
+            problems.append(f"{key}: {message}{got_text}")
+    return f"{source}: " + "; ".join(problems)
 
 
 def parse_run_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
-    """Validate a raw mapping; `model.target_params` asks the family for a shape."""
+    """Validate a raw mapping; `model.target_params` asks the family for a shape (checked against memory)."""
     raw = dict(raw)
     model = raw.get("model")
-    if isinstance(model, dict) and "target_params" in model:
-        raw["model"] = _shape_from_target(model, source)
+    target = _target_shape(model, source) if isinstance(model, dict) and "target_params" in model else None
+    if target is not None:
+        raw["model"] = target.shape().model_dump()
     try:
-        return RunConfig.model_validate(raw)
+        config = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    if target is not None:
+        _refuse_beyond_memory(config, target, source)
+    return config
 
 
-def _shape_from_target(model: dict[str, Any], source: str) -> dict[str, Any]:
-    from scaler.model.family import Family  # family imports ModelShape from here
+def _refuse_beyond_memory(config: RunConfig, target: TargetShape, source: str) -> None:
+    """A run file trains here, at its batch size: refuse one that cannot fit this machine's memory."""
+    available = machine_memory_bytes()
+    need, estimate = memory_estimate(config.model, config.train.batch_size)
+    if available is not None and need > available:
+        raise ConfigError(f"{source}: model.target_params: {target.target_params:.3g} parameters are beyond this "
+                          f"machine: {estimate}; it has {size_text(available)}")
 
-    allowed = {"target_params", "vocab_size", "seq_len"}
-    extra = sorted(set(model) - allowed)
+
+class TargetShape(_Strict):
+    """`[model]` given as a parameter count: the family ladder picks the shape."""
+
+    target_params: float = Field(ge=1)
+    vocab_size: int | None = Field(default=None, gt=1)
+    seq_len: int | None = Field(default=None, gt=1)
+
+    def shape(self) -> ModelShape:
+        given = {k: v for k, v in (("vocab_size", self.vocab_size), ("seq_len", self.seq_len)) if v is not None}
+        return Family(**given).shape_for_params(int(self.target_params))
+
+
+def _target_shape(model: dict[str, Any], source: str) -> TargetShape:
+    extra = sorted(set(model) - set(TargetShape.model_fields))
     if extra:
         raise ConfigError(
-            f"{source}: invalid config\n  model.{extra[0]}: unknown key next to model.target_params "
-            f"(expected only {sorted(allowed)})"
+            f"{source}: model.{extra[0]}: unknown key next to model.target_params "
+            f"(expected only {sorted(TargetShape.model_fields)})"
         )
-    target = model["target_params"]
-    if isinstance(target, bool) or not isinstance(target, int | float) or target <= 0:
-        raise ConfigError(
-            f"{source}: invalid config\n  model.target_params: expected a positive number (got {target!r})"
-        )
-    family = Family(**{k: model[k] for k in ("vocab_size", "seq_len") if k in model})
-    return family.shape_for_params(int(target)).model_dump()
+    try:
+        return TargetShape.model_validate(model)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source, prefix=("model",))) from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -223,8 +376,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as err:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder; expected a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
 
 
 def load_run_config(path: str | Path) -> RunConfig:

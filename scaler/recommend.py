@@ -1,4 +1,4 @@
-"""Budget recommendation (DESIGN §5): spend a compute budget on model size or on cleaning?
+"""Budget recommendation (docs/design.md §5): spend a compute budget on model size or on cleaning?
 
 Given a budget (FLOPs, GPU-hours at a measured throughput, or dollars), the raw token pool and,
 per data tier, its effective-data multiplier kappa_t (from the fitted quality law), its yield
@@ -12,13 +12,15 @@ The model of one choice (tier t, budget C, raw pool U raw tokens):
   C_t = C - Cc_t; an option whose cleaning alone uses the whole budget is infeasible (reported);
 - the tier's unique pool is U_t = yield_t x U;
 - training uses 6 N D = C_t (flops_v1's 6ND approximation, as the law's allocation does);
-- repeated data counts by Muennighoff et al. 2023: D' = U_t + U_t R* (1 - exp(-R/R*)),
-  R = D/U_t - 1 (D' = D while D <= U_t); R* = R_D* of the law where it fits one (quality law
-  with pools, data_constrained), else the published R_D* = 15.4 (Muennighoff et al. 2023, fit
-  on their 8.7B-token runs; a borrowed constant, not a measurement of this data);
-- the loss is the law's Chinchilla part at (N, kappa_t D'):
-  L = E_t + A / N^alpha + B / (kappa_t D')^beta (E_t = E e^{de_t} for an e-shift law).
-  Model-parameter repetition (R_N* of data_constrained) is not modelled: N is free here.
+- repeated data counts by Muennighoff et al. 2023 (`laws.repeated_tokens`): D' = U_t + U_t R*
+  (1 - exp(-R/R*)), R = D/U_t - 1 (D' = D while D <= U_t); R* = R_D* of the law where it fits
+  one (quality law with pools, data_constrained), else the published R_D* = 15.4 (Muennighoff
+  et al. 2023, fit on their 8.7B-token runs; a borrowed constant, not a measurement of this data);
+- the loss is the quality law's, with pools, for a run on tier t alone (`laws.tier_tokens`,
+  `laws.chinchilla_log_loss`): L = E_t + A / N^alpha + B / (kappa_t D')^beta (E_t = E e^{de_t}
+  for an e-shift law). For a quality law with pools this is `law.predict` on that run; for the
+  other laws it adds the repetition (and the given kappa_t) they do not model. Model-parameter
+  repetition (R_N* of data_constrained) is not modelled: N is free here.
 
 For every tier the N minimising L is found by a dense grid over log N in [0, log(C_t/6)] and a
 golden-section refinement, vectorised across bootstrap parameter samples; every sample
@@ -49,6 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from scaler.fit.data import json_safe
+from scaler.fit.laws import chinchilla_log_loss, tier_tokens
+from scaler.fit.stats import percentile_interval
 
 __all__ = [
     "PUBLISHED_R_D_STAR",
@@ -183,18 +189,7 @@ class Recommendation:
         return next(o for o in self.options if o.name == name)
 
     def to_json(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float):
-                return x if math.isfinite(x) else None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, (list, tuple)):
-                return [clean(v) for v in x]
-            if isinstance(x, np.generic):
-                return clean(x.item())
-            return x
-
-        out = clean(asdict(self))
+        out = json_safe(asdict(self))
         out["verdict_text"] = self.verdict_text
         return out
 
@@ -264,22 +259,16 @@ def _law_arrays(law: Any, thetas: np.ndarray, tiers: Sequence[TierOption]) -> di
     return out
 
 
-def _repeated(d: np.ndarray, u: np.ndarray | float, r_star: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        r = np.maximum(d / u - 1.0, 0.0)
-        rep = u + u * r_star * (-np.expm1(-r / r_star))
-    return np.where(d > u, rep, d)
-
-
 def _loss(log_n: np.ndarray, c_train: float, pool: float, p: dict[str, Any], tier: str) -> np.ndarray:
-    """Predicted loss, log_n (S, K) against per-sample parameters (S,) broadcast as (S, 1)."""
+    """Predicted loss of runs on `tier` alone (pool `pool` unique tokens) that spend `c_train`
+    FLOPs at log_n (S, K), against per-sample parameters (S,) broadcast as (S, 1): the quality
+    law's chinchilla(N, kappa_t D'_t) with e + de_t (module docstring)."""
     s = lambda k: p[k][:, None]  # noqa: E731
-    log_d = math.log(c_train / 6.0) - log_n
+    tokens = np.exp(math.log(c_train / 6.0) - log_n)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        d_rep = _repeated(np.exp(log_d), pool, s("r_star"))
-        log_deff = p["log_kappa"][tier][:, None] + np.log(d_rep)
-        return (np.exp(s("e") + p["de"][tier][:, None]) + np.exp(s("a") - s("alpha") * log_n)
-                + np.exp(s("b") - s("beta") * log_deff))
+        d_eff = tier_tokens(tokens, 1.0, np.exp(p["log_kappa"][tier][:, None]), pool, s("r_star"), xp=np)
+        e_tier = s("e") + p["de"][tier][:, None]
+        return np.exp(chinchilla_log_loss(s("a"), s("b"), e_tier, s("alpha"), s("beta"), log_n, np.log(d_eff), xp=np))
 
 
 def _loss_at(n: float, d: float, pool: float, p: dict[str, Any], tier: str) -> np.ndarray:
@@ -319,14 +308,6 @@ def _optimise(c_train: float, pool: float, p: dict[str, Any], tier: str, grid: i
     x = np.where(use_grid, xs[i], x)
     fx = np.where(use_grid, grid_best, fx)
     return x, fx
-
-
-def _interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return (float("nan"), float("nan"))
-    q = 100 * (1 - level) / 2
-    return float(np.percentile(x, q)), float(np.percentile(x, 100 - q))
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,12 +357,12 @@ def _experiments(p: dict[str, Any], tiers: dict[str, TierOption], contenders: Se
             losses = _loss_at(n, d, pool, samples, name)
             runs.append((name, n, d, pool, losses))
         gap = runs[0][4] - runs[1][4]
-        lo, hi = _interval(gap)
+        lo, hi = percentile_interval(gap)
         spread = hi - lo
         for name, n, d, pool, losses in runs:
             point = float(_loss_at(n, d, pool, theta_p, name)[0])
             out.append(Experiment(tier=name, n_params=n, tokens=d, flops=c, epochs=d / pool, predicted_loss=point,
-                                  loss_interval=_interval(losses), gap_spread=float(spread)))
+                                  loss_interval=percentile_interval(losses), gap_spread=float(spread)))
     out.sort(key=lambda e: (-e.gap_spread if math.isfinite(e.gap_spread) else math.inf, e.flops))
     for i, e in enumerate(out):
         e.rank = i // len(contenders) + 1  # the pair at one compute shares a rank
@@ -443,8 +424,8 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
         res.epochs = res.tokens / pool
         res.loss = float(loss[0])
         if S:
-            res.loss_interval = _interval(loss[1:], level)
-            res.n_params_interval = _interval(np.exp(log_n[1:]), level)
+            res.loss_interval = percentile_interval(loss[1:], level)
+            res.n_params_interval = percentile_interval(np.exp(log_n[1:]), level)
         else:
             res.loss_interval = (res.loss, res.loss)
             res.n_params_interval = (res.n_params, res.n_params)
@@ -480,7 +461,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
             clean_wins = mat[:, clean_idx].min(axis=1) < mat[:, order.index(raw)]
             prob_kind = float(np.mean(clean_wins[ok] == (verdict == "cleaning"))) if ok.any() else float("nan")
             assert best_clean is not None
-            gap_iv = _interval((mat[:, order.index(raw)] - mat[:, order.index(best_clean.name)])[ok], level)
+            gap_iv = percentile_interval((mat[:, order.index(raw)] - mat[:, order.index(best_clean.name)])[ok], level)
         else:
             prob_kind = prob
         if ok.sum() < S:
@@ -574,44 +555,62 @@ def tier_options_from_report(report: dict[str, Any] | str | Path, tiers: Sequenc
 
 def recommend_from_store(store_root: str | Path, data_dir: str | Path, budget_flops: float,
                          raw_tokens: float | None = None, eval_set: str = "heldout", n_bootstrap: int = 1000,
-                         seed: int = 0, cleaning_flops_per_second: float | None = None, tokenizer: str | None = None,
-                         n_steps: int = 4) -> Recommendation:
-    """Fit the quality law on the store's runs (raw first), bootstrap it, read the build's yields
-    and cleaning costs from `<data_dir>/report.json`, and `recommend`. raw_tokens defaults to the
-    build's raw tier training tokens for the tokenizer."""
-    from scaler.fit import laws
+                         seed: int = 0, reference: str = "raw", cleaning_flops_per_second: float | None = None,
+                         tokenizer: str | None = None, n_steps: int = 4) -> Recommendation:
+    """Fit the quality law on the store's runs (kappa = 1 for `reference`; Chinchilla when the runs
+    cover one tier), bootstrap it, and `recommend_from_fit`. Nothing is written to the store."""
     from scaler.fit.data import from_store
-    from scaler.fit.fitter import bootstrap, fit
+    from scaler.fit.pipeline import fit, tiers_of
 
     data = from_store(str(store_root), eval_set=eval_set)
-    names = sorted(k.removeprefix("w_") for k in data.columns if k.startswith("w_"))
-    names.sort(key=lambda t: t != "raw")
-    if "raw" not in names:
-        raise ValueError(f"{store_root}: no run on the raw tier; the verdict needs the raw tier as reference")
-    report_path = Path(data_dir) / "report.json"
-    if not report_path.exists():
-        raise FileNotFoundError(f"{report_path}: no data build report (run `scaler data build`)")
-    report = json.loads(report_path.read_text())
-    notes = []
-    if len(names) < 2:
-        law = laws.chinchilla()
-        notes.append("the store has runs on the raw tier only: no cleaned tier to compare")
+    tiers = tiers_of(data)
+    if len(tiers) >= 2:
+        fitted = {"quality": fit(data, "quality", n_bootstrap, seed, reference)}
     else:
-        law = laws.quality(names)
-    result = fit(law, data.columns, data.loss)
-    if n_bootstrap:
-        result = bootstrap(law, data.columns, data.loss, result, n=n_bootstrap, seed=seed)
-    if not result.converged:
-        notes.append(f"the law's fit did not converge ({result.stopped})")
-    kappas = {t: float(result.derived.get(f"kappa_{t}", 1.0)) for t in names}
+        fitted = {"groups": {tiers[0] if tiers else "stdlib": {"parametric": fit(data, "chinchilla", n_bootstrap, seed)}}}
+    return recommend_from_fit(fitted, data_dir, budget_flops, raw_tokens, tokenizer, cleaning_flops_per_second, n_steps)
+
+
+def recommend_from_fit(fit: dict[str, Any], data_dir: str | Path, budget_flops: float, raw_tokens: float | None = None,
+                       tokenizer: str | None = None, cleaning_flops_per_second: float | None = None,
+                       n_steps: int = 4) -> Recommendation:
+    """The recommendation from a sweep's fit (`scaler.fit_sweep` / `fit_store`, i.e. fit.json) and
+    its data build: the quality law's point estimate and bootstrap samples as fitted (no refit),
+    the build's yields and cleaning costs from `<data_dir>/report.json`. A store with runs on one
+    tier only gets the Chinchilla fit of that tier and no cleaning verdict."""
+    from scaler.fit import laws
+
+    notes: list[str] = []
+    entry = fit.get("quality")
+    if entry is None:
+        if len(fit.get("groups", {})) != 1:
+            raise ValueError("the fit has no quality law: recommend needs runs on two tiers or more, or on one")
+        (tier, group), = fit["groups"].items()
+        entry = group["parametric"]
+        notes.append(f"the store has runs on the {tier} tier only: no cleaned tier to compare")
+    if "error" in entry:
+        raise ValueError(f"the fit cannot be used: {entry['error']}")
+    law = laws.law_from_spec(entry["spec"])
+    names = list(law.spec.get("tiers") or [tier])
+    reference = law.spec.get("reference", names[0])
+    names.sort(key=lambda t: t != reference)  # the reference tier first, as the options are listed
+    from scaler.data.folder import read_report
+
+    report_path = Path(data_dir) / "report.json"
+    report = read_report(data_dir).model_dump(mode="json")
+    if not entry.get("converged", True):
+        notes.append(f"the law's fit did not converge ({entry.get('stopped')})")
+    derived = entry.get("derived", {})
+    kappas = {t: float(derived.get(f"kappa_{t}") or 1.0) for t in names}
     tiers, facts = tier_options_from_report(report, names, tokenizer, cleaning_flops_per_second, kappas)
     skipped = sorted(set(report.get("tiers", {})) - set(names))
     if skipped:
         notes.append(f"tiers built but not in the sweep (no kappa fitted): {', '.join(skipped)}")
-    samples = result.bootstrap_theta if result.bootstrap_theta is not None else np.zeros((0, law.n_params))
-    rec = recommend(samples, result.theta, law, tiers, budget_flops,
-                    raw_tokens if raw_tokens is not None else facts["raw_train_tokens"], raw="raw",
-                    largest_run_flops=float(np.max(data.columns["C"])), n_steps=n_steps)
+    theta = np.asarray(entry["theta"], dtype=np.float64)
+    samples = np.asarray(entry.get("bootstrap_theta") or np.zeros((0, law.n_params)), dtype=np.float64)
+    rec = recommend(samples, theta, law, tiers, budget_flops,
+                    raw_tokens if raw_tokens is not None else facts["raw_train_tokens"], raw=reference,
+                    largest_run_flops=float(entry["largest_run_flops"]), n_steps=n_steps)
     rec.notes = notes + rec.notes + [f"cleaning costs from {report_path} (tokenizer {facts['tokenizer']}, "
                                      f"{facts['raw_tokens_read']:.3g} raw tokens read)"]
     return rec

@@ -115,12 +115,53 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
+def filesystem(url: str, what: str = "store") -> tuple[fsspec.AbstractFileSystem, str]:
+    """fsspec's filesystem and path for `url`; a missing filesystem package or an unknown protocol
+    is a StoreError that says which package to install."""
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as err:  # e.g. "Install s3fs to access S3"
+        raise StoreError(f"{what} {url}: its filesystem needs a package that is not installed ({err})") from None
+    except ValueError as err:  # "Protocol not known: ..."
+        raise StoreError(f"{what} {url}: {err}") from None
+
+
+def check_writable_folder(url: str, what: str) -> None:
+    """Fail before any work when `url`, a local folder, cannot be created or written: one
+    StoreError naming `what`, the path and the cause. The folder is created (empty) if missing;
+    remote URLs are left to the first write."""
+    fs, path = filesystem(url, what)
+    if not _is_local(fs):
+        return
+    probe = os.path.join(path, f".scaler-write-test-{uuid.uuid4().hex}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        cause = err.strerror or type(err).__name__
+        blocker = next((p for p in _ancestors(path) if os.path.exists(p) and not os.path.isdir(p)), None)
+        if blocker is not None:
+            cause = f"{blocker} is a file, not a folder"
+        raise StoreError(f"{what} {url}: cannot write there ({cause})") from None
+
+
+def _ancestors(path: str) -> list[str]:
+    path = os.path.abspath(path)
+    out = [path]
+    while os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        out.append(path)
+    return out
+
+
 class Store:
     """Reads and writes run folders under `root` (a local path or an fsspec URL)."""
 
     def __init__(self, root: str) -> None:
         self.root: str = str(root).rstrip("/") or "/"
-        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        self.fs, self._base = filesystem(self.root)
 
     # -- paths ---------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> str:
@@ -154,6 +195,18 @@ class Store:
     def read_json(self, run_id: str, name: str) -> Any | None:
         """The parsed file, or None if it does not exist."""
         return self._read_json_file(self._path(run_id, name))
+
+    def write_sweep_json(self, name: str, obj: Any) -> None:
+        """A file of the whole store (e.g. fit.json), beside `runs/`; atomic like a run's files."""
+        atomic_write_bytes(self.fs, f"{self._base}/{_check_name(name, 'file name')}", _dump_json(obj))
+
+    def read_sweep_json(self, name: str) -> Any | None:
+        """A file of the whole store, parsed, or None if it does not exist."""
+        return self._read_json_file(f"{self._base}/{_check_name(name, 'file name')}")
+
+    def sweep_file(self, name: str) -> str:
+        """The URL or path of a file of the whole store, for messages."""
+        return f"{self.root}/{_check_name(name, 'file name')}"
 
     # -- runs and configs ----------------------------------------------------------------------
     def run_ids(self) -> list[str]:

@@ -61,7 +61,7 @@ def test_ray_runs_each_run_once(ray_address, tmp_path):
     assert [o["attempts"] for o in first[:3]] == [1, 1, 1]
     assert sorted(map(str, seen)) == sorted(map(str, first))
     failed = first[3]  # a task that raised: a failed outcome, the others unaffected
-    assert failed["state"] == "failed" and failed["error"].startswith("MixError: ")
+    assert failed["state"] == "failed" and failed["error"].startswith("BuildFolderError: ")
     assert "not a data folder" in failed["error"]
 
     again = run_on_ray(configs[:3], root, resources, address=ray_address)
@@ -120,7 +120,7 @@ def test_slurm_local_executor(monkeypatch, tmp_path):
     first = run_on_slurm(configs, root, resources, cluster="local", progress=seen.append)
     assert len(seen) == 3
     failed = first[1]
-    assert failed["state"] == "failed" and failed["error"].startswith("MixError: ")
+    assert failed["state"] == "failed" and failed["error"].startswith("BuildFolderError: ")
     assert "not a data folder" in failed["error"]
     good = [first[0], first[2]]
     assert_all_done(str(tmp_path / root), good)

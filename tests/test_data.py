@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import shutil
 import sysconfig
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,11 @@ from scaler.config import ConfigError, parse_run_config
 from scaler.data import build as build_lib
 from scaler.data.build import BuildSpec, TierSpec, build, parse_build_spec
 from scaler.data.corpus import CorpusError, CorpusOptions, assign_split, collect
+from scaler.data.folder import BuildFolderError, is_built, read_build_info, read_report, read_token_meta
 from scaler.data.mix import MixError, MixSource, slot_tiers
-from scaler.data.tokenize import BYTE_EOS_ID, ByteTokenizer, TokenizerError, pack, train_bpe
+from scaler.data.perplexity import PerplexityParams, ReferenceRequest, reference_training_tokens
+from scaler.data.tokenize import BYTE_EOS_ID, BYTE_VOCAB_SIZE, ByteTokenizer, TokenizerError, pack, train_bpe
+from scaler.sweep.data import build_data
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -133,7 +139,9 @@ def test_unreadable_rows_and_empty_sources(tmp_path: Path) -> None:
 
 def test_split_holds_out_whole_packages() -> None:
     docs, _ = collect(["stdlib"])
-    docs = assign_split(docs, 0.05)
+    split = assign_split(docs, 0.05)
+    assert split.unit == "package" and split.note is None
+    docs = split.docs
     per_package = docs.group_by(["source", "package"]).agg(pl.col("split").n_unique())
     assert per_package["split"].max() == 1
     held = docs.filter(pl.col("split") == "heldout")["n_bytes"].sum() / docs["n_bytes"].sum()
@@ -249,6 +257,209 @@ def test_corrupt_tier_is_synthetic_and_branches_from_its_base(tmp_path: Path) ->
     dirty = documents.filter(pl.col("row").is_in(dirty_rows.implode()))
     assert 0 < dirty["synthetic"].sum() < len(dirty)
     assert documents["row"].n_unique() == len(documents)
+
+
+# --- the perplexity step's scorer, small corpora, output folders ---------------------------------
+
+
+@dataclass
+class UnigramReference:
+    """A byte unigram model: a stand-in for the trainer's reference, quick and deterministic."""
+
+    seq_len: int
+    log_probs: np.ndarray
+    run_dir: str = "unigram"
+    training_flops: float = 1e6
+    forward_flops_per_token: float = 2.0
+
+    def window_nll(self, windows: np.ndarray, masks: np.ndarray, progress: object = None) -> np.ndarray:
+        return (-self.log_probs[windows[:, 1:]] * masks).sum(axis=1)
+
+
+@dataclass
+class UnigramScorer:
+    code_id: str = "unigram-1"
+    requests: list[ReferenceRequest] = field(default_factory=list)
+
+    def reference(self, request: ReferenceRequest) -> UnigramReference:
+        self.requests.append(request)
+        counts = np.bincount(request.streams.splits["train"], minlength=BYTE_VOCAB_SIZE) + 1.0
+        return UnigramReference(request.seq_len, np.log(counts / counts.sum()))
+
+
+PPL_TIERS = [*[t.model_dump() for t in SMALL_TIERS], {"name": "clean", "steps": ["perplexity"]}]
+
+
+def fake_packages(root: Path, junk_bytes: int = 0) -> Path:
+    """Three packages of stdlib modules (none small enough to hold out whole at 5%), and a package of
+    `junk_bytes` of generated data in long lines."""
+    files = {f"{package}/{name}.py": (STDLIB / f"{name}.py").read_bytes()
+             for package, names in {"alpha": ["textwrap", "shlex", "keyword"], "beta": ["colorsys", "bisect", "heapq"],
+                                    "gamma": ["fnmatch", "glob", "tabnanny"]}.items() for name in names}
+    if junk_bytes:
+        files["junk/blob.py"] = "".join(f'DATA{i} = "{"Q" * (junk_bytes // 10)}"\n' for i in range(10))
+    return write_tree(root, files)
+
+
+def test_a_perplexity_step_needs_a_scorer_and_its_code_enters_the_build_id(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    spec = small_spec(root, tiers=PPL_TIERS)
+    with pytest.raises(ConfigError, match="tiers.clean: the perplexity step needs a reference scorer"):
+        build(spec, tmp_path / "data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # refused before any work
+    first = build(spec, tmp_path / "data", scorer=UnigramScorer("trainer-a"))
+    assert build(spec, tmp_path / "data", scorer=UnigramScorer("trainer-a")).get("skipped")
+    changed = build(spec, tmp_path / "data", scorer=UnigramScorer("trainer-b"))
+    assert not changed.get("skipped") and changed["build_id"] != first["build_id"]
+    manifest = pl.read_parquet(tmp_path / "data" / "manifest.parquet")
+    assert build_lib.build_id_of(spec, manifest, "a") != build_lib.build_id_of(spec, manifest, "b")
+    without = small_spec(root)  # no perplexity step: the scorer is neither needed nor hashed
+    assert build(without, tmp_path / "plain")["build_id"] == build(without, tmp_path / "plain2",
+                                                                    scorer=UnigramScorer("x"))["build_id"]
+    step = next(s for s in changed["steps"] if s["step"] == "perplexity")
+    assert step["removed"]["high-perplexity"]["documents"] > 0 and step["flops"] > 1e6
+
+
+def test_the_trainers_scorer_hashes_the_trainer_and_model_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaler.train import reference
+
+    assert reference.TrainReferenceScorer().code_id == reference.reference_code_id()
+    copy = tmp_path / "scaler"
+    shutil.copytree(reference.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(reference, "PACKAGE_ROOT", copy)
+    before = reference.reference_code_id()
+    (copy / "model" / "family.py").write_text((copy / "model" / "family.py").read_text() + "\n# changed\n")
+    assert reference.reference_code_id() != before
+    (copy / "data" / "clean.py").write_text("# the data layer's code is in the build's own fingerprint\n")
+    assert reference.TrainReferenceScorer().code_id == reference.reference_code_id() != before
+
+
+def test_the_reference_trains_on_tokens_that_scale_with_the_corpus(tmp_path: Path) -> None:
+    params = PerplexityParams()
+    assert reference_training_tokens(params, 10_000) == params.reference_min_tokens
+    assert reference_training_tokens(params, 1_000_000) == 500_000
+    assert reference_training_tokens(params, 30_000_000) == params.reference_tokens == 1_500_000
+    assert reference_training_tokens(PerplexityParams(reference_tokens=40_960), 10_000) == 40_960  # the cap rules
+    root = small_corpus(tmp_path / "src")
+    scorer = UnigramScorer()
+    report = build(small_spec(root, tiers=PPL_TIERS, steps={"perplexity": {"reference_min_tokens": 1000}}),
+                   tmp_path / "data", scorer=scorer)
+    train_tokens = report["tokenizers"]["bytes"]["tiers"]["dedup"]["tokens"]
+    assert len(scorer.requests[0].streams.splits["train"]) == train_tokens
+    assert scorer.requests[0].tokens == math.ceil(0.5 * train_tokens)
+    assert next(s for s in report["steps"] if s["step"] == "perplexity")["notes"]["reference_training_tokens"] \
+        == scorer.requests[0].tokens
+
+
+def test_a_small_corpus_holds_out_files_within_packages_and_says_so(tmp_path: Path) -> None:
+    root = fake_packages(tmp_path / "src")
+    spec = parse_build_spec({"sources": [f"dir:{root}"], "tiers": PPL_TIERS}, "test")
+    report = build(spec, tmp_path / "data", scorer=UnigramScorer())
+    assert len(report["notes"]) == 1 and "files" in report["notes"][0] and "within their packages" in report["notes"][0]
+    assert read_report(tmp_path / "data").notes == report["notes"]
+    documents = pl.read_parquet(tmp_path / "data" / "documents.parquet")
+    held = documents.filter(pl.col("split") == "heldout")
+    assert 0 < held["n_bytes"].sum() <= 0.05 * documents["n_bytes"].sum()
+    assert set(held["package"]) <= set(documents.filter(pl.col("split") == "train")["package"])
+    assert all(tier["train_documents"] > 0 for tier in report["tiers"].values())
+    split = assign_split(collect([f"dir:{root}"])[0], 0.05)
+    assert split.unit == "file" and split.note == report["notes"][0]
+
+
+def test_a_tier_left_without_training_tokens_names_the_tier_and_the_step(tmp_path: Path) -> None:
+    root = fake_packages(tmp_path / "src", junk_bytes=2_000_000)  # the real packages all fit in 5% of the bytes
+    spec = parse_build_spec({"sources": [f"dir:{root}"], "tiers": [t.model_dump() for t in SMALL_TIERS]}, "test")
+    with pytest.raises(ConfigError, match=r"tier 'filtered': step 'heuristics' removed every training document .*junk"):
+        build(spec, tmp_path / "data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_build_data_sets_the_heldout_fraction_and_checks_it(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    report = build_data(small_spec(root), tmp_path / "data", heldout_fraction=0.2)
+    assert read_build_info(tmp_path / "data").spec["heldout_fraction"] == 0.2
+    assert report["split"]["heldout"]["bytes"] <= 0.2 * report["bytes_read"]
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ConfigError, match="heldout_fraction"):
+            build_data(small_spec(root), tmp_path / "other", heldout_fraction=bad)
+    assert not (tmp_path / "other").exists()
+
+
+def test_build_data_trains_a_reference_sized_to_the_corpus(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    steps = {"perplexity": {"reference_params": 20_000, "reference_seq_len": 64, "reference_batch_size": 16,
+                            "reference_min_tokens": 8192}}
+    report = build_data(small_spec(root, tiers=PPL_TIERS, steps=steps), tmp_path / "data")
+    step = next(s for s in report["steps"] if s["step"] == "perplexity")
+    train_tokens = report["tokenizers"]["bytes"]["tiers"]["dedup"]["tokens"]
+    assert step["notes"]["reference_training_tokens"] == math.ceil(0.5 * train_tokens)
+    assert step["flops"] > step["notes"]["reference_training_flops"] > 0
+    assert step["notes"]["reference_run"].startswith("reference/")
+    assert (tmp_path / "data" / step["notes"]["reference_run"] / "config.json").exists()
+    assert step["removed"]["high-perplexity"]["documents"] == step["documents_in"] - step["documents_out"] > 0
+
+
+def test_an_output_folder_through_a_file_or_unwritable_is_refused_before_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = small_corpus(tmp_path / "src")
+    (tmp_path / "notes.txt").write_text("mine")
+    given = tmp_path / "notes.txt" / "data"
+    with pytest.raises(ConfigError) as err:
+        build_data(small_spec(root), given)
+    assert str(err.value) == f"{given}: cannot build data there: {tmp_path / 'notes.txt'} is a file, not a folder"
+
+    def denied(*args: object, **kwargs: object) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "locked"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    with pytest.raises(ConfigError) as err:
+        build_data(small_spec(root), tmp_path / "locked" / "deep" / "data")
+    deep = tmp_path / "locked" / "deep"
+    assert str(err.value) == f"{deep / 'data'}: cannot write in {deep}: Permission denied"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "src"]  # the folders it made are gone
+
+
+def test_a_full_disk_names_the_output_path_and_the_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = small_corpus(tmp_path / "src")
+
+    def full(path: Path, tokens: np.ndarray) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(build_lib, "_save_tokens", full)
+    with pytest.raises(ConfigError) as err:
+        build(small_spec(root), tmp_path / "out" / "data")
+    assert str(err.value) == (f"{tmp_path / 'out' / 'data'}: the data build failed: No space left on device "
+                              f"({tmp_path / 'out' / 'data' / 'tokens' / 'bytes' / 'train' / 'raw.npy'})")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+# --- the build folder, read back ----------------------------------------------------------------
+
+
+def test_build_folder_readers_are_typed_and_name_what_is_missing(tmp_path: Path) -> None:
+    root = small_corpus(tmp_path / "src")
+    report = build(small_spec(root, tokenizers=["bytes", "bpe-512"]), tmp_path / "data")
+    data = tmp_path / "data"
+    info = read_build_info(data)
+    assert is_built(data) and info.build_id == report["build_id"] and info.tokenizers == ["bytes", "bpe-512"]
+    meta = read_token_meta(data, "bpe-512")
+    assert meta.vocab_size == 512 and meta.tier_tokens()["dedup"] == report["tiers"]["dedup"]["bpe-512_train_tokens"]
+    typed = read_report(data)
+    assert typed.tiers["dedup"].train_tokens("bytes") == report["tiers"]["dedup"]["bytes_train_tokens"]
+    assert typed.steps[0].step == "min-size" and typed.split["heldout"].documents > 0
+    with pytest.raises(BuildFolderError, match=r"tokenizer 'bpe-64' was not built .*built: \['bytes', 'bpe-512'\]"):
+        read_token_meta(data, "bpe-64")
+    with pytest.raises(BuildFolderError, match="not a data folder written by `scaler data build`"):
+        read_build_info(tmp_path / "src")
+    path = data / "tokens" / "bytes" / "meta.json"
+    path.write_text(json.dumps({"tiers": {"raw": {"tokens": 3}}}))
+    with pytest.raises(BuildFolderError) as err:
+        read_token_meta(data, "bytes")
+    assert str(err.value).startswith(f"{path}: malformed: vocab_size is missing; eos_id is missing")
+    (data / "report.json").write_text("{")
+    with pytest.raises(BuildFolderError, match=r"report.json: unreadable"):
+        read_report(data)
 
 
 # --- the mix sampler ----------------------------------------------------------------------------

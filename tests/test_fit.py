@@ -1,4 +1,4 @@
-"""Scaling-law fitter: published anchors (DESIGN §8), synthetic recovery, coverage, errors."""
+"""Scaling-law fitter: published anchors (docs/design.md §8), synthetic recovery, coverage, errors."""
 
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ import pytest
 from scaler.fit.fitter import bootstrap, fit, huber, objective
 from scaler.fit.laws import LAWS, chinchilla, chinchilla_allocation, data_constrained, mixing, quality
 
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
-if not ANCHORS.exists():
-    ANCHORS = Path("/work/shared/anchors")
+ANCHORS = Path(__file__).resolve().parents[1] / "anchors"  # the repository's copy of the public data
 CHIN = ANCHORS / "chinchilla" / "svg_extracted_data.csv"
 DATABL = ANCHORS / "datablations" / "muennighoff2023_fit182.csv"
-needs_anchors = pytest.mark.skipif(not CHIN.exists(), reason="public anchors not present")
 
 BASE = (6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596)  # Muennighoff et al. 2023, cell 29
 
@@ -41,7 +38,6 @@ def chin_fit():
     return data, loss, fit(chinchilla(), data, loss)
 
 
-@needs_anchors
 def test_chinchilla_refit_matches_epoch(chin_fit):
     _, _, r = chin_fit
     assert r.n_points == 240
@@ -55,7 +51,6 @@ def test_chinchilla_refit_matches_epoch(chin_fit):
     json.dumps(r.to_json())
 
 
-@needs_anchors
 def test_chinchilla_bootstrap_standard_errors(chin_fit):
     data, loss, r = chin_fit
     # 1,000 resamples: the SE of an SE from n resamples is ~SE/sqrt(2n) (2% here), so a 10%
@@ -91,7 +86,6 @@ def test_allocation_closed_form():
     assert chinchilla().allocation(np.array([5, 5, 0, 0.0, 0.3]), 1e20) is None
 
 
-@needs_anchors
 def test_datablations_objective_and_flat_rstar():
     data, loss = datablations_rows()
     law = data_constrained(base=BASE)
@@ -103,7 +97,7 @@ def test_datablations_objective_and_flat_rstar():
     assert r.converged
     rb = bootstrap(law, data, loss, r, n=200, seed=0)
     lo, hi = rb.intervals["R_N_star"]
-    # The R* surface is flat (DESIGN §8): the fitted R_N* is poorly pinned down.
+    # The R* surface is flat (docs/design.md §8): the fitted R_N* is poorly pinned down.
     assert hi / lo > 1.5 or r.flat_directions, (rb.intervals, r.flat_directions)
 
 
@@ -147,7 +141,7 @@ def test_bootstrap_interval_coverage():
 def test_quality_recovers_multipliers():
     rng = np.random.default_rng(11)
     tiers = ("raw", "clean", "best")
-    law = quality(tiers)
+    law = quality(tiers, reference="raw")
     assert law.param_names == ("a", "b", "e", "alpha", "beta", "log_kappa_clean", "log_kappa_best")
     truth = np.array([math.log(400.0), math.log(2000.0), math.log(1.8), 0.34, 0.37, math.log(2.0), math.log(4.0)])
     m = 120
@@ -161,11 +155,11 @@ def test_quality_recovers_multipliers():
     assert abs(r.derived["kappa_clean"] - 2.0) / 2.0 < 0.1, r.derived
     assert abs(r.derived["kappa_best"] - 4.0) / 4.0 < 0.1, r.derived
     # the E-shift variant fits the same data (no shift in the truth)
-    lawe = quality(tiers, e_shift=True)
+    lawe = quality(tiers, reference="raw", e_shift=True)
     r2 = fit(lawe, data, loss, starts=np.hstack([np.vstack([r.theta, truth]), np.zeros((2, 2))]))
     assert abs(r2.params["de_clean"]) < 0.05 and abs(r2.params["de_best"]) < 0.05
     # pools: a shared R_D*, repeated tiers
-    lawp = quality(tiers, pools=True)
+    lawp = quality(tiers, reference="raw", pools=True)
     truth_p = np.append(truth, math.log(10.0))
     data_p = dict(data, **{f"U_{t}": np.full(m, 2e9) for t in tiers})
     loss_p = lawp.predict(truth_p, data_p) * np.exp(rng.normal(0, 0.002, m))

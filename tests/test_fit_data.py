@@ -10,9 +10,7 @@ import pytest
 
 from scaler.fit.data import FitDataError, load_table
 
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"  # shared/ beside the checkout
-if not ANCHORS.exists():
-    ANCHORS = Path("/work/shared/anchors")
+ANCHORS = Path(__file__).resolve().parents[1] / "anchors"  # the repository's copy of the public data
 CHINCHILLA = ANCHORS / "chinchilla" / "svg_extracted_data.csv"
 
 
@@ -59,7 +57,7 @@ def test_fit_cli_on_the_chinchilla_table_writes_fit_json(tmp_path: Path) -> None
 
     out = tmp_path / "fit.json"
     result = CliRunner().invoke(app, ["fit", "--table", str(CHINCHILLA), "--n", "Model Size", "--flops", "Training FLOP",
-                                      "--loss", "loss", "--drop-top-loss", "5", "--bootstrap", "100", "--json", str(out)])
+                                      "--loss", "loss", "--drop-top-loss", "5", "--bootstrap", "100", "--out", str(out)])
     assert result.exit_code == 0, result.output
     fit = json.loads(out.read_text())
     assert fit["law"] == "chinchilla" and fit["n_points"] == 240 and fit["converged"]
@@ -72,7 +70,7 @@ def test_fit_cli_on_the_chinchilla_table_writes_fit_json(tmp_path: Path) -> None
 
 
 def test_fit_sweep_gives_per_tier_fits_isoflop_backtests_and_quality_multipliers() -> None:
-    from scaler.cli import fit_sweep
+    from scaler.fit.pipeline import fit_sweep
     from scaler.fit.data import FitData
 
     rng = np.random.default_rng(0)

@@ -60,6 +60,17 @@ def test_flop_count_by_hand() -> None:
         flops_per_token(SHAPE, "flops_v0")
 
 
+def test_a_runs_recorded_flops_come_from_the_one_flop_function() -> None:
+    from scaler.config import parse_run_config
+    from scaler.train.defaults import resolve
+    from scaler.train.loop import run_info
+
+    config = resolve(parse_run_config({"model": SHAPE.model_dump(), "train": {"tokens": 4_096, "batch_size": 4}}))
+    info = run_info(config)
+    assert info["flops_per_token"] == flops_per_token(SHAPE) == 271_680
+    assert info["flops"] == training_flops(SHAPE, config.train.tokens) == 271_680 * 4_096
+
+
 def test_family_ladder_is_monotone_and_follows_its_aspect_rules() -> None:
     family = Family(seq_len=64)
     shapes = family.ladder([20_000, 100_000, 500_000, 2_000_000, 10_000_000])

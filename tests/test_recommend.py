@@ -64,7 +64,7 @@ def test_verdict_flips_at_the_closed_form_crossover() -> None:
 
 def test_probability_is_the_share_of_samples() -> None:
     # Free cleaning, full yield: clean wins exactly in the samples where kappa_clean > 1.
-    law = laws.quality(["raw", "clean"])
+    law = laws.quality(["raw", "clean"], reference="raw")
     theta = np.append(THETA, 0.05)
     rng = np.random.default_rng(1)
     samples = np.repeat(theta[None, :], 400, axis=0)
@@ -85,7 +85,7 @@ def test_repetition_uses_the_law_r_star_or_the_published_one() -> None:
     # a small pool: the optimum trains longer on fewer repeated tokens -> larger N than Chinchilla's
     n_free = laws.chinchilla_allocation(THETA[0], THETA[1], ALPHA, BETA, 1e21)[0]
     assert rec.option("raw").epochs > 1 and rec.option("raw").n_params > n_free
-    law = laws.quality(["raw", "clean"], pools=True)
+    law = laws.quality(["raw", "clean"], reference="raw", pools=True)
     theta = np.concatenate([THETA, [0.0, math.log(5.0)]])
     rec = recommend(np.zeros((0, theta.size)), theta, law, tiers + [TierOption("clean")], 1e21, raw_tokens=1e9)
     assert rec.r_star == pytest.approx(5.0) and rec.r_star_source == "fitted"
@@ -121,7 +121,7 @@ def test_units() -> None:
 def test_next_experiments_and_toml_snippet() -> None:
     from scaler.sweep.spec import Design
 
-    law = laws.quality(["raw", "clean"])
+    law = laws.quality(["raw", "clean"], reference="raw")
     theta = np.append(THETA, 0.1)
     samples = _samples(theta, n=64, scale=0.02, seed=3)
     tiers = [TierOption("raw"), TierOption("clean", yield_fraction=0.6, cleaning_flops_per_raw_token=100.0)]

@@ -47,7 +47,7 @@ def _make_store(root: Path, noise: float = 0.003, seed: int = 1) -> None:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from scaler.cli import fit_sweep
+    from scaler.fit.pipeline import fit_sweep
     from scaler.fit.data import from_store
 
     root = tmp_path_factory.mktemp("sweep") / "store"

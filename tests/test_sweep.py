@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from scaler.cli import app
 from scaler.config import ConfigError
-from scaler.model.family import count_params, flops_per_token
+from scaler.model.family import count_params, flops_per_token, training_flops
 from scaler.store import Store
 from scaler.sweep.plan import make_plan, over_budget
-from scaler.sweep.spec import expand, parse_sweep_spec
+from scaler.sweep.spec import FitSettings, expand, load_sweep_spec, parse_sweep_spec
 
 GRID = {
     "name": "grid",
@@ -32,6 +32,21 @@ GRID = {
 
 def with_design(**design: object) -> dict:
     return {**GRID, "design": {**GRID["design"], **design}}
+
+
+def fake_build(folder: Path, tier_tokens: dict[str, int], eval_sets: tuple[str, ...] = ("heldout",),
+               build_id: str = "b") -> Path:
+    """A build folder's build.json and tokens/bytes/meta.json, as `scaler data build` writes them."""
+    from scaler.data.folder import BuildInfo, TokenCount, TokenMeta, meta_path, write_record
+
+    count = lambda tokens: TokenCount(tokens=tokens, bytes=tokens, documents=1, bytes_per_token=1.0)  # noqa: E731
+    write_record(folder / "build.json", BuildInfo(
+        build_id=build_id, format="data_v1", spec={}, tiers=list(tier_tokens), tokenizers=["bytes"],
+        eval_tier=list(tier_tokens)[-1], versions={}, created=0.0))
+    write_record(meta_path(folder, "bytes"), TokenMeta(
+        vocab_size=257, eos_id=256, tiers={t: count(n) for t, n in tier_tokens.items()},
+        eval={name: count(4_096) for name in eval_sets}))
+    return folder
 
 
 def test_grid_expansion_counts_and_stable_ids() -> None:
@@ -95,19 +110,202 @@ def test_spec_errors_name_the_key(change: dict, message: str) -> None:
 
 
 def test_plan_totals_epochs_and_budget(tmp_path: Path) -> None:
-    meta = tmp_path / "data" / "tokens" / "bytes"
-    meta.mkdir(parents=True)
-    (meta / "meta.json").write_text(json.dumps({"tiers": {"clean": {"tokens": 40_960}, "raw": {"tokens": 81_920}}}))
+    fake_build(tmp_path / "data", {"clean": 40_960, "raw": 81_920})
     raw = {**GRID, "data": {"dir": str(tmp_path / "data")}, "max_flops": 1e9}
     spec = parse_sweep_spec(raw, "x")
     runs = expand(spec, build_id="b")
     plan = make_plan(spec, runs, peak_flops=1e9, mfu=0.5, usd_per_hour=3.6)
     assert plan.total_flops == pytest.approx(sum(r.flops for r in plan.rows))
+    assert [r.flops for r in plan.rows] == [training_flops(r.config.model, r.config.train.tokens) for r in runs]
     assert plan.total_seconds == pytest.approx(plan.total_flops / 5e8)
     assert plan.total_usd == pytest.approx(plan.total_seconds / 1000)
-    half = next(r for r in plan.rows if r.mix == "clean 0.50, raw 0.50" and r.tokens == 20_480)
+    half = next(r for r in plan.rows if r.mix == "clean:0.50+raw:0.50" and r.tokens == 20_480)
     assert half.epochs == pytest.approx({"clean": 0.25, "raw": 0.125})
     assert over_budget(spec, plan) and "max_flops" in over_budget(spec, plan)[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"peak_flops": -1.0}, "--peak-flops"),
+        ({"peak_flops": 0.0}, "--peak-flops"),
+        ({"peak_flops": float("nan")}, "--peak-flops"),
+        ({"peak_flops": 1e12, "mfu": 2.0}, "--mfu"),
+        ({"peak_flops": 1e12, "mfu": 0.0}, "--mfu"),
+        ({"peak_flops": 1e12, "mfu": -0.4}, "--mfu"),
+        ({"peak_flops": 1e12, "usd_per_hour": -1.0}, "--usd-per-hour"),
+        ({"usd_per_hour": float("inf")}, "--usd-per-hour"),
+    ],
+)
+def test_plan_refuses_impossible_hardware_figures(options: dict, named: str) -> None:
+    spec = parse_sweep_spec({**GRID, "data": {}, "design": {**GRID["design"], "mixes": []}}, "x")
+    with pytest.raises(ConfigError, match=named):
+        make_plan(spec, expand(spec), **options)
+
+
+# --- strict specs, checked against the data, the machine and the fit ---------------------------
+
+SPEC = """
+name = "t"
+[data]
+dir = "{data}"
+[model]
+seq_len = 32
+[train]
+batch_size = 8
+[design.grid]
+sizes = [20_000, 80_000]
+tokens = [10_240]
+[design]
+mixes = [{{clean = 1.0}}, {{raw = 1.0}}]
+seeds = [0]
+"""
+GRID_TABLE = "[design.grid]\nsizes = [20_000, 80_000]\ntokens = [10_240]"
+
+
+def spec_error(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text.format(data=tmp_path / "data"))
+    with pytest.raises(ConfigError) as err:
+        load_sweep_spec(path)
+    assert str(path) in str(err.value), err.value
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "expected"),
+    [
+        (GRID_TABLE, '[design.isoflop]\nbudgets = ["1e11"]', "design.isoflop.budgets.0", "valid number"),
+        (GRID_TABLE, "[design.isoflop]\nbudgets = [true]", "design.isoflop.budgets.0", "valid number"),
+        (GRID_TABLE, "[design.isoflop]\nbudgets = [inf]", "design.isoflop.budgets.0", "finite number"),
+        (GRID_TABLE, "[design.isoflop]\nbudgets = [1e12]\npoints = 5.0", "design.isoflop.points", "valid integer"),
+        (GRID_TABLE, '[design.isoflop]\nbudgets = [1e12]\nspan = "8"', "design.isoflop.span", "valid number"),
+        (GRID_TABLE, "[design.isoflop]\nbudgets = [1e12]\nsizes = [2e4]", "design.isoflop.sizes.0", "valid integer"),
+        ("seeds = [0]", "seeds = [true]", "design.seeds.0", "valid integer"),
+        ("seeds = [0]", "seeds = [-1]", "design.seeds.0", "greater than or equal to 0"),
+        ("seeds = [0]", "seeds = [0]\nlr_multipliers = [true]", "design.lr_multipliers.0", "valid number"),
+        ("sizes = [20_000, 80_000]", "sizes = [20_000, true]", "design.grid.sizes.1", "valid integer"),
+        ("tokens = [10_240]", "tokens = [1.024e4]", "design.grid.tokens.0", "valid integer"),
+        ("tokens = [10_240]", 'tokens_per_param = ["20"]', "design.grid.tokens_per_param.0", "valid number"),
+        ("{{clean = 1.0}}", "{{clean = true}}", "design.mixes.0.clean", "valid number"),
+        ("seeds = [0]", 'seeds = [0]\n[design.random_mixes]\ncount = true\ntiers = ["raw", "clean"]',
+         "design.random_mixes.count", "valid integer"),
+        ("seeds = [0]", 'seeds = [0]\n[design.random_mixes]\ncount = 2\ntiers = ["raw", "clean"]\nseed = -1',
+         "design.random_mixes.seed", "greater than or equal to 0"),
+        ('name = "t"', 'name = "t"\nretries = true', "retries", "valid integer"),
+        ('name = "t"', 'name = "t"\nmax_flops = "1e12"', "max_flops", "valid number"),
+        ('name = "t"', 'name = "t"\nmax_hours = true', "max_hours", "valid number"),
+        ("seq_len = 32", "seq_len = 32.0", "model.seq_len", "valid integer"),
+        ("seq_len = 32", "seq_len = 1", "model.seq_len", "greater than 1"),
+        ("seq_len = 32", "seq_len = 32\nhead_dim = 15", "model.head_dim", "must be even"),
+        ("seq_len = 32", 'seq_len = 32\nffn_ratio = "3"', "model.ffn_ratio", "valid number"),
+        ("[model]", '[data.unique_tokens]\nclean = 1e5\n[model]', "data.unique_tokens.clean", "valid integer"),
+        ('dir = "{data}"', 'dir = "{data}"\nheldout_fraction = true', "data.heldout_fraction", "valid number"),
+        ('dir = "{data}"', 'dir = "{data}"\ntokenizer = "bpe-x"', "data.tokenizer", "unknown tokenizer"),
+        ("batch_size = 8", "batch_size = true", "train.batch_size", "valid integer"),
+        ("batch_size = 8", 'batch_size = 8\nlr = "1e-3"', "train.lr", "valid number"),
+        ("seeds = [0]", "seeds = [0]\n[resources]\ncpus = 1.5", "resources.cpus", "valid integer"),
+        ("seeds = [0]", 'seeds = [0]\n[resources]\nmemory_gb = "4"', "resources.memory_gb", "valid number"),
+        ("seeds = [0]", "seeds = [0]\n[fit]\nbootstrap = true", "fit.bootstrap", "valid integer"),
+        ("seeds = [0]", "seeds = [0]\n[fit]\nbootstrap = -1", "fit.bootstrap", "greater than or equal to 0"),
+        ("seeds = [0]", "seeds = [0]\n[fit]\nseed = 1.0", "fit.seed", "valid integer"),
+        ("seeds = [0]", 'seeds = [0]\n[fit]\nlaw = "kaplan"', "fit.law", "'chinchilla'"),
+        ("seeds = [0]", "seeds = [0]\n[fit]\nalpha = 0.5", "fit.alpha", "unknown key"),
+        ("seeds = [0]", 'seeds = [0]\n[fit]\nreference = "dedup"', "fit.reference", "['clean', 'raw']"),
+        ("seeds = [0]", 'seeds = [0]\n[fit]\neval_set = "humaneval"', "fit.eval_set", "data.eval_sets"),
+    ],
+)
+def test_bad_spec_values_name_the_file_and_key(tmp_path: Path, old: str, new: str, key: str, expected: str) -> None:
+    assert old in SPEC
+    message = spec_error(tmp_path, SPEC.replace(old, new))
+    assert f"{key}: " in message and expected in message, message
+
+
+def test_integers_are_floats_in_specs(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    budgets = [(b, tmp_path / f"{i}") for i, b in enumerate(["[1e12]", "[1000000000000]"])]
+    specs = []
+    for budget, folder in budgets:
+        path.write_text(SPEC.format(data=folder).replace(GRID_TABLE, f"[design.isoflop]\nbudgets = {budget}"))
+        specs.append(load_sweep_spec(path))
+    assert specs[0].design.isoflop.budgets == specs[1].design.isoflop.budgets == [1e12]
+
+
+def test_sizes_far_beyond_memory_are_refused_at_validation(tmp_path: Path) -> None:
+    message = spec_error(tmp_path, SPEC.replace("80_000]", "1_000_000_000_000_000]"))
+    assert "design.grid.sizes.1: 1e+15 parameters" in message and "bytes" in message, message
+    assert "Adam state" in message and "activations of 1 x 32 tokens" in message
+    iso = SPEC.replace(GRID_TABLE, "[design.isoflop]\nbudgets = [1e12, 1e40]")
+    assert "design.isoflop.budgets.1: " in spec_error(tmp_path, iso)
+    for path in ("sweeps/demo.toml", "sweeps/gpu-isoflop.toml"):  # planned here, trained here or on a GPU
+        load_sweep_spec(Path(__file__).parent.parent / path)
+
+
+BUILD = """
+[data.build]
+sources = ["stdlib"]
+tokenizers = ["bytes"]
+tiers = [{{name = "raw"}}, {{name = "clean", steps = ["min-size"]}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "expected"),
+    [
+        ("{{clean = 1.0}}", "{{dedup = 1.0}}", "design.mixes.0", "unknown tier 'dedup'; data.build (not built yet)"),
+        ("seeds = [0]", 'seeds = [0]\n[design.random_mixes]\ncount = 2\ntiers = ["raw", "filtered"]',
+         "design.random_mixes.tiers", "unknown tier 'filtered'"),
+        ('dir = "{data}"', 'dir = "{data}"\neval_sets = ["heldout", "train"]', "data.eval_sets",
+         "unknown eval set 'train'; data.build (not built yet) declares ['heldout', 'humaneval']"),
+        ('dir = "{data}"', 'dir = "{data}"\ntokenizer = "bpe-1024"', "data.tokenizer",
+         "'bpe-1024' is not among data.build.tokenizers"),
+    ],
+)
+def test_an_unbuilt_spec_is_checked_against_its_build_table(tmp_path: Path, old: str, new: str, key: str,
+                                                              expected: str) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text((SPEC + BUILD).format(data=tmp_path / "data"))
+    assert load_sweep_spec(good).data.build is not None
+    message = spec_error(tmp_path, (SPEC + BUILD).replace(old, new))
+    assert f"{key}: " in message and expected in message, message
+
+
+def test_a_built_folder_is_the_truth_for_tiers_and_eval_sets(tmp_path: Path) -> None:
+    fake_build(tmp_path / "data", {"raw": 10_000, "clean": 10_000})
+    humaneval = SPEC.replace('dir = "{data}"', 'dir = "{data}"\neval_sets = ["heldout", "humaneval"]')
+    message = spec_error(tmp_path, humaneval + BUILD)  # declared by the table, missing from the build
+    assert "data.eval_sets: unknown eval set 'humaneval'" in message and "has ['heldout']" in message, message
+    message = spec_error(tmp_path, SPEC.replace("{{clean = 1.0}}", "{{claen = 1.0}}"))
+    assert "design.mixes.0: unknown tier 'claen'" in message, message
+    message = spec_error(tmp_path, SPEC.replace('dir = "{data}"', 'dir = "{data}"\ntokenizer = "bpe-1024"'))
+    assert "data.tokenizer: 'bpe-1024' was not built" in message, message
+
+
+def test_run_refuses_a_spec_its_build_lacks_before_building_or_writing(tmp_path: Path) -> None:
+    path = tmp_path / "sweep.toml"
+    text = (SPEC + BUILD).replace("{{clean = 1.0}}", "{{dedup = 1.0}}")
+    path.write_text(f'store = "{tmp_path / "store"}"\n' + text.format(data=tmp_path / "data"))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2 and "unknown tier 'dedup'" in result.output, result.output
+    assert not (tmp_path / "data").exists() and not (tmp_path / "store").exists()
+
+
+def test_fit_settings_defaults_checks_and_run_ids(tmp_path: Path) -> None:
+    from scaler.fit.laws import LAWS
+
+    assert set(FitSettings.model_fields["law"].annotation.__args__) == set(LAWS)
+    spec = parse_sweep_spec(GRID, "x")
+    assert spec.fit == FitSettings(law="chinchilla", reference="raw", eval_set="heldout", bootstrap=1000, seed=0)
+    fitted = parse_sweep_spec({**GRID, "fit": {"law": "quality", "reference": "clean", "bootstrap": 0, "seed": 3}}, "x")
+    assert fitted.fit.reference == "clean" and fitted.fit.bootstrap == 0
+    assert [r.run_id for r in expand(fitted, build_id="b")] == [r.run_id for r in expand(spec, build_id="b")]
+    one_tier = with_design(mixes=[{"clean": 1.0}])
+    assert parse_sweep_spec({**one_tier, "fit": {"reference": "anything"}}, "x").fit.reference == "anything"
+    stdlib = {**GRID, "data": {}, "design": {**GRID["design"], "mixes": []}}
+    assert parse_sweep_spec(stdlib, "x").fit.reference == "raw"  # no tiers: nothing to check
+    with pytest.raises(ConfigError) as err:
+        parse_sweep_spec(with_design(mixes=[{"clean": 1.0}, {"dedup": 1.0}]), "x")
+    assert "fit.reference: 'raw' is not a tier of the design's mixes ['clean', 'dedup']" in str(err.value)
 
 
 # --- the claim protocol -------------------------------------------------------------------------
@@ -152,10 +350,7 @@ def test_a_stale_claim_is_taken_over_once_and_a_torn_one_only_when_old(tmp_path:
 def test_ids_from_expand_match_what_a_worker_computes(tmp_path: Path) -> None:
     from scaler.sweep.cluster import run_id_for
 
-    meta = tmp_path / "data" / "tokens" / "bytes"
-    meta.mkdir(parents=True)
-    (meta / "meta.json").write_text(json.dumps({"tiers": {t: {"tokens": 10_000} for t in ("raw", "dedup", "clean")}}))
-    (tmp_path / "data" / "build.json").write_text(json.dumps({"build_id": "abc"}))
+    fake_build(tmp_path / "data", {t: 10_000 for t in ("raw", "dedup", "clean")}, build_id="abc")
     raw = {**GRID, "data": {"dir": str(tmp_path / "data")},
            "design": {**GRID["design"], "mixes": [{"raw": 0.1, "dedup": 0.2, "clean": 0.7}],
                       "random_mixes": {"count": 6, "tiers": ["raw", "dedup", "clean"]}}}

@@ -15,14 +15,20 @@ leaves nothing half-written):
     documents.parquet     every document (corpus and synthetic): row, id, source, package, path, text, ...
     tiers.parquet         tier membership: (tier, row)
     removed.parquet       (tier, step, row, id, reason, detail) for every removal
-    report.json           per step: documents and bytes in/out, reasons, seconds, FLOPs; per tier: yields
+    report.json           per step: documents and bytes in/out, reasons, seconds, FLOPs; per tier: yields;
+                          notes (e.g. files held out within packages when whole packages could not be)
     tokenizers/bpe-N.json trained BPE tokenizers
     tokens/<tokenizer>/train/<tier>.npy   uint16 tokens of the tier's training split, EOS between documents
     tokens/<tokenizer>/eval/{heldout,humaneval}.npy
     tokens/<tokenizer>/meta.json          vocabulary, EOS id, tokens and bytes per token per tier and eval set
 
-The build id hashes the spec and every file's hash: a second build of unchanged sources is
-skipped, and runs record the id of the data they trained on.
+scaler/data/folder.py reads these files back, typed. The build id hashes the spec, every file's
+hash, the pipeline's code and, when a tier has a perplexity step, the code of the reference scorer
+(`ReferenceScorer.code_id`: the trainer's and the model's source): a second build of unchanged
+sources and code is skipped, and runs record the id of the data they trained on.
+
+The perplexity step needs a model, and the data layer does not import the trainer: the caller
+passes a `scorer` (scaler/sweep/data.py's `build_data` passes the trainer's).
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ from scaler.config import ConfigError, format_validation_error, load_toml
 from scaler.data import clean, minhash, perplexity
 from scaler.data.corpus import CorpusOptions, assign_split, collect, source_kind
 from scaler.data.documents import StepOutput
+from scaler.data.folder import (
+    BUILD_FILE, REPORT_FILE, BuildFolderError, BuildInfo, BuildReport, TokenCount, TokenMeta, meta_path, read_report,
+    write_record,
+)
+from scaler.data.perplexity import ReferenceScorer
 from scaler.data.tokenize import ByteTokenizer, Tokenizer, pack, parse_tokenizer_name, save_tokenizer, train_bpe
 
 BUILD_FORMAT = "data_v1"
@@ -88,7 +99,7 @@ class BuildSpec(BaseModel):
     glob: str = "**/*.py"
     text_column: str = "text"
     package_column: str | None = None
-    heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    heldout_fraction: float = Field(default=0.05, gt=0, lt=1)  # of the bytes: whole packages, else files
     tiers: list[TierSpec] = DEFAULT_TIERS
     steps: dict[str, dict[str, Any]] = {}
     tokenizers: list[str] = ["bytes"]
@@ -127,6 +138,14 @@ class BuildSpec(BaseModel):
         index = [t.name for t in self.tiers].index(name)
         base = self.base_of(index)
         return (self.chain(base) if base else []) + list(self.tiers[index].steps)
+
+    def with_heldout_fraction(self, fraction: float) -> BuildSpec:
+        """This spec holding out `fraction` of the bytes (validated as in the spec: 0 < f < 1)."""
+        return parse_build_spec({**self.model_dump(mode="json"), "heldout_fraction": fraction}, "heldout_fraction")
+
+    def tiers_using(self, step_name: str) -> list[str]:
+        """The tiers with a step `step_name` of their own."""
+        return [t.name for t in self.tiers if any(s.partition(":")[0] == step_name for s in t.steps)]
 
     def synthetic(self, name: str) -> bool:
         return any(step.partition(":")[0] == "corrupt" for step in self.chain(name))
@@ -174,17 +193,16 @@ def step_params(step: str, tables: dict[str, dict[str, Any]]) -> tuple[str, Base
     try:
         return name, params_model.model_validate(raw)
     except ValidationError as err:
-        lines = format_validation_error(err, "").splitlines()[1:]
-        raise ValueError(f"step {step!r}: " + "; ".join(line.strip() for line in lines)) from None
+        raise ValueError(f"step {step!r}: " + format_validation_error(err, "").removeprefix(": ")) from None
 
 
 def parse_build_spec(raw: dict[str, Any], source: str) -> BuildSpec:
     try:
         return BuildSpec.model_validate(raw)
     except ValidationError as err:
-        message = format_validation_error(err, source)
-        message = message.replace("\n  (top level): ", "\n  ").replace("\n  ", "\n  data.build.")
-        raise ConfigError(message) from None
+        message = format_validation_error(err, source, prefix=("data", "build"))
+        # a check of the whole spec reports at the top level, its message starting with the key
+        raise ConfigError(message.replace("data.build: ", "data.build.")) from None
 
 
 def load_build_spec(path: str | Path) -> tuple[BuildSpec, str | None]:
@@ -205,32 +223,50 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def build_id_of(spec: BuildSpec, manifest: pl.DataFrame) -> str:
-    """Hash of the spec, every file's hash, the pipeline's code and the packages it runs on."""
+def build_id_of(spec: BuildSpec, manifest: pl.DataFrame, scorer_code: str | None = None) -> str:
+    """Hash of the spec, every file's hash, the pipeline's code, the packages it runs on and the
+    reference scorer's code (`scorer_code`: given when a tier has a perplexity step)."""
     files = manifest.select(["source", "path", "sha256", "status"]).rows()
     payload = json.dumps({
         "format": BUILD_FORMAT, "spec": spec.model_dump(mode="json"), "files": files,
-        "code": code_fingerprint(), "python": sys.version, "versions": _versions(),
+        "code": code_fingerprint(), "scorer": scorer_code, "python": sys.version, "versions": _versions(),
     }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _run_step(step: str, spec: BuildSpec, docs: pl.DataFrame, work: Path, progress: Progress | None) -> StepOutput:
+def scorer_code_of(spec: BuildSpec, scorer: ReferenceScorer | None) -> str | None:
+    """The scorer's code id when the spec uses it; a perplexity step without a scorer is an error."""
+    users = spec.tiers_using("perplexity")
+    if not users:
+        return None
+    if scorer is None:
+        raise ConfigError(
+            f"data.build.tiers.{users[0]}: the perplexity step needs a reference scorer from the trainer: "
+            "build with scaler.sweep.data.build_data (or pass build(..., scorer=...))"
+        )
+    return scorer.code_id
+
+
+def _run_step(step: str, spec: BuildSpec, docs: pl.DataFrame, work: Path, progress: Progress | None,
+              scorer: ReferenceScorer | None) -> StepOutput:
     name, params = step_params(step, spec.steps)
     fn = STEPS[name][0]
     try:
-        return _call_step(fn, step, params, docs, work, progress)
+        return _call_step(fn, step, params, docs, work, progress, scorer)
     except ConfigError as err:
         raise ConfigError(f"data.build step {step!r}: {err}") from None
 
 
-def _call_step(fn, step: str, params: BaseModel, docs: pl.DataFrame, work: Path, progress: Progress | None):
+def _call_step(fn, step: str, params: BaseModel, docs: pl.DataFrame, work: Path, progress: Progress | None,
+               scorer: ReferenceScorer | None):
     kwargs: dict[str, Any] = {}
     accepted = inspect.signature(fn).parameters
     if "progress" in accepted and progress:
         kwargs["progress"] = lambda done, total: progress(step, done, total)
     if "reference_store" in accepted:
         kwargs["reference_store"] = work / "reference"
+    if "scorer" in accepted:
+        kwargs["scorer"] = scorer
     return fn(docs, params, **kwargs)
 
 
@@ -272,9 +308,12 @@ class _Registry:
 
 
 def clean_tiers(
-    spec: BuildSpec, docs: pl.DataFrame, work: Path, progress: Progress | None = None
+    spec: BuildSpec, docs: pl.DataFrame, work: Path, progress: Progress | None = None,
+    scorer: ReferenceScorer | None = None,
 ) -> tuple[dict[str, pl.DataFrame], list[dict[str, Any]], pl.DataFrame, pl.DataFrame]:
-    """Every tier's documents, the per-step report, all documents and all removals."""
+    """Every tier's documents, the per-step report, all documents and all removals.
+
+    A step that leaves its tier no training bytes is a ConfigError naming the tier and the step."""
     registry = _Registry(docs)
     tiers: dict[str, pl.DataFrame] = {}
     report: list[dict[str, Any]] = []
@@ -284,11 +323,12 @@ def clean_tiers(
         current = tiers[base] if base else docs
         for step in tier.steps:
             t0 = time.perf_counter()
-            out = _run_step(step, spec, current, work, progress)
+            out = _run_step(step, spec, current, work, progress, scorer)
             seconds = time.perf_counter() - t0
             if "row" not in out.kept.columns:
                 raise RuntimeError(f"step {step!r} dropped the documents' row column")
             removed = _removed_rows(current, out)
+            _check_training_left(tier.name, step, current, out.kept, removed)
             kept = registry.adopt(out.kept)
             report.append(_step_report(tier.name, step, current, kept, removed, out, seconds))
             removals.append(removed.select(pl.lit(tier.name).alias("tier"), pl.lit(step).alias("step"), "row", "id", "reason", "detail"))
@@ -297,6 +337,31 @@ def clean_tiers(
     all_removed = pl.concat(removals) if removals else pl.DataFrame(
         schema={"tier": pl.Utf8, "step": pl.Utf8, "row": pl.Int64, "id": pl.Utf8, "reason": pl.Utf8, "detail": pl.Utf8})
     return tiers, report, registry.documents(), all_removed
+
+
+def _train_bytes(docs: pl.DataFrame) -> int:
+    return int(docs.filter(pl.col("split") == "train")["n_bytes"].sum())
+
+
+def _check_training_left(tier: str, step: str, before: pl.DataFrame, kept: pl.DataFrame, removed: pl.DataFrame) -> None:
+    """A step that removes every training byte of a tier (the held-out split keeps its own)."""
+    if _train_bytes(kept) or not _train_bytes(before):
+        return
+    train = before.filter(pl.col("split") == "train")
+    gone = removed.filter(pl.col("row").is_in(train["row"].implode()))
+    reasons = ", ".join(f"{r}: {n}" for r, n in gone.group_by("reason").len().sort("len", descending=True).rows())
+    packages = sorted(set(train["package"].to_list()))
+    held = before.filter(pl.col("split") == "heldout")
+    raise ConfigError(
+        f"tier {tier!r}: step {step!r} removed every training document (all {len(train)}: "
+        f"{_train_bytes(before) / 1e6:.2f} MB in packages {_listed(packages)}; {reasons or 'rewritten'}), so the tier "
+        f"has no training tokens; the held-out split holds {held['package'].n_unique()} packages. "
+        "Add sources, lower heldout_fraction or change the step's parameters"
+    )
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _removed_rows(before: pl.DataFrame, out: StepOutput) -> pl.DataFrame:
@@ -352,6 +417,11 @@ def _save_tokens(path: Path, tokens: np.ndarray) -> None:
     np.save(path, tokens)
 
 
+def _token_count(tokens: np.ndarray, n_bytes: int, documents: int) -> TokenCount:
+    return TokenCount(tokens=len(tokens), bytes=n_bytes, documents=documents,
+                      bytes_per_token=n_bytes / max(len(tokens), 1))
+
+
 def tokenize_tiers(
     spec: BuildSpec, tiers: dict[str, pl.DataFrame], work: Path, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -362,24 +432,22 @@ def tokenize_tiers(
         t0 = time.perf_counter()
         tokenizer = _tokenizer(name, spec, tiers, work)
         folder = work / "tokens" / name
-        meta: dict[str, Any] = {"vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "tiers": {}, "eval": {}}
+        counts: dict[str, TokenCount] = {}
         for tier, docs in tiers.items():
             train = docs.filter(pl.col("split") == "train")
             report = (lambda d, t, what=f"tokenize {name} {tier}": progress(what, d, t)) if progress else None
             tokens = pack(tokenizer, train["text"].to_list(), report)
             _save_tokens(folder / "train" / f"{tier}.npy", tokens)
-            n_bytes = int(train["n_bytes"].sum())
-            meta["tiers"][tier] = {"tokens": len(tokens), "bytes": n_bytes, "documents": len(train),
-                                   "bytes_per_token": n_bytes / max(len(tokens), 1)}
-        evals = {"heldout": eval_docs["text"].to_list(), "humaneval": humaneval_texts()}
-        for eval_name, texts in evals.items():
+            counts[tier] = _token_count(tokens, int(train["n_bytes"].sum()), len(train))
+        evals: dict[str, TokenCount] = {}
+        for eval_name, texts in {"heldout": eval_docs["text"].to_list(), "humaneval": humaneval_texts()}.items():
             tokens = pack(tokenizer, texts)
             _save_tokens(folder / "eval" / f"{eval_name}.npy", tokens)
             n_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
-            meta["eval"][eval_name] = {"tokens": len(tokens), "bytes": n_bytes, "documents": len(texts),
-                                       "bytes_per_token": n_bytes / max(len(tokens), 1)}
-        (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-        out[name] = {**meta, "seconds": time.perf_counter() - t0}
+            evals[eval_name] = _token_count(tokens, n_bytes, len(texts))
+        meta = TokenMeta(vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id, tiers=counts, eval=evals)
+        write_record(meta_path(work, name), meta)
+        out[name] = {**meta.model_dump(mode="json"), "seconds": time.perf_counter() - t0}
     return out
 
 
@@ -419,42 +487,71 @@ def build(
     out_dir: str | Path,
     force: bool = False,
     progress: Progress | None = None,
+    scorer: ReferenceScorer | None = None,
 ) -> dict[str, Any]:
-    """Build `spec` into `out_dir`; returns the report. Skips an identical finished build."""
-    out_dir = Path(out_dir).resolve()
-    _check_output_folder(out_dir)
+    """Build `spec` into `out_dir`; returns the report. Skips an identical finished build.
+
+    `scorer` makes the perplexity step's reference model (needed when a tier has that step).
+    The output folder is checked, and its temporary sibling created, before any work; a build that
+    fails leaves nothing behind, and one that fails for the file system (a full disk, a permission)
+    is a ConfigError naming the output folder, the path and the cause."""
+    given = Path(out_dir)
+    out_dir = given.resolve()
+    _check_output_folder(out_dir, given)
+    scorer_code = scorer_code_of(spec, scorer)
+    created = _make_parents(out_dir, given)
+    work: Path | None = None
+    try:
+        work = _work_folder(out_dir, given)
+        return _build_into(spec, work, out_dir, force, progress, scorer, scorer_code)
+    except BaseException as err:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        _remove_empty(created)
+        if isinstance(err, OSError):
+            raise _file_system_error(err, given, work) from err
+        raise
+
+
+def _build_into(spec: BuildSpec, work: Path, out_dir: Path, force: bool, progress: Progress | None,
+                scorer: ReferenceScorer | None, scorer_code: str | None) -> dict[str, Any]:
+    """The build in `work`, moved to `out_dir` when complete (or the finished build there, unchanged)."""
     t0 = time.perf_counter()
     options = CorpusOptions(glob=spec.glob, text_column=spec.text_column, package_column=spec.package_column)
     corpus_report = (lambda d, t: progress("read sources", d, t)) if progress else None
     docs, manifest = collect(spec.sources, options, corpus_report)
-    build_id = build_id_of(spec, manifest)
-    existing = out_dir / "report.json"
-    if existing.exists() and not force:
-        report = json.loads(existing.read_text())
-        if report.get("build_id") == build_id:
-            return {**report, "skipped": True}
+    build_id = build_id_of(spec, manifest, scorer_code)
+    finished = None if force else _finished_build(out_dir, build_id)
+    if finished is not None:
+        shutil.rmtree(work)
+        return {**finished.model_dump(mode="json"), "skipped": True}
     if docs.is_empty():
         raise ConfigError(f"sources {spec.sources}: no readable documents (see the manifest statuses)")
-
-    docs = assign_split(docs, spec.heldout_fraction).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
-    try:
-        tiers, steps, documents, removed = clean_tiers(spec, docs, work, progress)
-        tokens = tokenize_tiers(spec, tiers, work, progress)
-        report = _report(spec, build_id, manifest, docs, steps, tiers, tokens, time.perf_counter() - t0)
-        _write_tables(work, manifest, documents, tiers, removed)
-        (work / "build.json").write_text(json.dumps({
-            "build_id": build_id, "format": BUILD_FORMAT, "spec": spec.model_dump(mode="json"),
-            "tiers": list(tiers), "tokenizers": spec.tokenizers, "eval_tier": spec.resolved_eval_tier(),
-            "versions": _versions(), "created": time.time(),
-        }, indent=1))
-        (work / "report.json").write_text(json.dumps(report, indent=1))
-        _replace(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    split = assign_split(docs, spec.heldout_fraction)
+    docs = split.docs.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    notes = [split.note] if split.note else []
+    tiers, steps, documents, removed = clean_tiers(spec, docs, work, progress, scorer)
+    tokens = tokenize_tiers(spec, tiers, work, progress)
+    report = _report(spec, build_id, manifest, docs, steps, tiers, tokens, time.perf_counter() - t0, notes)
+    _write_tables(work, manifest, documents, tiers, removed)
+    write_record(work / BUILD_FILE, BuildInfo(
+        build_id=build_id, format=BUILD_FORMAT, spec=spec.model_dump(mode="json"), tiers=list(tiers),
+        tokenizers=spec.tokenizers, eval_tier=spec.resolved_eval_tier(), versions=_versions(), created=time.time(),
+    ))
+    write_record(work / REPORT_FILE, BuildReport.model_validate(report))
+    _replace(work, out_dir)
     return report
+
+
+def _finished_build(out_dir: Path, build_id: str) -> BuildReport | None:
+    """The report of the build in `out_dir` if it is build `build_id` (an unreadable one is rebuilt)."""
+    if not (out_dir / REPORT_FILE).is_file():
+        return None
+    try:
+        report = read_report(out_dir)
+    except BuildFolderError:
+        return None
+    return report if report.build_id == build_id else None
 
 
 def _write_tables(work: Path, manifest, documents, tiers, removed) -> None:
@@ -465,12 +562,53 @@ def _write_tables(work: Path, manifest, documents, tiers, removed) -> None:
     removed.write_parquet(work / "removed.parquet")
 
 
-def _check_output_folder(out_dir: Path) -> None:
-    """Refuse to replace anything but an earlier build (or an empty folder)."""
+def _check_output_folder(out_dir: Path, given: Path) -> None:
+    """Refuse to replace anything but an earlier build (or an empty folder), or to write through a file."""
     if out_dir == Path(out_dir.anchor) or out_dir == Path.home():
-        raise ConfigError(f"--out {out_dir}: choose a folder of its own for the data")
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "build.json").exists())):
-        raise ConfigError(f"--out {out_dir}: exists and is not a data build (no build.json); choose another folder")
+        raise ConfigError(f"{given}: choose a folder of its own for the data")
+    above = next(p for p in out_dir.parents if p.exists())
+    if not above.is_dir():
+        raise ConfigError(f"{given}: cannot build data there: {above} is a file, not a folder")
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / BUILD_FILE).exists())):
+        raise ConfigError(f"{given}: exists and is not a data build (no {BUILD_FILE}); choose another folder")
+
+
+def _make_parents(out_dir: Path, given: Path) -> list[Path]:
+    """Create the output folder's missing parents; returns the ones created, outermost first."""
+    missing = [p for p in reversed(out_dir.parents) if not p.exists()]
+    for i, folder in enumerate(missing):
+        try:
+            folder.mkdir()
+        except OSError as err:
+            _remove_empty(missing[:i])
+            raise ConfigError(f"{given}: cannot create the folder {folder}: {err.strerror or err}") from None
+    return missing
+
+
+def _work_folder(out_dir: Path, given: Path) -> Path:
+    """The temporary sibling the build is written into (a test that the folder is writable)."""
+    try:
+        return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    except OSError as err:
+        raise ConfigError(f"{given}: cannot write in {out_dir.parent}: {err.strerror or err}") from None
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this build created, innermost first, if nothing else was put in them."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _file_system_error(err: OSError, given: Path, work: Path | None) -> ConfigError:
+    """A failed read or write named by the output folder, not the temporary one."""
+    path = Path(err.filename) if err.filename else None
+    if path is not None and work is not None and path.is_relative_to(work):
+        path = given / path.relative_to(work)
+    where = f" ({path})" if path is not None else ""
+    return ConfigError(f"{given}: the data build failed: {err.strerror or err}{where}")
 
 
 def _replace(work: Path, out_dir: Path) -> None:
@@ -487,7 +625,7 @@ def _replace(work: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _report(spec, build_id, manifest, docs, steps, tiers, tokens, seconds) -> dict[str, Any]:
+def _report(spec, build_id, manifest, docs, steps, tiers, tokens, seconds, notes: list[str]) -> dict[str, Any]:
     status = manifest.group_by(["source", "status"], maintain_order=True).agg(pl.len().alias("files"), pl.col("n_bytes").sum().alias("bytes"))
     sources: dict[str, Any] = {}
     for row in status.sort(["source", "status"]).iter_rows(named=True):
@@ -506,4 +644,5 @@ def _report(spec, build_id, manifest, docs, steps, tiers, tokens, seconds) -> di
         "seconds": seconds,
         "bytes_read": total_bytes,
         "mb_per_s": total_bytes / 1e6 / seconds if seconds else 0.0,
+        "notes": notes,
     }

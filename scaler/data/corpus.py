@@ -12,7 +12,8 @@ Every file or row read is listed in the manifest with the sha256 of its raw byte
 dropped silently. Documents come out in a deterministic order: sources in the order given, then
 package, then path. The package is the unit of the held-out split: a top-level package or module
 for the interpreter's sources, the first folder under PATH for dir:, and a configurable column
-(else the document itself) for tables.
+(else the document itself) for tables. A corpus whose whole packages cannot make the held-out share
+(a few packages) holds out files within packages instead, and its split says so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -234,28 +236,85 @@ def collect(
     return frame, pl.DataFrame(manifest, schema=MANIFEST_SCHEMA, orient="row")
 
 
-def heldout_packages(sizes: dict[str, int], fraction: float) -> set[str]:
-    """Packages in sha1 order, each taken if it still fits in `fraction` of the bytes (a package
-    that does not fit is skipped and the next one tried, so small packages are held out more often)."""
+MIN_HELDOUT_SHARE = 0.5  # whole packages must make half the held-out target, else files are held out
+
+
+@dataclass(frozen=True)
+class Split:
+    """Documents with their split column, and how the held-out share was made."""
+
+    docs: pl.DataFrame
+    unit: str  # "package" | "file": what was held out whole
+    note: str | None = None  # set when files were held out within packages
+
+
+def _sha1(unit: str) -> str:
+    return hashlib.sha1(unit.encode()).hexdigest()
+
+
+def heldout_units(sizes: dict[str, int], fraction: float, order: Callable[[str], Any] = _sha1) -> set[str]:
+    """Units (packages or files) in sha1 order, each taken if it still fits in `fraction` of the bytes (a
+    unit that does not fit is skipped and the next one tried, so small units are held out more often)."""
     budget = fraction * sum(sizes.values())
     chosen: set[str] = set()
     taken = 0
-    for package in sorted(sizes, key=lambda p: hashlib.sha1(p.encode()).hexdigest()):
-        if taken + sizes[package] <= budget:
-            chosen.add(package)
-            taken += sizes[package]
+    for unit in sorted(sizes, key=order):
+        if taken + sizes[unit] <= budget:
+            chosen.add(unit)
+            taken += sizes[unit]
     return chosen
 
 
-def assign_split(docs: pl.DataFrame, heldout_fraction: float) -> pl.DataFrame:
+def heldout_packages(sizes: dict[str, int], fraction: float) -> set[str]:
+    """Packages in sha1 order (a fair draw); when they fall short of half the share, the better of
+    that and the largest packages first (a corpus of a few packages of unequal sizes)."""
+    by_hash = heldout_units(sizes, fraction)
+    if sum(sizes[p] for p in by_hash) >= MIN_HELDOUT_SHARE * fraction * sum(sizes.values()):
+        return by_hash
+    by_size = heldout_units(sizes, fraction, order=lambda p: (-sizes[p], _sha1(p)))
+    return max(by_hash, by_size, key=lambda held: sum(sizes[p] for p in held))
+
+
+def assign_split(docs: pl.DataFrame, heldout_fraction: float) -> Split:
     """Hold out whole packages, about `heldout_fraction` of the bytes. A package name is one unit
-    across sources (a vendored copy goes with its original), whatever the sources' paths."""
-    sizes = docs.group_by("package").agg(pl.col("n_bytes").sum())
-    held = heldout_packages(dict(zip(sizes["package"], sizes["n_bytes"], strict=True)), heldout_fraction)
-    if not held:
+    across sources (a vendored copy goes with its original), whatever the sources' paths.
+
+    When whole packages cannot make half of that share (a corpus of a few packages, or one package
+    larger than the rest), files are held out within their packages instead, and the split says so."""
+    target = heldout_fraction * int(docs["n_bytes"].sum())
+    packages = _unit_sizes(docs, pl.col("package"))
+    held = heldout_packages(packages, heldout_fraction)
+    if held and sum(packages[p] for p in held) >= MIN_HELDOUT_SHARE * target:
+        return Split(_with_split(docs, pl.col("package"), held), "package")
+    file_key = pl.concat_str([pl.col("package"), pl.col("path")], separator="\x00")
+    files = _unit_sizes(docs, file_key)
+    held_files = heldout_units(files, heldout_fraction)
+    if not held_files:
         raise CorpusError(
-            f"no package fits in heldout_fraction = {heldout_fraction} of the bytes ({len(sizes)} packages): "
-            "raise it, or name a finer package_column, so that there is held-out code to evaluate on"
+            f"no package or file fits in heldout_fraction = {heldout_fraction} of the bytes ({len(packages)} packages, "
+            f"{len(files)} files): raise it, or add sources, so that there is held-out code to evaluate on"
         )
-    split = pl.when(pl.col("package").is_in(sorted(held))).then(pl.lit("heldout")).otherwise(pl.lit("train"))
+    note = _file_split_note(packages, held, files, held_files, heldout_fraction)
+    return Split(_with_split(docs, file_key, held_files), "file", note)
+
+
+def _unit_sizes(docs: pl.DataFrame, key: pl.Expr) -> dict[str, int]:
+    sizes = docs.group_by(key.alias("unit")).agg(pl.col("n_bytes").sum())
+    return dict(zip(sizes["unit"].to_list(), sizes["n_bytes"].to_list(), strict=True))
+
+
+def _with_split(docs: pl.DataFrame, key: pl.Expr, held: set[str]) -> pl.DataFrame:
+    split = pl.when(key.is_in(sorted(held))).then(pl.lit("heldout")).otherwise(pl.lit("train"))
     return docs.with_columns(split.alias("split"))
+
+
+def _file_split_note(packages: dict[str, int], held: set[str], files: dict[str, int], held_files: set[str],
+                     fraction: float) -> str:
+    total = sum(packages.values())
+    package_share = sum(packages[p] for p in held) / total
+    file_share = sum(files[f] for f in held_files) / total
+    return (
+        f"held-out split: whole packages make only {package_share:.1%} of the bytes ({len(packages)} packages; "
+        f"heldout_fraction {fraction:g}), so {len(held_files)} files ({file_share:.1%} of the bytes) are held out "
+        "within their packages; held-out code shares packages with training code, so held-out losses read low"
+    )

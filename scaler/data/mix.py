@@ -21,7 +21,6 @@ reads; runs record them (the data-constrained and quality laws need them).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import zlib
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from scaler.config import ConfigError
+from scaler.data.folder import meta_path, read_build_info, read_token_meta
 from scaler.data.source import even_windows
 
 GOLDEN_UINT64 = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd
@@ -37,19 +37,6 @@ COUNT_CHUNK = 1 << 20
 
 class MixError(ConfigError):
     """A mix that cannot be drawn from this data (unknown tier, bad weights, tier too small)."""
-
-
-def read_build(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / "build.json"
-    if not path.exists():
-        raise MixError(f"{data_dir}: not a data folder written by `scaler data build` (no build.json)")
-    return json.loads(path.read_text())
-
-
-def read_token_meta(data_dir: str | Path, tokenizer: str) -> dict | None:
-    """tokens/<tokenizer>/meta.json of a build (vocabulary, tiers and eval sets with their sizes), or None."""
-    path = Path(data_dir) / "tokens" / tokenizer / "meta.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def normalise_weights(weights: dict[str, float], where: str = "data.mix") -> dict[str, float]:
@@ -89,15 +76,15 @@ class MixSource:
         unique_tokens: dict[str, int] | None = None,
     ):
         self.data_dir = Path(data_dir)
-        build = read_build(self.data_dir)
-        token_dir = self.data_dir / "tokens" / tokenizer
-        if tokenizer not in build["tokenizers"]:
-            raise MixError(f"data.tokenizer: {tokenizer!r} was not built in {data_dir} (built: {build['tokenizers']})")
+        build = read_build_info(self.data_dir)
+        token_dir = meta_path(self.data_dir, tokenizer).parent
+        if tokenizer not in build.tokenizers:
+            raise MixError(f"data.tokenizer: {tokenizer!r} was not built in {data_dir} (built: {build.tokenizers})")
         self.meta = read_token_meta(self.data_dir, tokenizer)
         weights = normalise_weights(mix)
-        unknown = sorted(set(mix) - set(self.meta["tiers"]))
+        unknown = sorted(set(mix) - set(self.meta.tiers))
         if unknown:
-            raise MixError(f"data.mix: unknown tier {unknown[0]!r}; {data_dir} has tiers {sorted(self.meta['tiers'])}")
+            raise MixError(f"data.mix: unknown tier {unknown[0]!r}; {data_dir} has tiers {sorted(self.meta.tiers)}")
         caps = unique_tokens or {}
         bad_caps = sorted(set(caps) - set(weights))
         if bad_caps:
@@ -109,9 +96,9 @@ class MixSource:
         self.eval_dir = token_dir / "eval"
         self.name = f"{self.data_dir.name}:{'+'.join(self.tiers)}"
         self.tokenizer = tokenizer
-        self.vocab_size = int(self.meta["vocab_size"])
-        self.eos_id = int(self.meta["eos_id"])
-        self.build_id = build["build_id"]
+        self.vocab_size = self.meta.vocab_size
+        self.eos_id = self.meta.eos_id
+        self.build_id = build.build_id
         self._cursor: tuple[int, int, np.ndarray] | None = None  # (seed, next slot, draws per tier so far)
 
     @staticmethod
@@ -121,11 +108,11 @@ class MixSource:
 
     @property
     def bytes_per_token(self) -> float:
-        tiers = self.meta["tiers"]
-        return float(sum(w * tiers[t]["bytes_per_token"] for t, w in zip(self.tiers, self.weights, strict=True)))
+        tiers = self.meta.tiers
+        return float(sum(w * tiers[t].bytes_per_token for t, w in zip(self.tiers, self.weights, strict=True)))
 
     def eval_bytes_per_token(self, name: str) -> float:
-        return float(self.meta["eval"][name]["bytes_per_token"])
+        return self.meta.eval[name].bytes_per_token
 
     def n_windows(self, tier: str, seq_len: int) -> int:
         return max(0, (len(self.streams[tier]) - 1) // seq_len)

@@ -120,7 +120,7 @@ def stdlib_streams(heldout_fraction: float) -> TokenStreams:
     from scaler.data.corpus import assign_split, collect
 
     docs, _ = collect(["stdlib"])
-    docs = assign_split(docs, heldout_fraction)
+    docs = assign_split(docs, heldout_fraction).docs
     tokenizer = ByteTokenizer()
     parts = {s: docs.filter(pl.col("split") == s) for s in ("train", "heldout")}
     return TokenStreams(

@@ -1,6 +1,6 @@
 """Backtests: can a law predict the runs it was not fitted on?
 
-DESIGN §5: every fit reports a backtest. `backtest` fits on the runs at or below a compute cut
+docs/design.md §5: every fit reports a backtest. `backtest` fits on the runs at or below a compute cut
 and predicts the runs above it (the extrapolation a budget recommendation relies on); a law that
 cannot predict its own largest runs says so (`BacktestResult.verdict`). `leave_one_group_out`
 fits without each value of a column (a tier, a mix, a size) and predicts that group: the

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scaler.config import mix_label
+
 MIN_POINTS = 6  # five parameters and one more
 
 
@@ -31,6 +33,7 @@ class FitData:
     loss: np.ndarray
     groups: np.ndarray | None = None  # a label per row (tier, mix, ...)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
+    run_ids: np.ndarray | None = None  # the store's run id per row (None for a table)
 
     @property
     def n_points(self) -> int:
@@ -44,7 +47,8 @@ class FitData:
 
     def subset(self, mask: np.ndarray) -> FitData:
         return FitData(self.source, {k: v[mask] for k, v in self.columns.items()}, self.loss[mask],
-                       None if self.groups is None else self.groups[mask], dict(self.dropped))
+                       None if self.groups is None else self.groups[mask], dict(self.dropped),
+                       None if self.run_ids is None else self.run_ids[mask])
 
 
 def json_safe(x: Any) -> Any:
@@ -99,7 +103,11 @@ def check(data: FitData, drop_nan: bool = False) -> FitData:
 
 def drop_top_loss(data: FitData, k: int) -> FitData:
     """Drop the k highest-loss rows (Epoch's Chinchilla refit drops 5)."""
-    if k <= 0:
+    if k < 0:
+        raise FitDataError(f"{data.source}: --drop-top-loss {k}: expected 0 or more rows")
+    if k >= data.n_points:
+        raise FitDataError(f"{data.source}: --drop-top-loss {k}: the table has only {data.n_points} rows")
+    if k == 0:
         return data
     keep = np.ones(data.n_points, bool)
     keep[np.argsort(data.loss)[-k:]] = False
@@ -123,6 +131,8 @@ def load_table(
     path = Path(path)
     if not path.exists():
         raise FitDataError(f"{path}: file not found")
+    if path.is_dir():
+        raise FitDataError(f"{path}: a folder; expected a CSV file")
     try:
         frame = pl.read_csv(path, infer_schema_length=None)
     except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
@@ -138,9 +148,9 @@ def load_table(
         columns["U"] = _column(frame, unique, "--unique", source)
     if "C" not in columns:
         columns["C"] = 6 * columns["N"] * columns["D"]
-    groups = frame[group].cast(pl.Utf8).to_numpy() if group else None
     if group and group not in frame.columns:
         raise FitDataError(f"{source}: --group {group!r}: no such column (columns: {frame.columns})")
+    groups = frame[group].cast(pl.Utf8).to_numpy() if group else None
     data = FitData(source, columns, _column(frame, loss, "--loss", source), groups)
     return drop_top_loss(check(data, drop_nan), drop_top)
 
@@ -170,10 +180,8 @@ def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = Fals
             columns[f"U_{tier}"] = pool.fill_null(pool.max()).cast(pl.Float64).to_numpy()
     if "unique_tokens" in runs.columns:
         columns["U"] = runs["unique_tokens"].cast(pl.Float64).to_numpy()
-    labels = [
-        "+".join(t if w == 1 else f"{t}:{w:.2f}" for t, w in zip(tiers, row, strict=True) if w) or "stdlib"
-        for row in zip(*(columns[f"w_{t}"] for t in tiers), strict=True)
-    ] if tiers else ["stdlib"] * len(runs)
+    labels = [mix_label(dict(zip(tiers, row, strict=True))) for row in zip(*(columns[f"w_{t}"] for t in tiers), strict=True)
+              ] if tiers else ["stdlib"] * len(runs)
     data = FitData(f"{store_root} ({eval_set})", columns, runs[loss_col].cast(pl.Float64).to_numpy(),
-                   np.asarray(labels))
+                   np.asarray(labels), run_ids=runs["run_id"].to_numpy())
     return check(data, drop_nan)

@@ -1,4 +1,4 @@
-"""Multi-start damped-Newton fitting of scaling laws, plus the row bootstrap (DESIGN §5).
+"""Multi-start damped-Newton fitting of scaling laws, plus the row bootstrap (docs/design.md §5).
 
 Objective: the SUM over rows of Huber_delta(log L_pred - log L_obs), delta = 1e-3 by default
 (Hoffmann et al. 2022; Besiroglu et al. 2024).
@@ -42,7 +42,6 @@ resample wins; refits that did not converge are counted (`bootstrap_converged`).
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from scaler.fit.data import json_safe
 from scaler.fit.laws import Law
+from scaler.fit.stats import percentile_interval
 
 __all__ = ["huber", "FitResult", "fit", "bootstrap", "objective", "flat_directions"]
 
@@ -72,7 +73,7 @@ def huber(r: Any, delta: float = 1e-3) -> Any:
 
 @dataclass
 class FitResult:
-    law: str
+    law: str  # the law's name; `spec` rebuilds it (laws.law_from_spec), reference tier included
     theta: np.ndarray
     params: dict[str, float]
     derived: dict[str, float]
@@ -91,32 +92,30 @@ class FitResult:
     n_bootstrap: int = 0
     bootstrap_converged: float = float("nan")
     delta: float = 1e-3
+    spec: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        def num(x: float) -> float | None:
-            x = float(x)
-            return x if math.isfinite(x) else None
-
-        return {
+        return json_safe({
             "law": self.law,
-            "theta": [num(x) for x in self.theta],
-            "params": {k: num(v) for k, v in self.params.items()},
-            "derived": {k: num(v) for k, v in self.derived.items()},
-            "objective": num(self.objective),
+            "spec": dict(self.spec),
+            "theta": np.asarray(self.theta, dtype=np.float64),
+            "params": self.params,
+            "derived": self.derived,
+            "objective": float(self.objective),
             "n_points": self.n_points,
             "converged": bool(self.converged),
-            "grad_norm": num(self.grad_norm),
+            "grad_norm": float(self.grad_norm),
             "iterations": int(self.iterations),
             "stopped": self.stopped,
             "flat_directions": list(self.flat_directions),
-            "hessian_eigenvalues": [num(x) for x in self.hessian_eigenvalues],
-            "intervals": {k: [num(lo), num(hi)] for k, (lo, hi) in self.intervals.items()},
-            "standard_errors": {k: num(v) for k, v in self.standard_errors.items()},
+            "hessian_eigenvalues": [float(x) for x in self.hessian_eigenvalues],
+            "intervals": {k: [float(lo), float(hi)] for k, (lo, hi) in self.intervals.items()},
+            "standard_errors": self.standard_errors,
             "n_starts": self.n_starts,
             "n_bootstrap": self.n_bootstrap,
-            "bootstrap_converged": num(self.bootstrap_converged),
+            "bootstrap_converged": float(self.bootstrap_converged),
             "delta": self.delta,
-        }
+        })
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +163,7 @@ def _solver(law: Law) -> dict[str, Any]:
         return cached
 
     def f(theta: Any, data: Any, logy: Any, w: Any, delta: Any) -> Any:
-        r = law.predict_log(theta, data) - logy
+        r = law.predict_log(theta, data, jnp) - logy
         v = jnp.sum(w * huber(r, delta))
         return jnp.where(jnp.isfinite(v), v, jnp.inf)
 
@@ -414,6 +413,7 @@ def fit(law: Law, data: Mapping[str, Any], loss: Any, delta: float = 1e-3, start
         hessian_eigenvalues=evs,
         n_starts=int(th0.shape[0]),
         delta=delta,
+        spec=dict(law.spec),
     )
 
 
@@ -464,20 +464,18 @@ def bootstrap(law: Law, data: Mapping[str, Any], loss: Any, result: FitResult, n
     ok = np.isfinite(v[np.arange(n), best])
     th = th[ok]
     rows = [_derived_row(law, t, budgets) for t in th]
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     intervals: dict[str, tuple[float, float]] = {}
     ses: dict[str, float] = {}
     for j, name in enumerate(law.param_names):
-        col = th[:, j]
-        intervals[name] = (float(np.percentile(col, lo_q)), float(np.percentile(col, hi_q)))
-        ses[name] = float(np.std(col, ddof=1))
+        intervals[name] = percentile_interval(th[:, j], level)
+        ses[name] = float(np.std(th[:, j], ddof=1))
     keys = list(rows[0].keys()) if rows else []
     for key in keys:
         col = np.array([r.get(key, np.nan) for r in rows], dtype=np.float64)
         col = col[np.isfinite(col)]
         if len(col) < 2:
             continue
-        intervals[key] = (float(np.percentile(col, lo_q)), float(np.percentile(col, hi_q)))
+        intervals[key] = percentile_interval(col, level)
         ses[key] = float(np.std(col, ddof=1))
     out = FitResult(**{**result.__dict__})
     out.derived = _derived_row(law, np.asarray(result.theta), budgets)

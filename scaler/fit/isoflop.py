@@ -34,7 +34,7 @@ Approach 1 (`approach1`, the envelope)
     outside the sizes present, the same rule as approach 2's "edge"). Intervals: bootstrap over
     runs (runs resampled with replacement, envelope rebuilt, refitted; percentile 95%).
 
-    Caveat (DESIGN §5): a point in the middle of a cosine run is not "the loss at D" — the
+    Caveat (docs/design.md §5): a point in the middle of a cosine run is not "the loss at D" — the
     schedule has not annealed there, so its loss is higher than that of a run whose schedule
     ends at D. The envelope uses those intermediate points anyway, as Hoffmann et al. did; the
     envelope is therefore biased towards points near the end of each run (where the schedule has
@@ -57,9 +57,12 @@ import numpy as np
 import polars as pl
 
 from scaler.fit.data import json_safe
+from scaler.fit.laws import allocation_exponents
+from scaler.fit.stats import percentile_interval
 
 __all__ = [
     "BudgetMinimum",
+    "PowerLawAllocation",
     "IsoflopResult",
     "EnvelopePoint",
     "EnvelopeResult",
@@ -68,18 +71,6 @@ __all__ = [
     "compare",
     "group_budgets",
 ]
-
-_Q = (2.5, 97.5)  # percentile 95% interval
-
-
-def _pct(samples: np.ndarray) -> tuple[float, float]:
-    s = np.asarray(samples, dtype=float)
-    s = s[np.isfinite(s)]
-    if s.size == 0:
-        return (float("nan"), float("nan"))
-    lo, hi = np.percentile(s, _Q)
-    return (float(lo), float(hi))
-
 
 def _masked_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares line y = c + s x per row, with 0/1 (or count) weights; shapes (R, K).
@@ -128,8 +119,8 @@ class BudgetMinimum:
 
 
 @dataclass
-class IsoflopResult:
-    """Approach 2: N_opt = k_N C^a and D_opt = k_D C^b fitted over the good budgets' minima."""
+class PowerLawAllocation:
+    """N_opt = k_N C^a and D_opt = k_D C^b, with the exponents' percentile intervals."""
 
     a: float
     a_interval: tuple[float, float]
@@ -137,6 +128,18 @@ class IsoflopResult:
     b_interval: tuple[float, float]
     k_n: float
     k_d: float
+
+    def n_opt(self, c: float | np.ndarray) -> np.ndarray:
+        return self.k_n * np.asarray(c, dtype=float) ** self.a
+
+    def d_opt(self, c: float | np.ndarray) -> np.ndarray:
+        return self.k_d * np.asarray(c, dtype=float) ** self.b
+
+
+@dataclass
+class IsoflopResult(PowerLawAllocation):
+    """Approach 2: the allocation power laws fitted over the good budgets' minima."""
+
     budgets: list[BudgetMinimum]
     n_good: int
     n_boot: int
@@ -148,12 +151,6 @@ class IsoflopResult:
     @property
     def flagged(self) -> list[BudgetMinimum]:
         return [g for g in self.budgets if g.status != "ok"]
-
-    def n_opt(self, c: float | np.ndarray) -> np.ndarray:
-        return self.k_n * np.asarray(c, dtype=float) ** self.a
-
-    def d_opt(self, c: float | np.ndarray) -> np.ndarray:
-        return self.k_d * np.asarray(c, dtype=float) ** self.b
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -305,9 +302,9 @@ def approach2(
             else:
                 dcb, dsb = _masked_line(xb, ld[idx], np.ones_like(xb))
                 ldb = dcb + dsb * xvb
-            bm.n_opt_interval = tuple(float(v) for v in np.exp(_pct(xvb)))
-            bm.d_opt_interval = tuple(float(v) for v in np.exp(_pct(ldb)))
-            bm.loss_opt_interval = _pct(yvb)
+            bm.n_opt_interval = tuple(float(v) for v in np.exp(percentile_interval(xvb)))
+            bm.d_opt_interval = tuple(float(v) for v in np.exp(percentile_interval(ldb)))
+            bm.loss_opt_interval = percentile_interval(yvb)
             lost = int((~ub).sum())
             if lost:
                 bm.note = f"{lost}/{n_boot} bootstrap replicates had no usable vertex"
@@ -337,7 +334,7 @@ def approach2(
         _, ab = _masked_line(LC, np.nan_to_num(BN), w)
         _, bb = _masked_line(LC, np.nan_to_num(BD), w)
         n_used = int(np.isfinite(ab).sum())
-        a_int, b_int = _pct(ab), _pct(bb)
+        a_int, b_int = percentile_interval(ab), percentile_interval(bb)
     return IsoflopResult(
         a=float(a[0]), a_interval=a_int, b=float(b[0]), b_interval=b_int,
         k_n=float(np.exp(cn[0])), k_d=float(np.exp(cd[0])), budgets=budgets, n_good=n_good,
@@ -362,15 +359,9 @@ class EnvelopePoint:
 
 
 @dataclass
-class EnvelopeResult:
-    """Approach 1: N_opt = k_N C^a and D_opt = k_D C^b fitted along the loss envelope."""
+class EnvelopeResult(PowerLawAllocation):
+    """Approach 1: the allocation power laws fitted along the loss envelope."""
 
-    a: float
-    a_interval: tuple[float, float]
-    b: float
-    b_interval: tuple[float, float]
-    k_n: float
-    k_d: float
     points: list[EnvelopePoint]
     n_used: int
     n_runs: int
@@ -382,15 +373,9 @@ class EnvelopeResult:
     method: str = "envelope"
     caveat: str = (
         "envelope uses intermediate points of each run's curve; mid-schedule (e.g. cosine) losses "
-        "are not the loss of a run trained to that D (DESIGN §5), so the envelope favours points "
+        "are not the loss of a run trained to that D (docs/design.md §5), so the envelope favours points "
         "near the end of trained schedules"
     )
-
-    def n_opt(self, c: float | np.ndarray) -> np.ndarray:
-        return self.k_n * np.asarray(c, dtype=float) ** self.a
-
-    def d_opt(self, c: float | np.ndarray) -> np.ndarray:
-        return self.k_d * np.asarray(c, dtype=float) ** self.b
 
     def to_json(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -533,7 +518,7 @@ def approach1(
             b_s.append(bb)
         ab, bb = np.concatenate(a_s), np.concatenate(b_s)
         n_boot_used = int(np.isfinite(ab).sum())
-        a_int, b_int = _pct(ab), _pct(bb)
+        a_int, b_int = percentile_interval(ab), percentile_interval(bb)
     return EnvelopeResult(
         a=float(a[0]), a_interval=a_int, b=float(b[0]), b_interval=b_int, k_n=float(np.exp(cn[0])),
         k_d=float(np.exp(cd[0])), points=points, n_used=n_used, n_runs=R, n_boot=n_boot,
@@ -564,8 +549,7 @@ def _row_from_parametric(p: dict[str, Any]) -> dict[str, Any]:
     if "a" in p and "b" in p:
         row["a"], row["b"] = float(p["a"]), float(p["b"])
     elif "alpha" in p and "beta" in p:
-        al, be = float(p["alpha"]), float(p["beta"])
-        row["a"], row["b"] = be / (al + be), al / (al + be)
+        row["a"], row["b"] = allocation_exponents(float(p["alpha"]), float(p["beta"]))
     else:
         raise ValueError("parametric needs 'a' and 'b' (or 'alpha' and 'beta')")
     for k in ("a", "b"):

@@ -1,4 +1,4 @@
-"""LLaMA-style decoder in Flax NNX (DESIGN §4), in one screen.
+"""LLaMA-style decoder in Flax NNX (docs/design.md §4), in one screen.
 
 Token embedding, RoPE, pre-RMSNorm, causal attention, SwiGLU MLP, no biases, untied head. Weights
 are stored in fp32 and cast to `compute_dtype` where they are used (bf16 compute with fp32 master

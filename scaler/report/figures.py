@@ -5,8 +5,9 @@ Every function takes frames/dicts that are already loaded (the runs frame from
 report dict) and an output path. Matplotlib runs on the Agg backend; nothing here imports
 JAX or the trainer, so a report can be drawn on any machine that can read the store.
 
-Laws are evaluated in NumPy (`predict_loss`) for the Chinchilla form and the Muennighoff et
-al. 2023 repetition form; other laws are reported without a predicted-vs-observed panel.
+Fitted laws are evaluated by the law objects of `scaler.fit.laws` in NumPy (`predict_loss`,
+the allocation lines), rebuilt from the fit.json entry's law spec and theta; a law whose inputs
+a panel does not have (a quality or mixing law needs mix weights) is left out of it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ import polars as pl  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from scaler.config import mix_label  # noqa: E402
+
+from scaler.fit import laws  # noqa: E402
+from scaler.fit.isoflop import group_budgets  # noqa: E402
+
 __all__ = [
-    "DPI", "runs_table", "group_budgets", "predict_loss", "parabola_minima",
+    "DPI", "runs_table", "group_budgets", "fitted_law", "predict_loss", "allocation_line", "parabola_minima",
     "loss_curves", "isoflop_curves", "allocation", "predicted_vs_observed",
     "frontier_and_kappa", "data_report",
 ]
@@ -52,10 +58,7 @@ def runs_table(runs: pl.DataFrame, eval_set: str = "heldout") -> pl.DataFrame:
     loss_col = f"final_eval_{eval_set}_loss"
     tiers = sorted(c.removeprefix("data_mix_") for c in runs.columns if c.startswith("data_mix_"))
     weights = {t: runs[f"data_mix_{t}"].fill_null(0.0).cast(pl.Float64).to_list() for t in tiers}
-    labels = []
-    for i in range(runs.height):
-        parts = [t if weights[t][i] == 1 else f"{t}:{weights[t][i]:.2f}" for t in tiers if weights[t][i]]
-        labels.append("+".join(parts) or "stdlib")
+    labels = [mix_label({t: weights[t][i] for t in tiers}) for i in range(runs.height)]
 
     def col(name: str) -> pl.Series:
         if name in runs.columns:
@@ -72,49 +75,45 @@ def runs_table(runs: pl.DataFrame, eval_set: str = "heldout") -> pl.DataFrame:
     })
 
 
-def group_budgets(c: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:
-    """Integer budget labels, as scaler.fit.isoflop.group_budgets (C within 2% share a label)."""
-    c = np.asarray(c, dtype=float)
-    order = np.argsort(c, kind="stable")
-    labels = np.empty(len(c), dtype=np.int64)
-    g, start, tol = -1, -np.inf, math.log1p(rel_tol)
-    for i in order:
-        v = math.log(c[i])
-        if v - start > tol:
-            g, start = g + 1, v
-        labels[i] = g
-    return labels
-
-
-def _chin(p: Mapping[str, float], n: np.ndarray, d: np.ndarray) -> np.ndarray:
-    return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
-
-
-def _repeated(d: np.ndarray, u: np.ndarray, r_star: float) -> np.ndarray:
-    r = np.maximum(d / u - 1.0, 0.0)
-    return np.where(d > u, u + u * r_star * (-np.expm1(-r / r_star)), d)
+def fitted_law(entry: Mapping[str, Any]) -> tuple[laws.Law, np.ndarray] | None:
+    """(law, theta) of a fit.json fit entry: the law rebuilt from its "spec" (older files without
+    one: from its "law" name, which rebuilds chinchilla and data_constrained) and its theta.
+    None when the entry cannot be rebuilt or its theta is incomplete."""
+    spec = entry.get("spec") or {"family": entry.get("law")}
+    try:
+        law = laws.law_from_spec(spec)
+    except ValueError:
+        return None
+    theta = entry.get("theta")
+    if theta is None or len(theta) != law.n_params or any(v is None for v in theta):
+        return None
+    return law, np.asarray(theta, dtype=np.float64)
 
 
 def predict_loss(parametric: Mapping[str, Any], N: np.ndarray, D: np.ndarray, U: np.ndarray | None = None) -> np.ndarray | None:
-    """Loss predicted by a fitted law (a fit.json "parametric" entry) in NumPy; None when the law
-    is not one this module can evaluate (quality, mixing) or its inputs are missing."""
-    law = parametric.get("law")
-    derived = parametric.get("derived") or {}
-    if not all(k in derived for k in ("E", "A", "B", "alpha", "beta")):
+    """Loss predicted by a fitted law (a fit.json "parametric" entry), evaluated by the law in
+    NumPy; None when the law cannot be rebuilt or needs columns other than N, D (and U)."""
+    fitted = fitted_law(parametric)
+    if fitted is None:
         return None
-    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    if law == "chinchilla":
-        return _chin(derived, N, D)
-    if law == "data_constrained" and U is not None and "R_D_star" in derived:
-        U = np.asarray(U, dtype=float)
-        u_d = np.minimum(U, D)
-        d_eff = _repeated(D, u_d, derived["R_D_star"])
-        al, be = derived["alpha"], derived["beta"]
-        log_g = derived.get("log_G", (math.log(al) + math.log(derived["A"]) - math.log(be) - math.log(derived["B"])) / (al + be))
-        u_n = np.minimum(N, np.exp(log_g + (be / al) * (log_g + np.log(u_d))))
-        n_eff = _repeated(N, u_n, derived["R_N_star"])
-        return _chin(derived, n_eff, d_eff)
-    return None
+    law, theta = fitted
+    columns = {"N": N, "D": D} if U is None else {"N": N, "D": D, "U": U}
+    if any(c not in columns for c in law.columns):
+        return None
+    return law.predict(theta, columns)
+
+
+def allocation_line(parametric: Mapping[str, Any], flops: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(N_opt, D_opt) of a fitted law at each compute in `flops`, by the law's own allocation;
+    None when the law has none (mixing) or cannot be rebuilt."""
+    fitted = fitted_law(parametric)
+    if fitted is None:
+        return None
+    law, theta = fitted
+    points = [law.allocation(theta, float(c)) for c in flops]
+    if any(p is None for p in points):
+        return None
+    return np.array([p[0] for p in points]), np.array([p[1] for p in points])
 
 
 def parabola_minima(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -316,11 +315,11 @@ def allocation(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame, path: Pat
                     ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, color=colour, capsize=2, lw=0.8)
         par = e.get("parametric")
         if _ok(par):
-            derived, intervals = par.get("derived", {}), par.get("intervals", {}) or {}
-            if "log_G" in derived and "a_exponent" in derived:
-                n_line = np.exp(derived["log_G"]) * (cs / 6) ** derived["a_exponent"]
-                ax_n.plot(cs, n_line, color=colour, lw=1.2, label=f"{g} ({par.get('law')})")
-                ax_d.plot(cs, cs / 6 / n_line, color=colour, lw=1.2, label=g)
+            intervals = par.get("intervals", {}) or {}
+            line = allocation_line(par, cs)
+            if line is not None:
+                ax_n.plot(cs, line[0], color=colour, lw=1.2, label=f"{g} ({par.get('law')})")
+                ax_d.plot(cs, line[1], color=colour, lw=1.2, label=g)
             for ax, key in ((ax_n, "N_opt"), (ax_d, "D_opt")):
                 pts = []
                 for name, iv in intervals.items():

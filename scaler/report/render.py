@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from scaler.fit.laws import allocation_exponents
 from scaler.report import figures as F
 
 __all__ = ["build_report", "REFERENCES", "FIGURES"]
@@ -30,9 +31,7 @@ REFERENCES: dict[str, dict[str, float]] = {
     "Besiroglu et al. 2024": {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37},
 }
 for _ref in REFERENCES.values():
-    _s = _ref["alpha"] + _ref["beta"]
-    _ref["a_exponent"] = _ref["beta"] / _s  # N_opt ∝ C^a
-    _ref["b_exponent"] = _ref["alpha"] / _s  # D_opt ∝ C^b
+    _ref["a_exponent"], _ref["b_exponent"] = allocation_exponents(_ref["alpha"], _ref["beta"])  # N_opt ∝ C^a, D_opt ∝ C^b
 
 # key -> (file name, section title, caption)
 FIGURES: dict[str, tuple[str, str, str]] = {
@@ -269,7 +268,10 @@ def _parameter_blocks(fit_json: Mapping[str, Any]) -> list[Block]:
             derived, iv = q.get("derived") or {}, q.get("intervals") or {}
             rows = [[k, _with_interval(v, iv.get(k))] for k, v in derived.items() if "@" not in k and k != "log_G"]
             rows.append(["converged", f"{q.get('converged')} ({q.get('stopped', '')})"])
-            blocks += [("p", f"One {q.get('law')} fit over all tiers: a tier's token counts as kappa_t raw tokens."),
+            reference = (q.get("spec") or {}).get("reference") or q.get("reference")
+            named = f"the reference tier {reference} (kappa_{reference} = 1)" if reference else "the reference tier"
+            blocks += [("p", f"One {q.get('law')} fit over all tiers: a tier's token counts as kappa_t tokens of "
+                             f"{named}."),
                        ("table", ["parameter", "value [95%]"], rows)]
         else:
             blocks.append(("p", f"The quality fit failed: {_err(q)}."))

@@ -47,6 +47,7 @@ the Ray engine on one machine); `run_on_ray` never starts a cluster by itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -359,3 +360,30 @@ def _stop_head(head: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(head.pid, signal.SIGKILL)  # the group `start_new_session` made for the head
     head.wait()
+
+
+# -- the engines behind one interface (scaler.sweep.runners.make_runner) -------------------------
+@dataclasses.dataclass(frozen=True)
+class RayRunner:
+    """Each run a Ray task on the cluster at `address` (else RAY_ADDRESS)."""
+
+    resources: dict[str, Any]
+    address: str | None = None
+    name: str = "ray"
+
+    def run(self, configs: list[dict[str, Any]], store_root: str, retries: int = 0,
+            on_outcome: Progress = None, on_step: Progress = None) -> list[dict[str, Any]]:
+        return run_on_ray(configs, store_root, self.resources, retries, address=self.address, progress=on_outcome)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmRunner:
+    """One submitit job array on SLURM (or submitit's local/debug executors)."""
+
+    resources: dict[str, Any]
+    cluster: str | None = None
+    name: str = "slurm"
+
+    def run(self, configs: list[dict[str, Any]], store_root: str, retries: int = 0,
+            on_outcome: Progress = None, on_step: Progress = None) -> list[dict[str, Any]]:
+        return run_on_slurm(configs, store_root, self.resources, retries, cluster=self.cluster, progress=on_outcome)

@@ -13,6 +13,7 @@ Dollars are hours x `usd_per_hour`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -20,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaler.model.family import count_params, flops_per_token
+from scaler.config import ConfigError, mix_label
+from scaler.model.family import count_params, flops_per_token, training_flops
 from scaler.sweep.spec import SweepRun, SweepSpec
 
 
@@ -144,6 +146,16 @@ def tier_epochs(run: SweepRun, tier_tokens: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def check_rates(peak_flops: float | None, mfu: float | None, usd_per_hour: float | None) -> None:
+    """Refuse hardware figures no machine has: each error names the option."""
+    if peak_flops is not None and not (math.isfinite(peak_flops) and peak_flops > 0):
+        raise ConfigError(f"--peak-flops: expected a positive number of FLOP/s, e.g. 989e12 (got {peak_flops:g})")
+    if mfu is not None and not (math.isfinite(mfu) and 0 < mfu <= 1):
+        raise ConfigError(f"--mfu: expected a fraction of peak in (0, 1], e.g. 0.4 (got {mfu:g})")
+    if usd_per_hour is not None and not (math.isfinite(usd_per_hour) and usd_per_hour >= 0):
+        raise ConfigError(f"--usd-per-hour: expected a price >= 0 (got {usd_per_hour:g})")
+
+
 def make_plan(
     spec: SweepSpec,
     runs: list[SweepRun],
@@ -152,6 +164,7 @@ def make_plan(
     usd_per_hour: float | None = None,
     states: dict[str, str] | None = None,
 ) -> Plan:
+    check_rates(peak_flops, mfu, usd_per_hour)
     calibration = {} if peak_flops else load_calibration()
     rate_s = statistics.median(v["flops_per_s"] for v in calibration.values()) if calibration else None
     startup_s = statistics.median(v.get("startup_s", 0.0) for v in calibration.values()) if calibration else 0.0
@@ -159,7 +172,7 @@ def make_plan(
     rows = []
     for run in runs:
         shape, train = run.config.model, run.config.train
-        flops = float(flops_per_token(shape)) * train.tokens
+        flops = training_flops(shape, train.tokens, run.config.flops_convention)
         if peak_flops:
             seconds = flops / (peak_flops * (mfu or 0.4))
         elif shape_key(run) in calibration:
@@ -168,7 +181,7 @@ def make_plan(
         else:
             seconds = flops / rate_s + startup_s if rate_s else None
         rows.append(PlanRow(
-            run_id=run.run_id, name=run.config.name, point=run.point.label, mix=_mix_text(run.mix), seed=train.seed,
+            run_id=run.run_id, name=run.config.name, point=run.point.label, mix=mix_label(run.mix), seed=train.seed,
             d_model=shape.d_model, n_layers=shape.n_layers, n_params=count_params(shape), tokens=train.tokens,
             flops=flops, epochs=tier_epochs(run, tier_tokens), est_seconds=seconds,
             state=(states or {}).get(run.run_id, "pending"),
@@ -183,15 +196,12 @@ def make_plan(
                 estimate, spec.data.dir is not None and not tier_tokens)
 
 
-def _mix_text(mix: dict[str, float]) -> str:
-    return ", ".join(f"{t} {w:.2f}" for t, w in sorted(mix.items())) or "stdlib"
-
-
 def _tier_tokens(spec: SweepSpec) -> dict[str, int]:
-    from scaler.data.mix import read_token_meta
+    from scaler.data.folder import is_built, read_token_meta
 
-    meta = read_token_meta(spec.data.dir, spec.data.tokenizer) if spec.data.dir else None
-    return {t: v["tokens"] for t, v in meta["tiers"].items()} if meta else {}
+    if spec.data.dir is None or not is_built(spec.data.dir):
+        return {}
+    return read_token_meta(spec.data.dir, spec.data.tokenizer).tier_tokens()
 
 
 def over_budget(spec: SweepSpec, plan: Plan) -> list[str]:

@@ -199,3 +199,40 @@ def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
             os.environ["XLA_FLAGS"] = flags
         else:
             os.environ.pop("XLA_FLAGS", None)
+
+
+# -- one interface over the engines ------------------------------------------------------------
+OutcomeHook = Callable[[dict[str, Any]], None]
+RUNNER_NAMES = ("local", "ray", "slurm")
+
+
+@dataclass(frozen=True)
+class LocalRunner:
+    """Runs here: in this process (workers=1, with per-step progress) or a pool of processes."""
+
+    workers: int = 1
+    name: str = "local"
+
+    def run(self, configs: list[dict[str, Any]], store_root: str, retries: int = 0,
+            on_outcome: OutcomeHook | None = None, on_step: OutcomeHook | None = None) -> list[dict[str, Any]]:
+        return run_local(configs, store_root, retries, self.workers, on_outcome=on_outcome, on_step=on_step)
+
+
+def make_runner(name: str, *, workers: int = 1, address: str | None = None, slurm_cluster: str | None = None,
+                resources: dict[str, Any] | None = None):
+    """The engine called `name` (local | ray | slurm). Every engine has `run(configs, store_root,
+    retries, on_outcome=None, on_step=None) -> outcomes in input order`; only the local engine
+    with one worker reports steps. Bad settings raise ConfigError before anything runs."""
+    from scaler.config import ConfigError
+
+    if name not in RUNNER_NAMES:
+        raise ConfigError(f"--runner: expected local, ray or slurm (got {name!r})")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: expected 1 or more processes")
+    if name == "local":
+        return LocalRunner(workers)
+    from scaler.sweep.cluster import RayRunner, SlurmRunner
+
+    if name == "ray":
+        return RayRunner(resources or {}, address)
+    return SlurmRunner(resources or {}, slurm_cluster)

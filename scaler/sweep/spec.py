@@ -12,9 +12,15 @@ engines, and a design:
 - `mixes` (tier weights) and/or `[design.random_mixes]` (K Dirichlet draws, RegMix-style, seeded);
 - `seeds` and `lr_multipliers` (on the run's learning rate, default or set).
 
+A `[fit]` table says how the sweep's runs are fitted (law, the quality law's reference tier, eval
+set, bootstrap); no run carries it, so it never changes a run id.
+
 `expand(spec)` returns the runs as resolved RunConfigs with stable ids: the same spec always
 yields the same ids, and changing one run's settings changes only that run's id. Everything is
 validated before anything is written; errors name the file, the key path and the expected form.
+Types are strict (`"1e11"` or `true` is no number; an integer is a float). Validation also checks
+the spec against its data (the tiers and eval sets of the built folder, or before the build, of its
+`[data.build]`) and against this machine's memory (each design size, one sequence at a time).
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scaler.config import (
     ConfigError,
@@ -36,16 +42,23 @@ from scaler.config import (
     TrainConfig,
     format_validation_error,
     load_toml,
+    machine_memory_bytes,
+    mix_label,
+    memory_estimate,
+    size_text,
 )
 from scaler.model.family import Family, count_params, flops_per_token
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+SeedInt = Annotated[int, Field(ge=0)]
 BUDGET_TOLERANCE = 0.01
+BUILD_EVAL_SETS = ("heldout", "humaneval")  # the eval sets every build writes (scaler/data/build.py)
+FitLaw = Literal["chinchilla", "data_constrained", "quality", "mixing"]  # scaler/fit/laws.py: LAWS
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class GridDesign(_Strict):
@@ -74,7 +87,7 @@ class RandomMixes(_Strict):
     count: PositiveInt
     tiers: list[str] = Field(min_length=2)
     alpha: float = Field(default=1.0, gt=0, description="Dirichlet concentration")
-    seed: int = 0
+    seed: SeedInt = 0
 
 
 class Design(_Strict):
@@ -82,7 +95,7 @@ class Design(_Strict):
     isoflop: IsoflopDesign | None = None
     mixes: list[dict[str, float]] = []
     random_mixes: RandomMixes | None = None
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: list[SeedInt] = Field(default=[0], min_length=1)
     lr_multipliers: list[PositiveFloat] = Field(default=[1.0], min_length=1)
 
     @model_validator(mode="after")
@@ -112,14 +125,39 @@ class SweepData(_Strict):
     heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     build: dict[str, Any] | None = None  # a [data.build] table: `scaler run` builds dir from it if missing
 
+    @field_validator("tokenizer")
+    @classmethod
+    def _known_tokenizer(cls, name: str) -> str:
+        from scaler.data.tokenize import parse_tokenizer_name
+
+        parse_tokenizer_name(name)
+        return name
+
 
 class FamilySettings(_Strict):
-    vocab_size: PositiveInt | None = None  # default: 257 for bytes, N for bpe-N
-    seq_len: PositiveInt = 256
+    vocab_size: int | None = Field(default=None, gt=1)  # default: 257 for bytes, N for bpe-N
+    seq_len: int = Field(default=256, gt=1)
     aspect_ratio: PositiveInt = 32
     head_dim: PositiveInt = 16
     ffn_ratio: PositiveFloat = 8 / 3
     ffn_multiple: PositiveInt = 16
+
+    @field_validator("head_dim")
+    @classmethod
+    def _even_heads(cls, head_dim: int) -> int:
+        if head_dim % 2:
+            raise ValueError("must be even (RoPE rotates pairs of dimensions)")
+        return head_dim
+
+
+class FitSettings(_Strict):
+    """How the sweep's runs are fitted (`scaler fit`, reports); no run carries these, so no run id."""
+
+    law: FitLaw = "chinchilla"
+    reference: str = Field(default="raw", description="the quality law's reference tier (kappa = 1)")
+    eval_set: str = Field(default="heldout", description="the eval set whose final loss is fitted")
+    bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for intervals (0: none)")
+    seed: SeedInt = Field(default=0, description="bootstrap seed")
 
 
 class SweepSpec(_Strict):
@@ -133,6 +171,7 @@ class SweepSpec(_Strict):
     train: dict[str, Any] = {}
     design: Design
     resources: Resources = Resources()
+    fit: FitSettings = FitSettings()
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
@@ -142,8 +181,7 @@ class SweepSpec(_Strict):
         try:
             TrainConfig.model_validate({**self.train, "tokens": 1})
         except ValidationError as err:
-            raise ValueError(format_validation_error(err, "train").split("\n", 1)[1].strip().replace("  ", " train.")
-                             .replace("\n", ";")) from None
+            raise ValueError(format_validation_error(err, "", prefix=("train",)).removeprefix(": ")) from None
         design = self.design
         for key, values in (("seeds", design.seeds), ("lr_multipliers", design.lr_multipliers),
                             ("mixes", [sorted(m.items()) for m in design.mixes])):
@@ -166,7 +204,17 @@ class SweepSpec(_Strict):
             _data_config(self.data, {"any": 1.0} if self.data.dir else {}, None)
         except ValidationError as err:
             raise ValueError(f"data: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        self._check_fit()
         return self
+
+    def _check_fit(self) -> None:
+        tiers = sorted({t for m in self.all_mixes() for t in m})
+        if len(tiers) > 1 and self.fit.reference not in tiers:
+            raise ValueError(f"fit.reference: {self.fit.reference!r} is not a tier of the design's mixes {tiers}; "
+                             "the quality law needs one of them as its reference (kappa = 1)")
+        if self.fit.eval_set not in self.data.eval_sets:
+            raise ValueError(f"fit.eval_set: {self.fit.eval_set!r} is not among data.eval_sets "
+                             f"{self.data.eval_sets}: the runs would not record its loss")
 
     @property
     def store_root(self) -> str:
@@ -201,6 +249,8 @@ def parse_sweep_spec(raw: dict[str, Any], source: str) -> SweepSpec:
         from scaler.data.build import parse_build_spec
 
         parse_build_spec(spec.data.build, source)
+    _check_build(spec, source)
+    _check_memory(spec, source)
     return spec
 
 
@@ -281,14 +331,6 @@ def _design_points(spec: SweepSpec) -> list[Point]:
     return points
 
 
-def mix_label(mix: dict[str, float]) -> str:
-    if not mix:
-        return "stdlib"
-    if len(mix) == 1:
-        return next(iter(mix))
-    return "+".join(f"{t}{w:.2f}" for t, w in sorted(mix.items()))
-
-
 @dataclass(frozen=True)
 class SweepRun:
     run_id: str
@@ -309,13 +351,10 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
 
     data = spec.data
     if data.dir is not None and build_id is None:
-        if (Path(data.dir) / "build.json").exists():
-            from scaler.data.mix import read_build
+        from scaler.data.folder import is_built, read_build_info
 
-            build_id = read_build(data.dir)["build_id"]
-        else:
-            build_id = "unbuilt"
-    _check_tiers(spec)
+        build_id = read_build_info(data.dir).build_id if is_built(data.dir) else "unbuilt"
+    _check_build(spec, f"sweep {spec.name}")  # again: the data may have been built since the spec was read
     mixes = [(mix, _data_config(data, mix, build_id)) for mix in spec.all_mixes()]
     runs = []
     for point in design_points(spec):
@@ -333,23 +372,82 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
     return runs
 
 
-def _check_tiers(spec: SweepSpec) -> None:
-    """Every tier a mix names exists in the built data (checked once the data is built)."""
-    if spec.data.dir is None:
-        return
-    from scaler.data.mix import read_token_meta
+def _invalid(source: str, key: str, message: str) -> str:
+    return f"{source}: {key}: {message}"
 
-    meta = read_token_meta(spec.data.dir, spec.data.tokenizer)
-    if meta is None:
-        if (Path(spec.data.dir) / "build.json").exists():
-            raise ConfigError(f"data.tokenizer: {spec.data.tokenizer!r} was not built in {spec.data.dir}")
+
+def _check_build(spec: SweepSpec, source: str) -> None:
+    """Every tier a mix names and every eval set exists in the data: in the built folder once it is
+    built, before that in what the spec's [data.build] declares."""
+    offered = _offered_data(spec, source)
+    if offered is None:
         return
-    tiers = set(meta["tiers"])
+    where, tiers, eval_sets = offered
     for i, mix in enumerate(spec.all_mixes()):
-        unknown = sorted(set(mix) - tiers)
+        unknown = sorted(set(mix) - set(tiers))
         if unknown:
-            where = f"design.mixes.{i}" if i < len(spec.design.mixes) else "design.random_mixes.tiers"
-            raise ConfigError(f"{where}: unknown tier {unknown[0]!r}; {spec.data.dir} has {sorted(tiers)}")
+            key = f"design.mixes.{i}" if i < len(spec.design.mixes) else "design.random_mixes.tiers"
+            raise ConfigError(_invalid(source, key, f"unknown tier {unknown[0]!r}; {where} {sorted(tiers)}"))
+    missing = [name for name in spec.data.eval_sets if name not in eval_sets]
+    if missing:
+        raise ConfigError(_invalid(source, "data.eval_sets",
+                                   f"unknown eval set {missing[0]!r}; {where} {sorted(eval_sets)}"))
+
+
+def _offered_data(spec: SweepSpec, source: str) -> tuple[str, list[str], list[str]] | None:
+    """(where, tiers, eval sets) of the spec's data; None when there is nothing to check against."""
+    if spec.data.dir is None:
+        return None
+    from scaler.data.folder import is_built, meta_path, read_token_meta
+
+    if not is_built(spec.data.dir):
+        return _declared_data(spec, source)
+    if not meta_path(spec.data.dir, spec.data.tokenizer).is_file():
+        raise ConfigError(_invalid(source, "data.tokenizer",
+                                   f"{spec.data.tokenizer!r} was not built in {spec.data.dir}"))
+    meta = read_token_meta(spec.data.dir, spec.data.tokenizer)
+    return f"{spec.data.dir} has", list(meta.tiers), list(meta.eval)
+
+
+def _declared_data(spec: SweepSpec, source: str) -> tuple[str, list[str], list[str]] | None:
+    """What the spec's [data.build] will make (None without one: nothing to check until the data exists)."""
+    if spec.data.build is None:
+        return None
+    from scaler.data.build import parse_build_spec
+
+    build = parse_build_spec(spec.data.build, source)
+    if spec.data.tokenizer not in build.tokenizers:
+        raise ConfigError(_invalid(source, "data.tokenizer",
+                                   f"{spec.data.tokenizer!r} is not among data.build.tokenizers {build.tokenizers}"))
+    return "data.build (not built yet) declares", [t.name for t in build.tiers], list(BUILD_EVAL_SETS)
+
+
+def _check_memory(spec: SweepSpec, source: str) -> None:
+    """Each design size must fit in memory one sequence at a time. A lower bound, not the run's need:
+    a sweep planned here may train elsewhere, so [resources] memory_gb counts when it is larger."""
+    machine = machine_memory_bytes()
+    if machine is None:
+        return
+    memory_gb = spec.resources.memory_gb
+    available = max(machine, int(memory_gb * 1e9))
+    family = spec.family()
+    for key, target in _design_targets(spec):
+        need, estimate = memory_estimate(_shape(family, target), batch_size=1)
+        if need > available:
+            raise ConfigError(_invalid(source, key, f"{target:.3g} parameters are beyond this machine even one "
+                                       f"sequence at a time: {estimate}; it has {size_text(machine)} "
+                                       f"([resources] memory_gb: {memory_gb:g} GB)"))
+
+
+def _design_targets(spec: SweepSpec) -> list[tuple[str, int]]:
+    """(key, size) of the design's sizes; for isoflop budgets, the largest size of each budget."""
+    design = spec.design
+    if design.grid:
+        return [(f"design.grid.sizes.{i}", n) for i, n in enumerate(design.grid.sizes)]
+    if design.isoflop.sizes:
+        return [(f"design.isoflop.sizes.{i}", n) for i, n in enumerate(design.isoflop.sizes)]
+    return [(f"design.isoflop.budgets.{i}", max(isoflop_sizes(c, design.isoflop)))
+            for i, c in enumerate(design.isoflop.budgets)]
 
 
 def _data_config(data: SweepData, mix: dict[str, float], build_id: str | None) -> DataConfig:

@@ -1,4 +1,4 @@
-"""Size-aware defaults (DESIGN §5, sweep hygiene), applied where a config leaves a value unset.
+"""Size-aware defaults (docs/design.md §5, sweep hygiene), applied where a config leaves a value unset.
 
 `resolve(config)` returns the config with every default filled in; the run id is the hash of the
 resolved config, so a default that changes gives new run ids rather than silently different runs.
@@ -64,7 +64,7 @@ def resolve(config: RunConfig) -> RunConfig:
     )
     data = config.data
     if data.dir is not None and data.build_id is None:
-        from scaler.data.mix import read_build
+        from scaler.data.folder import read_build_info
 
-        data = data.model_copy(update={"build_id": read_build(data.dir)["build_id"]})
+        data = data.model_copy(update={"build_id": read_build_info(data.dir).build_id})
     return config.model_copy(update={"train": resolved, "data": data})

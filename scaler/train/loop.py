@@ -30,7 +30,7 @@ from flax import nnx
 
 from scaler.config import ConfigError, DataConfig, RunConfig, parse_run_config
 from scaler.data.source import TokenSource, stdlib_source
-from scaler.model.family import count_params, count_params_nonembed, flops_per_token
+from scaler.model.family import count_params, count_params_nonembed, flops_per_token, training_flops
 from scaler.model.transformer import init_model
 from scaler.store import Store, run_id_of
 from scaler.train import step as step_lib
@@ -96,7 +96,7 @@ def run_info(config: RunConfig) -> dict[str, Any]:
         "n_params_nonembed": count_params_nonembed(shape),
         "flops_per_token": flops_per_token(shape, config.flops_convention),
         "flops_convention": config.flops_convention,
-        "flops": float(flops_per_token(shape, config.flops_convention)) * train.tokens,
+        "flops": training_flops(shape, train.tokens, config.flops_convention),
         "steps": steps,
         "step_tokens": per_step,
         "warmup_steps": min(steps, math.ceil((train.warmup_tokens or 0) / per_step)),

@@ -3,7 +3,7 @@
 The NNX model is split once into a static graph definition and a parameter pytree; the step
 merges them inside the traced function, so per-step Python cost is one jitted call (`nnx.jit`
 costs too much per call for small models). Because the step is pure and the learning rate is an
-argument, it vmaps over runs (stacked training, DESIGN §9).
+argument, it vmaps over runs (stacked training, docs/design.md §9).
 
 AdamW is written as optax pieces so the learning rate stays an input:
 clip_by_global_norm -> scale_by_adam -> add_decayed_weights (matrices only), then params -= lr * u.

@@ -1,0 +1,219 @@
+"""The files of a build folder, typed: build.json, report.json and tokens/<tokenizer>/meta.json.
+
+scaler/data/build.py writes these files from these models, and everything that reads a build
+folder reads it here, so a missing or malformed file is one ConfigError that names the path and
+what is wrong with it. The models ignore keys they do not know (a newer build may add some);
+every key the writer has always written is required.
+
+    is_built(dir)                     build.json exists
+    read_build_info(dir)              build.json: build id, spec, tiers, tokenizers, eval tier, versions
+    read_report(dir)                  report.json: sources, split, steps, tiers, tokenizers, notes
+    read_token_meta(dir, tokenizer)   tokens/<tokenizer>/meta.json: vocabulary, EOS, tokens per tier and eval set
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from scaler.config import ConfigError
+
+BUILD_FILE = "build.json"
+REPORT_FILE = "report.json"
+META_FILE = "meta.json"
+ERRORS_SHOWN = 3
+
+
+class BuildFolderError(ConfigError):
+    """A build folder, or one of its files, that is missing or malformed."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- tokens/<tokenizer>/meta.json ---------------------------------------------------------------
+
+
+class TokenCount(_Record):
+    """One tier's training split, or one eval set, under one tokenizer."""
+
+    tokens: int
+    bytes: int
+    documents: int
+    bytes_per_token: float
+
+
+class TokenMeta(_Record):
+    vocab_size: int
+    eos_id: int
+    tiers: dict[str, TokenCount]
+    eval: dict[str, TokenCount]
+
+    def tier_tokens(self) -> dict[str, int]:
+        return {tier: count.tokens for tier, count in self.tiers.items()}
+
+
+# --- build.json ---------------------------------------------------------------------------------
+
+
+class BuildInfo(_Record):
+    build_id: str
+    format: str
+    spec: dict[str, Any]  # the BuildSpec, as JSON
+    tiers: list[str]
+    tokenizers: list[str]
+    eval_tier: str
+    versions: dict[str, str]
+    created: float  # Unix seconds
+
+
+# --- report.json --------------------------------------------------------------------------------
+
+
+class FileCount(_Record):
+    files: int
+    bytes: int
+
+
+class SplitCount(_Record):
+    documents: int
+    bytes: int
+    packages: int
+
+
+class RemovedCount(_Record):
+    documents: int
+    bytes: int
+
+
+class RemovedExample(_Record):
+    path: str | None
+    detail: str | None
+    snippet: str
+
+
+class StepReport(_Record):
+    tier: str
+    step: str
+    documents_in: int
+    documents_out: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+    flops: float
+    removed: dict[str, RemovedCount]  # by reason
+    examples: dict[str, list[RemovedExample]]  # by reason
+    notes: dict[str, Any]  # step-specific numbers
+
+
+class TierReport(BaseModel):
+    """A tier's documents and yields; `<tokenizer>_train_tokens` and `<tokenizer>_yield` per tokenizer."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    base: str | None
+    steps: list[str]  # every step from the corpus to this tier
+    synthetic: bool
+    documents: int
+    bytes: int
+    train_documents: int
+    train_bytes: int
+    yield_bytes: float
+
+    def train_tokens(self, tokenizer: str) -> int:
+        return int(self._per_tokenizer(tokenizer, "train_tokens"))
+
+    def token_yield(self, tokenizer: str) -> float:
+        """Training tokens over the first tier's."""
+        return float(self._per_tokenizer(tokenizer, "yield"))
+
+    def _per_tokenizer(self, tokenizer: str, what: str) -> Any:
+        key = f"{tokenizer}_{what}"
+        extra = self.model_extra or {}
+        if key not in extra:
+            raise BuildFolderError(f"report.json: tier has no {key} (tokenizer {tokenizer!r} was not built)")
+        return extra[key]
+
+
+class TokenizerReport(TokenMeta):
+    seconds: float
+
+
+class BuildReport(_Record):
+    build_id: str
+    sources: dict[str, dict[str, FileCount]]  # source -> file status -> count
+    split: dict[str, SplitCount]  # "train" | "heldout"
+    steps: list[StepReport]
+    tiers: dict[str, TierReport]
+    tokenizers: dict[str, TokenizerReport]
+    eval_tier: str
+    seconds: float
+    bytes_read: int
+    mb_per_s: float
+    notes: list[str] = []  # what the user should know about this build (e.g. how the held-out split was made)
+
+
+# --- readers and writers ------------------------------------------------------------------------
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def meta_path(data_dir: str | Path, tokenizer: str) -> Path:
+    return Path(data_dir) / "tokens" / tokenizer / META_FILE
+
+
+def is_built(data_dir: str | Path) -> bool:
+    return (Path(data_dir) / BUILD_FILE).is_file()
+
+
+def read_build_info(data_dir: str | Path) -> BuildInfo:
+    path = Path(data_dir) / BUILD_FILE
+    if not path.is_file():
+        raise BuildFolderError(f"{data_dir}: not a data folder written by `scaler data build` (no {BUILD_FILE})")
+    return _read(path, BuildInfo)
+
+
+def read_report(data_dir: str | Path) -> BuildReport:
+    path = Path(data_dir) / REPORT_FILE
+    if not path.is_file():
+        raise BuildFolderError(f"{path}: not found: {data_dir} is not a finished data build (run `scaler data build`)")
+    return _read(path, BuildReport)
+
+
+def read_token_meta(data_dir: str | Path, tokenizer: str) -> TokenMeta:
+    """The meta.json of one tokenizer; a tokenizer the build did not make names the ones it did."""
+    path = meta_path(data_dir, tokenizer)
+    if not path.is_file():
+        built = read_build_info(data_dir).tokenizers
+        raise BuildFolderError(f"{path}: not found: tokenizer {tokenizer!r} was not built in {data_dir} "
+                               f"(built: {built})")
+    return _read(path, TokenMeta)
+
+
+def write_record(path: Path, record: BaseModel) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record.model_dump(mode="json"), indent=1))
+
+
+def _read(path: Path, model: type[Model]) -> Model:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BuildFolderError(f"{path}: unreadable ({err})") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise BuildFolderError(f"{path}: malformed: {_problems(err)}") from None
+
+
+def _problems(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors()[:ERRORS_SHOWN]:
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{key} is missing" if e["type"] == "missing" else f"{key}: {e['msg']}")
+    more = len(err.errors()) - ERRORS_SHOWN
+    return "; ".join(lines) + (f" (and {more} more)" if more > 0 else "")

@@ -1,0 +1,59 @@
+"""Where a sweep stands: runs per state, time spent, estimated time left (`scaler status`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaler.store import Store
+from scaler.sweep.plan import make_plan
+from scaler.sweep.spec import SweepRun, SweepSpec
+
+STATES = ("done", "running", "stopped", "pending", "failed", "diverged")
+FINAL_STATES = ("done", "diverged")
+
+
+@dataclass
+class SweepStatus:
+    counts: dict[str, int]  # state -> runs; "stopped": running in status.json, but no worker holds it
+    spent_s: float  # training seconds spent so far, finished and running runs together
+    left_s: float | None  # estimated seconds to finish the runs not done (None: no estimate)
+    left_runs: int
+    failed: list[dict[str, Any]] = field(default_factory=list)  # run_id, attempts, error
+
+    def to_json(self) -> dict[str, Any]:
+        return {"counts": self.counts, "spent_s": self.spent_s, "left_s": self.left_s, "left_runs": self.left_runs,
+                "failed": self.failed}
+
+
+def _spent_s(status: dict[str, Any], now_s: float) -> float:
+    """Seconds one run has trained: its recorded elapsed time, or start to finish, plus the
+    time since it started when it is running now."""
+    spent = 0.0
+    if "elapsed_s" in status:
+        spent += status["elapsed_s"]
+    elif status.get("finished_at") and status.get("started_at"):
+        spent += status["finished_at"] - status["started_at"]
+    if status["state"] == "running" and status.get("started_at"):
+        spent += max(0.0, now_s - status["started_at"])
+    return spent
+
+
+def sweep_status(spec: SweepSpec, runs: list[SweepRun], store: Store | None = None) -> SweepStatus:
+    """The state of each of the spec's runs in its store, and the time accounting."""
+    store = store or Store(spec.store_root)
+    statuses = {r.run_id: store.read_status(r.run_id) for r in runs}
+    plan = make_plan(spec, runs, states={k: v["state"] for k, v in statuses.items()})
+    counts = {state: 0 for state in STATES}
+    spent_s, now_s, failed = 0.0, time.time(), []
+    for run_id, status in statuses.items():
+        state = status["state"]
+        if state == "running" and store.read_claim(run_id) is None:
+            state = "stopped"  # killed; `scaler run` resumes it
+        counts[state] = counts.get(state, 0) + 1
+        spent_s += _spent_s(status, now_s)
+        if state == "failed":
+            failed.append({"run_id": run_id, "attempts": status.get("attempts", 0), "error": status.get("error", "?")})
+    left = [row.est_seconds for row in plan.rows if row.state not in FINAL_STATES]
+    return SweepStatus(counts, spent_s, None if None in left else float(sum(left)), len(left), failed)

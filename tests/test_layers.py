@@ -1,0 +1,110 @@
+"""Layers import downward only (docs/design.md §1), and fitting, reporting and recommending never
+load the training stack. Checked on the source (every import, lazy ones included) and by
+importing the top layers in a fresh interpreter."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "scaler"
+
+# layer -> the layers it may import (besides itself); the table in docs/design.md §1
+ALLOWED: dict[str, set[str]] = {
+    "config": set(),
+    "runtime": set(),
+    "store": {"config"},
+    "model": {"config"},
+    "data": {"config", "store", "model"},
+    "train": {"config", "store", "runtime", "model", "data"},
+    "sweep": {"config", "store", "runtime", "model", "data", "train"},
+    "fit": {"config", "store"},
+    "recommend": {"config", "store", "fit", "data"},
+    "report": {"config", "store", "fit", "data"},
+    "cli": {"config", "store", "runtime", "model", "data", "train", "sweep", "fit", "recommend", "report"},
+    "__init__": {"config", "store", "fit", "recommend", "report"},
+}
+
+
+def _layer(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return parts[0]
+
+
+def _scaler_imports(path: Path) -> set[str]:
+    """Every `scaler.X...` module a file imports, at any depth of the file (lazy imports too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("scaler."))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "scaler":
+                found.update(f"scaler.{alias.name}" for alias in node.names)
+            elif node.module.startswith("scaler."):
+                found.add(node.module)
+    return found
+
+
+def test_every_module_imports_only_its_own_or_lower_layers() -> None:
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        layer = _layer(path)
+        assert layer in ALLOWED, f"{path}: a new layer {layer!r}: add it to ALLOWED and docs/design.md §1"
+        for module in _scaler_imports(path):
+            target = module.split(".")[1]
+            if target != layer and target not in ALLOWED[layer]:
+                problems.append(f"{path.relative_to(PACKAGE.parent)} ({layer}) imports {module}")
+    assert not problems, "\n".join(problems)
+
+
+def test_data_layer_never_imports_the_trainer() -> None:
+    for path in (PACKAGE / "data").rglob("*.py"):
+        assert not any(m.startswith(("scaler.train", "scaler.sweep")) for m in _scaler_imports(path)), path
+
+
+def test_config_does_not_import_the_model_family() -> None:
+    assert not _scaler_imports(PACKAGE / "config.py")
+
+
+def _modules_after(code: str) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, env=env, check=True, cwd=PACKAGE.parent)
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_fit_recommend_and_report_do_not_load_the_training_stack() -> None:
+    loaded = _modules_after("import scaler, scaler.fit.pipeline, scaler.fit.fitter, scaler.recommend, "
+                            "scaler.report.render\nscaler.laws.chinchilla(), scaler.build_report")
+    stack = sorted(m for m in loaded if m.startswith(("scaler.train", "scaler.model", "scaler.sweep", "flax", "optax",
+                                                      "orbax")))
+    assert not stack, stack
+
+
+def test_importing_scaler_changes_no_environment_and_loads_no_jax() -> None:
+    code = ("import os, numpy, polars, fsspec, pydantic, typer, rich  # their own import-time settings aside\n"
+            "before = dict(os.environ)\n"
+            "import scaler, scaler.cli\n"
+            "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())")
+    loaded = _modules_after(code)
+    assert "jax" not in loaded
+
+
+def test_the_repository_refers_to_nothing_outside_it() -> None:
+    """A clone has nothing beside it: no path into a sibling folder or this machine's /work."""
+    root = PACKAGE.parent
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=root, check=True).stdout.split()
+    suffixes = (".py", ".md", ".toml", ".cfg", ".txt", "Makefile", "run")
+    problems = []
+    for name in tracked:
+        if not name.endswith(suffixes) or name.startswith("reports/"):
+            continue
+        text = (root / name).read_text(errors="replace")
+        for needle in ("../shared", "/work/shared", "/work/main", "DESIGN §", "DESIGN.md"):
+            if needle in text and name != "tests/test_layers.py":
+                problems.append(f"{name}: {needle}")
+    assert not problems, problems
