@@ -368,7 +368,7 @@ def _caveats(runs: pl.DataFrame, fit_json: Mapping[str, Any], target_flops: floa
     return out
 
 
-def _runs(store_root: str) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+def _runs(store_root: str, eval_set: str = "heldout") -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
     from scaler.store import load_curves, load_runs
 
     try:
@@ -376,7 +376,7 @@ def _runs(store_root: str) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
         curves = load_curves(store_root)
     except Exception as err:  # noqa: BLE001 - a broken store should still give a report
         return F.runs_table(pl.DataFrame()), pl.DataFrame(), f"{type(err).__name__}: {err}"
-    return F.runs_table(raw), curves, None
+    return F.runs_table(raw, eval_set), curves, None
 
 
 def _unique(raw_root: str, runs: pl.DataFrame) -> dict[str, float]:
@@ -420,9 +420,10 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fit_json = fit_json or {}
-    runs, curves, store_error = _runs(str(store_root))
+    eval_set = ((fit_json or {}).get("key") or {}).get("eval_set", "heldout")  # the fit's eval set (fit.json key)
+    runs, curves, store_error = _runs(str(store_root), eval_set)
     drawers = {
-        "loss_curves": lambda p: F.loss_curves(curves, runs, p),
+        "loss_curves": lambda p: F.loss_curves(curves, runs, p, eval_set=eval_set),
         "isoflop": lambda p: F.isoflop_curves(runs, fit_json, p),
         "allocation": lambda p: F.allocation(fit_json, runs, p, target_flops=target_flops),
         "predicted": lambda p: F.predicted_vs_observed(fit_json, runs, p, unique=_unique(str(store_root), runs)),
