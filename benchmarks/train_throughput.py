@@ -12,9 +12,9 @@ What is measured, for each model size (default targets 130k, 1M and 5M parameter
 Compilation and warmup steps are excluded. The timed steps run in rounds that alternate between the
 two frameworks (so a noisy neighbour hits both alike); tokens/s is the median over rounds. Each
 step's loss is read back (as the trainer does every few steps), so the numbers are steady-state
-training throughput, host overhead included. The script warns when other processes (or the
-hypervisor, on a virtual machine) took CPU time while it was timing: both rates are then low and
-noisy, and PyTorch's OpenMP threads suffer more from a busy machine than XLA's, so the ratio is
+training throughput, host overhead included. The script warns when other processes kept cores
+busy while it was timing (the 1-minute load average beyond the cores this process used): both
+rates are then low and noisy, and PyTorch's OpenMP threads suffer more from a busy machine than XLA's, so the ratio is
 off too.
 
 MFU = flops_per_token(shape) * tokens/s / matmul peak, where flops_per_token is scaler's `flops_v1`
@@ -94,25 +94,20 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
-def cpu_seconds() -> tuple[float, float, float]:
-    """(busy CPU seconds of the whole machine, of this process, stolen by the hypervisor) so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
-    except (OSError, ValueError):
-        return math.nan, math.nan, math.nan
+def cpu_seconds() -> float:
+    """CPU seconds this process has used so far (all its threads)."""
     own = os.times()
-    return (user + nice + system + irq + softirq) / tick, own.user + own.system, steal / tick
+    return own.user + own.system
 
 
-def warn_if_disturbed(before: tuple[float, float, float], after: tuple[float, float, float], wall: float) -> None:
-    """Other processes or the hypervisor taking CPU time make both rates low and noisy: say so."""
-    busy, own, steal = (b - a for a, b in zip(before, after))
-    others, stolen = (busy - own) / wall, steal / wall
-    if others > 0.1 or stolen > 0.05:
-        print(f"# warning: while timing, other processes used {others:.2f} cores and the hypervisor stole "
-              f"{stolen:.2f}: these rates are noisy; run again on a quiet machine", flush=True)
+def warn_if_disturbed(before: float, after: float, wall: float) -> None:
+    """Other processes taking CPU time make both rates low and noisy: say so. The machine's
+    1-minute load average, less the cores this process kept busy, estimates the others' share."""
+    own_cores = (after - before) / wall
+    others = os.getloadavg()[0] - own_cores
+    if others > 0.5:
+        print(f"# warning: while timing, other processes kept about {others:.1f} cores busy: these rates are "
+              "noisy; run again on a quiet machine", flush=True)
 
 
 def train_config(shape: ModelShape, batch_size: int) -> TrainConfig:

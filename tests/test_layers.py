@@ -94,6 +94,11 @@ def test_importing_scaler_changes_no_environment_and_loads_no_jax() -> None:
     assert "jax" not in loaded
 
 
+# written in pieces so that this file does not contain them itself
+OUTSIDE = tuple("".join(parts) for parts in (("..", "/shared"), ("/work", "/"), ("DESIGN", " §"), ("DESIGN", ".md"),
+                                             ("/proc", "/")))
+
+
 def test_the_repository_refers_to_nothing_outside_it() -> None:
     """A clone has nothing beside it: no path into a sibling folder or this machine's /work."""
     root = PACKAGE.parent
@@ -104,7 +109,7 @@ def test_the_repository_refers_to_nothing_outside_it() -> None:
         if not name.endswith(suffixes) or name.startswith("reports/"):
             continue
         text = (root / name).read_text(errors="replace")
-        for needle in ("../shared", "/work/shared", "/work/main", "DESIGN §", "DESIGN.md"):
-            if needle in text and name != "tests/test_layers.py":
+        for needle in OUTSIDE:
+            if needle in text:
                 problems.append(f"{name}: {needle}")
     assert not problems, problems

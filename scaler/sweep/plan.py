@@ -57,16 +57,9 @@ class Plan:
 
 
 def machine_key() -> str:
-    """This machine, as the calibration cache knows it (no JAX import: planning stays fast)."""
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor()
-    return f"{platform.node()}|{cpu}|{os.cpu_count()}cpu"
+    """This machine, as the calibration cache knows it: host name, architecture and core count
+    (no JAX import: planning stays fast)."""
+    return f"{platform.node()}|{platform.machine()}|{os.cpu_count()}cpu"
 
 
 def shape_key(run: SweepRun) -> str:
