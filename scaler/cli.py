@@ -79,11 +79,16 @@ def _heading(title: str) -> None:
         console.print(f"== {title} ==")
 
 
-def _print_json(obj: Any) -> None:
-    """The one JSON style of every `--json`: indented, NaN as null, nothing else on stdout."""
+def _json_text(obj: Any) -> str:
+    """The one JSON style of every `--json` and `--out`: indented, NaN as null."""
     from scaler.fit.data import json_safe
 
-    print(json.dumps(json_safe(obj), indent=1))
+    return json.dumps(json_safe(obj), indent=1)
+
+
+def _print_json(obj: Any) -> None:
+    """`--json`: the JSON and nothing else on stdout."""
+    print(_json_text(obj))
 
 
 def _progress(*columns: Any) -> Progress:
@@ -524,11 +529,10 @@ def _check_output_file(path: Path, option: str) -> None:
 
 def _write_json_file(path: Path, obj: Any) -> None:
     """Atomically, like the store's files."""
-    from scaler.fit.data import json_safe
     from scaler.store import atomic_write_bytes, filesystem
 
     fs, fs_path = filesystem(str(path), "--out")
-    atomic_write_bytes(fs, fs_path, (json.dumps(json_safe(obj), indent=1) + "\n").encode())
+    atomic_write_bytes(fs, fs_path, (_json_text(obj) + "\n").encode())
 
 
 @app.command()
@@ -554,7 +558,7 @@ def fit(
 ) -> None:
     """Fit a scaling law (sum of Huber on log losses, 4,500 starts) with bootstrap intervals."""
     from scaler.fit.data import load_table
-    from scaler.fit.pipeline import fit as fit_table, fit_store
+    from scaler.fit.pipeline import fit as fit_table
 
     with _user_errors():
         if (spec_file is None) == (table is None):
@@ -565,11 +569,9 @@ def fit(
             from scaler.sweep.spec import load_sweep_spec
 
             spec = load_sweep_spec(spec_file)
-            settings = spec.fit
             check_writable_folder(spec.store_root, "store")
-            result = fit_store(spec.store_root, eval_set or settings.eval_set, law or settings.law,
-                               settings.bootstrap if bootstrap is None else bootstrap,
-                               settings.seed if seed is None else seed, reference or settings.reference, refit=refit)
+            result = _sweep_fit(spec, bootstrap, eval_set=eval_set, law=law, seed=seed, reference=reference,
+                                refit=refit)
             if not json_out:
                 _note(f"fit.json: {spec.store_root}/fit.json")
         else:
@@ -594,13 +596,16 @@ def fit(
 # --- reports, recommendations, the demo -----------------------------------------------------------
 
 
-def _sweep_fit(spec, n_bootstrap: int | None = None) -> dict[str, Any]:
-    """The sweep's fit under its [fit] settings, from the store's fit.json when the key matches."""
+def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = None, law: str | None = None,
+               seed: int | None = None, reference: str | None = None, refit: bool = False) -> dict[str, Any]:
+    """The sweep's fit under its [fit] settings (each overridden when given), from the store's
+    fit.json when the key matches."""
     from scaler.fit.pipeline import fit_store
 
     s = spec.fit
-    return fit_store(spec.store_root, s.eval_set, s.law, s.bootstrap if n_bootstrap is None else n_bootstrap,
-                     s.seed, s.reference)
+    return fit_store(spec.store_root, eval_set or s.eval_set, law or s.law,
+                     s.bootstrap if n_bootstrap is None else n_bootstrap, s.seed if seed is None else seed,
+                     reference or s.reference, refit=refit)
 
 
 def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tokens: float | None = None):
@@ -644,16 +649,10 @@ def _report(spec_file: Path, spec, out: Path, budget_multiple: float, fit_json: 
 
     has_report = spec.data.dir and (Path(spec.data.dir) / "report.json").exists()
     data_report = read_report(spec.data.dir).model_dump(mode="json") if has_report else None
-    target = budget_multiple * _largest_run_flops(fit_json)
+    target = budget_multiple * fit_json["largest_run_flops"]
     lines = _recommendation(spec, fit_json, target).lines() if spec.data.dir else None
     return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
                         recommendation_lines=lines, spec_text=Path(spec_file).read_text(), target_flops=target)
-
-
-def _largest_run_flops(fit_json: dict[str, Any]) -> float:
-    """The largest fitted run's compute (flops_v1), from any fit in the sweep's fit.json."""
-    entries = [fit_json.get("quality", {})] + [g.get("parametric", {}) for g in fit_json["groups"].values()]
-    return max(float(e["largest_run_flops"]) for e in entries if e.get("largest_run_flops"))
 
 
 @app.command()
@@ -710,7 +709,7 @@ def demo(
         _say(f"{name}: {path}")
     _heading("4. recommendation for 100x the largest run")
     with _user_errors(ValueError):
-        result = _recommendation(spec, fit_json, 100 * _largest_run_flops(fit_json))
+        result = _recommendation(spec, fit_json, 100 * fit_json["largest_run_flops"])
     for line in result.lines():
         _say(line)
     _note(f"demo done in {time.perf_counter() - t0:.0f} s; report: {out / 'index.html'}")

@@ -204,10 +204,6 @@ class Store:
         """A file of the whole store, parsed, or None if it does not exist."""
         return self._read_json_file(f"{self._base}/{_check_name(name, 'file name')}")
 
-    def sweep_file(self, name: str) -> str:
-        """The URL or path of a file of the whole store, for messages."""
-        return f"{self.root}/{_check_name(name, 'file name')}"
-
     # -- runs and configs ----------------------------------------------------------------------
     def run_ids(self) -> list[str]:
         """Sorted ids of run folders that hold a config.json (half-created folders are skipped)."""

@@ -22,7 +22,7 @@ from scaler.fit.data import FitData, from_store, json_safe
 from scaler.store import Store, StoreError
 
 FIT_FILE = "fit.json"
-FIT_SCHEMA = 2  # bump when fit.json's layout changes: files of another schema are refitted
+FIT_SCHEMA = 3  # bump when fit.json's layout changes: files of another schema are refitted
 LAW_NAMES = ("chinchilla", "data_constrained", "quality", "mixing")
 ALLOCATION_MULTIPLES = (1.0, 10.0, 100.0)  # allocations reported at these multiples of the largest run
 
@@ -117,7 +117,8 @@ def fit_sweep(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, s
     approach 2 and a backtest; across options, the quality law (effective-data multipliers
     kappa_t against `reference`) when the runs span two tiers or more."""
     groups = data.groups if data.groups is not None else np.asarray(["all"] * data.n_points)
-    out: dict[str, Any] = {"source": data.source, "n_points": data.n_points, "groups": {}}
+    out: dict[str, Any] = {"source": data.source, "n_points": data.n_points,
+                           "largest_run_flops": float(np.max(data.columns["C"])), "groups": {}}
     for label in sorted(set(groups.tolist())):
         out["groups"][label] = _group_fit(data.subset(groups == label), law, n_bootstrap, seed)
     if len(tiers_of(data)) >= 2:
