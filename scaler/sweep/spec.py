@@ -422,9 +422,13 @@ def _declared_data(spec: SweepSpec, source: str) -> tuple[str, list[str], list[s
     return "data.build (not built yet) declares", [t.name for t in build.tiers], list(BUILD_EVAL_SETS)
 
 
+SWEEP_MEMORY_HEADROOM = 100  # a sweep planned here may train on a machine this many times larger (GPUs)
+
+
 def _check_memory(spec: SweepSpec, source: str) -> None:
-    """Each design size must fit in memory one sequence at a time. A lower bound, not the run's need:
-    a sweep planned here may train elsewhere, so [resources] memory_gb counts when it is larger."""
+    """Refuse design sizes far beyond any machine the sweep could train on: one sequence at a time
+    needs more than SWEEP_MEMORY_HEADROOM times this machine's memory (or [resources] memory_gb
+    when larger). A run file, which trains here, is checked against this machine itself (config.py)."""
     machine = machine_memory_bytes()
     if machine is None:
         return
@@ -433,10 +437,11 @@ def _check_memory(spec: SweepSpec, source: str) -> None:
     family = spec.family()
     for key, target in _design_targets(spec):
         need, estimate = memory_estimate(_shape(family, target), batch_size=1)
-        if need > available:
-            raise ConfigError(_invalid(source, key, f"{target:.3g} parameters are beyond this machine even one "
+        if need > SWEEP_MEMORY_HEADROOM * available:
+            raise ConfigError(_invalid(source, key, f"{target:.3g} parameters are far beyond this machine even one "
                                        f"sequence at a time: {estimate}; it has {size_text(machine)} "
-                                       f"([resources] memory_gb: {memory_gb:g} GB)"))
+                                       f"([resources] memory_gb: {memory_gb:g} GB; refused above "
+                                       f"{SWEEP_MEMORY_HEADROOM}x that)"))
 
 
 def _design_targets(spec: SweepSpec) -> list[tuple[str, int]]:
