@@ -96,6 +96,23 @@ def test_ray_interrupt_cancels_and_releases(ray_address, tmp_path):
     assert claim_files(root) == []
 
 
+def test_cancel_latch_remembers_a_swallowed_interrupt():
+    """ray.cancel interrupts once; when the KeyboardInterrupt is swallowed (as in JAX's gc
+    callback: "Exception ignored"), the latch still holds the request for the next step."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    with cluster._cancel_latch() as cancelled:
+        assert not cancelled.is_set()
+        try:
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass  # swallowed, as an "Exception ignored" callback would
+        assert cancelled.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_ray_needs_an_address(monkeypatch, tmp_path):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(ValueError, match="--address HOST:PORT"):

@@ -56,6 +56,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -149,7 +150,35 @@ def _ray_task(config: dict[str, Any], store_root: str, retries: int, owner: str,
     from scaler.store import Store
 
     Store(store_root).release(run_id_for(config), owner)  # only removes a claim held by `owner`
-    return execute_run(config, store_root, retries, owner=owner, workdir=workdir)
+    with _cancel_latch() as cancelled:
+
+        def stop_if_cancelled(row: dict[str, Any]) -> None:
+            if cancelled.is_set():
+                raise KeyboardInterrupt  # ray.cancel's own interrupt was swallowed: raise it again
+
+        return execute_run(config, store_root, retries, owner=owner, progress=stop_if_cancelled, workdir=workdir)
+
+
+@contextlib.contextmanager
+def _cancel_latch() -> Iterator[threading.Event]:
+    """`ray.cancel` interrupts the task's main thread once (a simulated SIGINT). If it lands where
+    Python cannot raise (JAX's garbage-collection callback prints "Exception ignored"), the task
+    would train on with its claim held. The handler here also latches the request, so the next
+    logged step raises it again and the run records "pending" and releases its claim."""
+    cancelled = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancelled  # signal handlers live in the main thread only
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        cancelled.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield cancelled
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_on_ray(
