@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scaler.config import ConfigError, RunConfig, load_run_config
+from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
 from scaler.store import StoreError, check_writable_folder
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -471,6 +472,20 @@ def status(
 # --- fitting --------------------------------------------------------------------------------------
 
 
+def _interval_text(lo_hi: Any, fmt: str = ".4g") -> str:
+    if not lo_hi or None in lo_hi:
+        return ""
+    return f" [{lo_hi[0]:{fmt}}, {lo_hi[1]:{fmt}}]"
+
+
+def _print_excluded(excluded: dict[str, list[str]] | None) -> None:
+    """Runs that are not in the fit, by state and id: never dropped without a word."""
+    for state, ids in (excluded or {}).items():
+        if ids:
+            shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+            _warn(f"{len(ids)} {state} run{'s' if len(ids) != 1 else ''} not in the fit: {shown}", "left out")
+
+
 def _print_fit(out: dict[str, Any]) -> None:
     console = _console()
     table = Table("parameter", "value", "95% interval",
@@ -483,30 +498,57 @@ def _print_fit(out: dict[str, Any]) -> None:
     console.print(table)
     if out.get("spec", {}).get("reference"):
         console.print(f"reference tier (kappa = 1): {out['spec']['reference']}")
-    console.print(f"objective {out['objective']:.6g} (sum of Huber, delta 1e-3, on log losses); "
+    console.print(f"objective {out['objective']:.6g} ({out.get('objective_text', 'sum of Huber on log losses')}); "
                   f"converged: {out['converged']} ({out.get('stopped', '')}, gradient norm "
                   f"{out.get('grad_norm') if out.get('grad_norm') is not None else float('nan'):.2g})")
     if out.get("flat_directions"):
         _say(("not identified: ", "yellow"), "; ".join(out["flat_directions"]))
     for row in out.get("allocations", []):
-        console.print(f"at C = {row['flops']:.3g} FLOPs: N_opt = {row['n_opt']:.4g}, D_opt = {row['d_opt']:.4g} "
-                      "(allocated under C = 6 N D)")
+        console.print(f"at C = {row['flops']:.3g} FLOPs ({row.get('convention', '6ND')}, {row.get('multiple', 1):g}x the "
+                      f"largest run): N_opt = {row['n_opt']:.4g}{_interval_text(row.get('n_opt_interval'))}, "
+                      f"D_opt = {row['d_opt']:.4g}{_interval_text(row.get('d_opt_interval'))}")
+    model = out.get("error_model")
+    if model:
+        calibrated = (f"calibrated on {model['n_residuals']} backtest residuals" if model["calibrated"]
+                      else f"uncalibrated: {model['n_residuals']} backtest residuals")
+        console.print(f"prediction intervals: run scatter {100 * model['sigma_run']:.2f}%, misspecification "
+                      f"+{100 * model['growth']:.2f}% per decade of extrapolation, 95% multiplier "
+                      f"{model['multiplier']:.2f} ({calibrated})")
+    noise = out.get("seed_noise")
+    if noise:
+        console.print(f"seed noise: {noise['sd_nats']:.4f} nats ({100 * noise['sd_log']:.2f}%) over {noise['n_configs']} "
+                      f"configurations trained with {noise['n_runs']} seeds in all")
+    if out.get("candidates"):
+        table = Table("law", "held-out error", "objective", "parameters", "converged",
+                      title=f"candidate laws, chosen by the {out.get('chosen_by', 'rolling backtest')}")
+        for c in out["candidates"]:
+            if "error" in c:
+                table.add_row(c["law"], "-", "-", "-", f"failed: {c['error']}")
+                continue
+            mark = " (chosen)" if c["law"] == out["law"] else ""
+            error = c.get("heldout_error_pct")
+            table.add_row(c["law"] + mark, "-" if error is None else f"{error:.2f}%", f"{c['objective']:.4g}",
+                          str(c["n_params"]), str(c["converged"]))
+        console.print(table)
+    _print_excluded(out.get("excluded"))
 
 
 def _print_sweep_fit(out: dict[str, Any]) -> None:
+    _print_excluded(out.get("excluded"))
     for label, entry in out["groups"].items():
         _heading(label)
         if "error" in entry["parametric"]:
             _say(("parametric fit: ", "red"), entry["parametric"]["error"])
         else:
-            _print_fit(entry["parametric"])
+            _print_fit({**entry["parametric"], "excluded": None})
         iso = entry["isoflop"]
         if "error" in iso:
             _say(("IsoFLOP approach 2: ", "yellow"), iso["error"])
         else:
             (a_lo, a_hi), (b_lo, b_hi) = iso["a_interval"], iso["b_interval"]
-            parametric = (f"; parametric: N_opt ~ C^{entry['parametric']['derived']['a_exponent']:.3f}"
-                          if "derived" in entry["parametric"] else "")
+            exponents = entry["parametric"].get("allocation_exponents")
+            parametric = (f"; parametric ({exponents['convention']}): N_opt ~ C^{exponents['a']:.3f}"
+                          f"{_interval_text(exponents.get('a_interval'), '.3f')}" if exponents else "")
             _say(f"IsoFLOP approach 2 ({iso['n_good']} budgets): N_opt ~ C^{iso['a']:.3f} [{a_lo:.3f}, {a_hi:.3f}], "
                  f"D_opt ~ C^{iso['b']:.3f} [{b_lo:.3f}, {b_hi:.3f}]{parametric}")
             for flagged in iso.get("flagged", []):
@@ -518,7 +560,7 @@ def _print_sweep_fit(out: dict[str, Any]) -> None:
         if "error" in out["quality"]:
             _say(("quality fit: ", "red"), out["quality"]["error"])
         else:
-            _print_fit(out["quality"])
+            _print_fit({**out["quality"], "excluded": None})
 
 
 def _check_output_file(path: Path, option: str) -> None:
@@ -535,6 +577,16 @@ def _write_json_file(path: Path, obj: Any) -> None:
     atomic_write_bytes(fs, fs_path, (_json_text(obj) + "\n").encode())
 
 
+def _all_failed(result: dict[str, Any]) -> bool:
+    """A fit in which no law could be fitted: every group failed (or the one law did)."""
+    if "groups" in result:
+        return bool(result["groups"]) and len(result.get("failed_groups", [])) == len(result["groups"])
+    return "error" in result
+
+
+GROUP_LAWS = ("quality", "chinchilla_group_e", "mixing")  # laws fitted across a table's groups at once
+
+
 @app.command()
 def fit(
     spec_file: Annotated[Path | None, typer.Argument(help="a sweep spec: fit its store (writes fit.json there)")] = None,
@@ -543,10 +595,13 @@ def fit(
     d: Annotated[str | None, typer.Option(help="--table: the training tokens column")] = None,
     loss: Annotated[str | None, typer.Option(help="--table: the loss column (nats)")] = None,
     unique: Annotated[str | None, typer.Option(help="--table: the unique tokens column")] = None,
-    group: Annotated[str | None, typer.Option(help="--table: a group column (tier, mix, ...)")] = None,
-    flops: Annotated[str | None, typer.Option(help="--table: a training FLOPs column (D = C / 6N without --d)")] = None,
-    law: Annotated[str | None, typer.Option(help="chinchilla | data_constrained | quality | mixing (default: the spec's fit.law, else chinchilla)")] = None,
-    reference: Annotated[str | None, typer.Option(help="quality law: the tier with kappa = 1 (default: the spec's fit.reference, else raw)")] = None,
+    group: Annotated[str | None, typer.Option(help="--table: a group column (dataset, tier, mix): each group is fitted, side by side; quality and chinchilla_group_e fit across the groups")] = None,
+    flops: Annotated[str | None, typer.Option(help="--table: a training FLOPs column (D = C / 6N without --d; tables are fitted under C = 6ND)")] = None,
+    law: Annotated[str | None, typer.Option(help="chinchilla | chinchilla_group_e | kaplan | overtrain | broken | data_constrained | quality | mixing | auto (default: the spec's fit.law, else chinchilla)")] = None,
+    reference: Annotated[str | None, typer.Option(help="quality law: the tier or group with kappa = 1 (default: the spec's fit.reference, else raw)")] = None,
+    objective: Annotated[str | None, typer.Option(help="huber (default) | asymmetric (the chinchilla toolkit's lower-envelope estimator)")] = None,
+    delta: Annotated[float | None, typer.Option(help="the Huber threshold (default 1e-3)")] = None,
+    asymmetry: Annotated[float | None, typer.Option(help="asymmetric: weight of predictions above a run (default 10)")] = None,
     drop_top_loss: Annotated[int, typer.Option(help="drop the K highest-loss rows")] = 0,
     drop_nan: Annotated[bool, typer.Option(help="drop rows with NaN values (counted) instead of refusing")] = False,
     bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples for intervals (0: none; default 1000)")] = None,
@@ -556,9 +611,9 @@ def fit(
     out: Annotated[Path | None, typer.Option(help="also write the fit as JSON to this file")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the fit as JSON only")] = False,
 ) -> None:
-    """Fit a scaling law (sum of Huber on log losses, 4,500 starts) with bootstrap intervals."""
+    """Fit a scaling law (4,500 starts) with bootstrap intervals and backtested prediction intervals."""
     from scaler.fit.data import load_table
-    from scaler.fit.pipeline import fit as fit_table
+    from scaler.fit.pipeline import fit as fit_law, fit_sweep
 
     with _user_errors():
         if (spec_file is None) == (table is None):
@@ -571,16 +626,20 @@ def fit(
             spec = load_sweep_spec(spec_file)
             check_writable_folder(spec.store_root, "store")
             result = _sweep_fit(spec, bootstrap, eval_set=eval_set, law=law, seed=seed, reference=reference,
-                                refit=refit)
+                                refit=refit, objective=objective, delta=delta, asymmetry=asymmetry)
             if not json_out:
                 _note(f"fit.json: {spec.store_root}/fit.json")
         else:
             if not (n and loss):
                 raise ConfigError("--table needs --n COL and --loss COL (and --d COL or --flops COL)")
+            goal = _objective(objective, delta, asymmetry)
             data = load_table(table, n=n, loss=loss, d=d, flops=flops, unique=unique, group=group,
                               drop_top=drop_top_loss, drop_nan=drop_nan)
-            result = fit_table(data, law or "chinchilla", 1000 if bootstrap is None else bootstrap,
-                               seed or 0, reference or "raw")
+            n_boot, name = 1000 if bootstrap is None else bootstrap, law or "chinchilla"
+            if group and name not in GROUP_LAWS:
+                result = fit_sweep(data, name, n_boot, seed or 0, reference or "raw", goal)
+            else:
+                result = fit_law(data, name, n_boot, seed or 0, reference or "raw", goal, with_data=True)
         if out is not None:
             _write_json_file(out, result)
     if json_out:
@@ -591,51 +650,202 @@ def fit(
         _print_fit(result)
     if out is not None and not json_out:
         _note(f"wrote {out}")
+    if _all_failed(result):
+        _warn("no law could be fitted", "error")
+        raise typer.Exit(1)
 
 
-# --- reports, recommendations, the demo -----------------------------------------------------------
+# --- predictions, reports, recommendations, the demo ----------------------------------------------
+
+
+def _objective(name: str | None, delta: float | None, asymmetry: float | None, base: Any = None):
+    from scaler.fit.pipeline import Objective
+
+    default = base or Objective()
+    return Objective(name or default.name, default.delta if delta is None else delta,
+                     default.asymmetry if asymmetry is None else asymmetry)
 
 
 def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = None, law: str | None = None,
-               seed: int | None = None, reference: str | None = None, refit: bool = False) -> dict[str, Any]:
+               seed: int | None = None, reference: str | None = None, refit: bool = False,
+               objective: str | None = None, delta: float | None = None, asymmetry: float | None = None
+               ) -> dict[str, Any]:
     """The sweep's fit under its [fit] settings (each overridden when given), from the store's
     fit.json when the key matches."""
-    from scaler.fit.pipeline import fit_store
+    from scaler.fit.pipeline import Objective, fit_store
 
     s = spec.fit
+    goal = _objective(objective, delta, asymmetry, Objective(s.objective, s.delta, s.asymmetry))
     return fit_store(spec.store_root, eval_set or s.eval_set, law or s.law,
                      s.bootstrap if n_bootstrap is None else n_bootstrap, s.seed if seed is None else seed,
-                     reference or s.reference, refit=refit)
+                     reference or s.reference, refit=refit, objective=goal)
 
 
-def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tokens: float | None = None):
+def _read_fit_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: not a readable fit JSON ({err})") from None
+    if not isinstance(raw, dict) or not ("groups" in raw or "spec" in raw):
+        raise ConfigError(f"{path}: not a fit (expected the JSON of `scaler fit`: a store's fit.json or --out FILE)")
+    return raw
+
+
+def _fit_source(source: Path) -> dict[str, Any]:
+    """A fit JSON, or a sweep spec (TOML) whose store is fitted (or its fit.json reused)."""
+    if source.suffix == ".toml":
+        from scaler.sweep.spec import load_sweep_spec
+
+        return _sweep_fit(load_sweep_spec(source))
+    return _read_fit_json(source)
+
+
+def _table_column(path: Path, name: str, option: str) -> list[Any]:
+    import polars as pl
+
+    frame = pl.read_csv(path, infer_schema_length=None)
+    if name not in frame.columns:
+        raise ConfigError(f"{path}: {option} {name!r}: no such column (columns: {', '.join(frame.columns)})")
+    return frame[name].to_list()
+
+
+def _points(at: Path | None, n: str | None, d: str | None, flops: str | None, group: str | None,
+            params: float | None, tokens: float | None, tier: str | None) -> dict[str, Any]:
+    """The points to predict: columns of a CSV (--at) or one run (--params, --tokens)."""
+    if at is None:
+        if params is None or tokens is None:
+            raise ConfigError("give --at POINTS.csv with --n COL and --d COL (or --flops COL), or --params N --tokens D")
+        return {"n": [params], "d": [tokens], "flops": None, "groups": [tier]}
+    if not at.is_file():
+        raise ConfigError(f"--at {at}: file not found")
+    if not n or (d is None) == (flops is None):
+        raise ConfigError(f"--at {at}: give --n COL and one of --d COL or --flops COL")
+    try:
+        numbers = {key: [float(v) for v in _table_column(at, col, f"--{key}")] for key, col in
+                   (("n", n), ("d", d), ("flops", flops)) if col}
+    except (TypeError, ValueError):
+        raise ConfigError(f"--at {at}: --n, --d and --flops must name numeric columns with no empty cells") from None
+    groups = [None if v is None else str(v) for v in _table_column(at, group, "--group")] if group else None
+    return {"n": numbers["n"], "d": numbers.get("d"), "flops": numbers.get("flops"),
+            "groups": groups or [tier] * len(numbers["n"])}
+
+
+@app.command()
+def predict(
+    source: Annotated[Path, typer.Argument(help="a fit JSON (a store's fit.json or `scaler fit --out`), or a sweep spec")],
+    at: Annotated[Path | None, typer.Option(help="a CSV of points to predict")] = None,
+    n: Annotated[str | None, typer.Option(help="--at: the parameters column")] = None,
+    d: Annotated[str | None, typer.Option(help="--at: the training tokens column")] = None,
+    flops: Annotated[str | None, typer.Option(help="--at: a training FLOPs column (D from the fit's convention)")] = None,
+    group: Annotated[str | None, typer.Option(help="--at: the group (tier, dataset) column")] = None,
+    params: Annotated[float | None, typer.Option(help="one point: parameters N")] = None,
+    tokens: Annotated[float | None, typer.Option(help="one point: training tokens D")] = None,
+    tier: Annotated[str | None, typer.Option(help="the group or tier of every point (when the fit has several)")] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the predictions as JSON to this file")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the predictions as JSON only")] = False,
+) -> None:
+    """Predicted loss of planned runs, with a 95% prediction interval and how far each extrapolates."""
+    from scaler.fit.predict import PredictError, predict as predict_loss
+
+    with _user_errors(PredictError):
+        if out is not None:
+            _check_output_file(out, "--out")
+        points = _points(at, n, d, flops, group, params, tokens, tier)
+        fit_json = _fit_source(source)
+        result = predict_loss(fit_json, points["n"], d=points["d"], flops=points["flops"], groups=points["groups"])
+        if out is not None:
+            _write_json_file(out, result)
+    rows = result["points"]
+    far = [p for p in rows if p["extrapolation"] > EXTRAPOLATION_WARN]
+    if far:
+        _warn(f"{len(far)} of {len(rows)} points extrapolate more than {EXTRAPOLATION_WARN:g}x (up to "
+              f"{max(p['extrapolation'] for p in far):.3g}x) beyond the largest fitted run; "
+              f"{_fitted_range_text(fit_json, rows[0]['group'])}", "extrapolation")
+    if json_out:
+        _print_json(result)
+        return
+    table = Table("N", "D", "group", "C (FLOPs)", "loss", "95% interval", "extrapolation", "law",
+                  title=f"predictions from {source}")
+    for p in rows:
+        table.add_row(f"{p['n']:.4g}", f"{p['d']:.4g}", str(p["group"] or "-"), f"{p['flops']:.3g} ({p['convention']})",
+                      f"{p['loss']:.4f}", f"[{p['interval'][0]:.4f}, {p['interval'][1]:.4f}]",
+                      f"{p['extrapolation']:.3g}x", p["law"])
+    _console().print(table)
+    if out is not None:
+        _note(f"wrote {out}")
+
+
+def _fitted_range_text(fit_json: dict[str, Any], group: str | None) -> str:
+    from scaler.fit.predict import law_entry
+
+    entry, _ = law_entry(fit_json, group)
+    fitted = entry.get("fitted_range") or {}
+    low = fitted.get("flops_min")
+    span = f"{low:.3g} to {fitted['flops_max']:.3g}" if low else f"up to {entry['largest_run_flops']:.3g}"
+    return f"the fitted runs span C = {span} FLOPs ({entry.get('flops_convention', '6ND')})"
+
+
+def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tokens: float | None = None,
+                    **options: Any):
     from scaler.recommend import recommend_from_fit
 
-    if spec.data.dir is None:
-        raise ConfigError("recommend needs a sweep over built data tiers (data.dir)")
-    return recommend_from_fit(fit_json, spec.data.dir, budget_flops, raw_tokens=raw_tokens)
+    return recommend_from_fit(fit_json, spec.data.dir if spec is not None else None, budget_flops,
+                              raw_tokens=raw_tokens, **options)
+
+
+def _tier_values(pairs: list[str] | None, option: str) -> dict[str, float] | None:
+    """`--yield clean=0.4 --yield dedup=0.8` as {tier: value}."""
+    if not pairs:
+        return None
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"{option} {pair!r}: expected GROUP=NUMBER") from None
+        if not sep or not name.strip():
+            raise ConfigError(f"{option} {pair!r}: expected GROUP=NUMBER")
+    return out
 
 
 @app.command()
 def recommend(
-    spec_file: Annotated[Path, typer.Argument(help="a sweep spec whose runs are done")],
-    budget: Annotated[float, typer.Option(help="the budget, in --unit")],
+    spec_file: Annotated[Path | None, typer.Argument(help="a sweep spec whose runs are done (or give --fit)")] = None,
+    budget: Annotated[float, typer.Option(help="the budget, in --unit")] = ...,
     unit: Annotated[str, typer.Option(help="flops | gpu-hours | usd")] = "flops",
-    raw_tokens: Annotated[float | None, typer.Option(help="raw token pool U (default: the build's raw tier)")] = None,
+    fit_file: Annotated[Path | None, typer.Option("--fit", help="a fit JSON (`scaler fit --table ... --out`) of runs trained anywhere, instead of a spec")] = None,
+    yields: Annotated[list[str] | None, typer.Option("--yield", help="GROUP=FRACTION: tokens kept per raw token (repeatable; default 1, or the build's)")] = None,
+    cleaning_costs: Annotated[list[str] | None, typer.Option("--cleaning-cost", help="GROUP=FLOPS_PER_RAW_TOKEN: the cost of producing the tier (repeatable; default 0, or the build's)")] = None,
+    raw_tokens: Annotated[float | None, typer.Option(help="raw token pool U (default: the build's raw tier; needed with --fit)")] = None,
     peak_flops: Annotated[float | None, typer.Option(help="FLOP/s of one device (gpu-hours, usd)")] = None,
     mfu: Annotated[float | None, typer.Option(help="model FLOPs utilisation there")] = None,
     usd_per_hour: Annotated[float | None, typer.Option(help="price of one device hour (usd)")] = None,
     bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples for the verdict's probability (default: the spec's fit.bootstrap)")] = None,
+    force: Annotated[bool, typer.Option(help=f"answer even beyond {EXTRAPOLATION_REFUSE:g}x the largest fitted run")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the recommendation as JSON only")] = False,
 ) -> None:
-    """For a budget: the best N, D and tier, and whether to spend it on model size or on cleaner data."""
+    """For a budget: the best N, D and tier, whether to spend it on model size or on cleaner data,
+    the crossover budget and how far the answer extrapolates."""
     from scaler.recommend import to_flops
     from scaler.sweep.spec import load_sweep_spec
 
     with _user_errors(ValueError):
-        spec = load_sweep_spec(spec_file)
+        if (spec_file is None) == (fit_file is None):
+            raise ConfigError("give a sweep spec, or --fit FIT.json (with --raw-tokens U) for runs trained anywhere")
         flops = to_flops(budget, unit, peak_flops=peak_flops, mfu=mfu, usd_per_hour=usd_per_hour)
-        result = _recommendation(spec, _sweep_fit(spec, bootstrap), flops, raw_tokens)
+        options = {"yields": _tier_values(yields, "--yield"),
+                   "cleaning_costs": _tier_values(cleaning_costs, "--cleaning-cost"), "force": force}
+        if spec_file is not None:
+            spec = load_sweep_spec(spec_file)
+            result = _recommendation(spec, _sweep_fit(spec, bootstrap), flops, raw_tokens, **options)
+        else:
+            result = _recommendation(None, _read_fit_json(fit_file), flops, raw_tokens, **options)  # type: ignore[arg-type]
+    if result.extrapolation and result.extrapolation > EXTRAPOLATION_WARN:
+        _warn(f"the budget is {result.extrapolation:.3g}x the largest fitted run: the answer extrapolates far "
+              "beyond the evidence (see the note below)", "extrapolation")
     if json_out:
         _print_json(result.to_json())
         return
@@ -650,28 +860,49 @@ def _report(spec_file: Path, spec, out: Path, budget_multiple: float, fit_json: 
     has_report = spec.data.dir and (Path(spec.data.dir) / "report.json").exists()
     data_report = read_report(spec.data.dir).model_dump(mode="json") if has_report else None
     target = budget_multiple * fit_json["largest_run_flops"]
-    lines = _recommendation(spec, fit_json, target).lines() if spec.data.dir else None
+    recommendation = _recommendation(spec, fit_json, target) if spec.data.dir else None
     return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
-                        recommendation_lines=lines, spec_text=Path(spec_file).read_text(), target_flops=target)
+                        recommendation_lines=recommendation.lines() if recommendation else None,
+                        spec_text=Path(spec_file).read_text(), target_flops=target,
+                        next_run=_next_run(recommendation))
+
+
+def _next_run(recommendation: Any) -> dict[str, Any] | None:
+    """The top-ranked next experiment of a recommendation, for the report's iso-loss figure."""
+    if recommendation is None or not recommendation.experiments:
+        return None
+    top = min(recommendation.experiments, key=lambda e: e.rank)
+    return {"n": top.n_params, "d": top.tokens, "flops": top.flops, "group": top.tier}
 
 
 @app.command()
 def report(
-    spec_file: Annotated[Path, typer.Argument(help="a sweep spec whose runs are done")],
-    out: Annotated[Path | None, typer.Option(help="output folder (default reports/<sweep name>)")] = None,
-    budget_multiple: Annotated[float, typer.Option(help="recommend for this multiple of the largest run")] = 100.0,
+    spec_file: Annotated[Path | None, typer.Argument(help="a sweep spec whose runs are done (or give --fit)")] = None,
+    fit_file: Annotated[Path | None, typer.Option("--fit", help="a fit JSON (`scaler fit --table ... --out`): a report of runs trained anywhere")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default reports/<sweep name>, or reports/<fit file name>)")] = None,
+    budget_multiple: Annotated[float, typer.Option(help="recommend (and state the extrapolation) for this multiple of the largest run")] = 100.0,
     bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples (default: the spec's fit.bootstrap)")] = None,
 ) -> None:
-    """Figures, a Markdown report and a self-contained HTML page for a fitted sweep."""
+    """Figures, a Markdown report and a self-contained HTML page for a fitted sweep or a fit JSON."""
+    from scaler.report.render import build_report_from_fit
     from scaler.sweep.spec import load_sweep_spec
 
     with _user_errors(ValueError):
-        spec = load_sweep_spec(spec_file)
-        out_dir = out or Path("reports") / spec.name
-        check_writable_folder(str(out_dir), "--out")
+        if (spec_file is None) == (fit_file is None):
+            raise ConfigError("give a sweep spec, or --fit FIT.json")
         if not budget_multiple > 0:
             raise ConfigError(f"--budget-multiple {budget_multiple}: expected a positive multiple")
-        paths = _report(spec_file, spec, out_dir, budget_multiple, _sweep_fit(spec, bootstrap))
+        if spec_file is not None:
+            spec = load_sweep_spec(spec_file)
+            out_dir = out or Path("reports") / spec.name
+            check_writable_folder(str(out_dir), "--out")
+            paths = _report(spec_file, spec, out_dir, budget_multiple, _sweep_fit(spec, bootstrap))
+        else:
+            fit_json = _read_fit_json(fit_file)  # type: ignore[arg-type]
+            out_dir = out or Path("reports") / fit_file.stem  # type: ignore[union-attr]
+            check_writable_folder(str(out_dir), "--out")
+            paths = build_report_from_fit(fit_json, out_dir, f"scaler report: {fit_file}",
+                                          target_flops=budget_multiple * fit_json["largest_run_flops"])
     for name, path in paths.items():
         _say(f"{name}: {path}")
 

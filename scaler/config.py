@@ -96,6 +96,17 @@ def count_params(shape: ModelShape) -> int:
     return 2 * v * d + n_layers * per_layer + d
 
 
+def flops_per_token(shape: ModelShape, convention: str = FLOPS_CONVENTION) -> int:
+    """Training FLOPs (forward + backward) per token under a named convention (docs/design.md §3):
+
+        flops_v1 = 6 n_params + 12 n_layers seq_len d_model   (weights, plus attention scores)
+    """
+    if convention != "flops_v1":
+        raise ValueError(f"unknown FLOP convention {convention!r}; known: 'flops_v1'")
+    attention = 12 * shape.n_layers * shape.seq_len * shape.d_model
+    return 6 * count_params(shape) + attention
+
+
 def _round_up(x: float, multiple: int) -> int:
     return int(math.ceil(x / multiple) * multiple)
 

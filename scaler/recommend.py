@@ -2,16 +2,20 @@
 
 Given a budget (FLOPs, GPU-hours at a measured throughput, or dollars), the raw token pool and,
 per data tier, its effective-data multiplier kappa_t (from the fitted quality law), its yield
-(tokens kept / raw tokens, measured by `data build`) and its cleaning cost (FLOPs per raw token,
-measured by `data build`), find for every tier the compute-optimal (N, D), and say whether the
-budget is better spent on model size (raw data, all compute on training) or on cleaning.
+(tokens kept / raw tokens) and its cleaning cost (FLOPs per raw token) -- measured by `data build`,
+or given by hand for runs trained anywhere -- find for every tier the compute-optimal (N, D), and
+say whether the budget is better spent on model size (raw data, all compute on training) or on
+cleaning.
 
 The model of one choice (tier t, budget C, raw pool U raw tokens):
 
 - cleaning is charged first: Cc_t = cost_t x U (raw tier: 0); the training budget is
   C_t = C - Cc_t; an option whose cleaning alone uses the whole budget is infeasible (reported);
 - the tier's unique pool is U_t = yield_t x U;
-- training uses 6 N D = C_t (flops_v1's 6ND approximation, as the law's allocation does);
+- training spends C_t under one compute convention (`scaler.fit.compute.Compute`, the fit's:
+  flops_v1 with attention for a store's runs, the textbook 6ND otherwise and by default): every D
+  derived from a budget is D = compute.tokens(N, C_t), so each answer costs exactly its budget
+  under the convention the law was fitted in; the convention is named in the output;
 - repeated data counts by Muennighoff et al. 2023 (`laws.repeated_tokens`): D' = U_t + U_t R*
   (1 - exp(-R/R*)), R = D/U_t - 1 (D' = D while D <= U_t); R* = R_D* of the law where it fits
   one (quality law with pools, data_constrained), else the published R_D* = 15.4 (Muennighoff
@@ -22,13 +26,36 @@ The model of one choice (tier t, budget C, raw pool U raw tokens):
   other laws it adds the repetition (and the given kappa_t) they do not model. Model-parameter
   repetition (R_N* of data_constrained) is not modelled: N is free here.
 
-For every tier the N minimising L is found by a dense grid over log N in [0, log(C_t/6)] and a
-golden-section refinement, vectorised across bootstrap parameter samples; every sample
-re-optimises its own N, so the 95% interval of the predicted loss is over "the best this sample
-of the law can do". The verdict compares the raw tier's best (all budget on model size and raw
-data) with the best cleaned tier (point estimate); its probability is the share of parameter
-samples whose overall best option is the same option (`probability`), and the share in which
-the same kind of choice wins (`probability_kind`: any cleaned tier beats raw, or raw beats all).
+For every tier the N minimising L is found over log N in [0, log(C_t/6)] (up to one token per
+parameter under 6ND; every convention spends at least 6 FLOPs per parameter and token) by
+`scaler.fit.compute.minimise_log_n` (a dense grid, then golden-section refinement), vectorised
+across bootstrap parameter samples; every sample re-optimises its own N, so the 95% interval of
+the predicted loss is over "the best this sample of the law can do". When the fit carries an
+error model (`scaler.fit.predict`), each option also gets the 95% prediction interval of its run's
+loss: the bootstrap spread at that (N, D) plus run-to-run scatter and misspecification growing with
+the extrapolation distance. The verdict compares the raw tier's best (all budget on model size and
+raw data) with the best cleaned tier (point estimate); its probability is the share of parameter
+samples whose overall best option is the same option (`probability`), and the share in which the
+same kind of choice wins (`probability_kind`: any cleaned tier beats raw, or raw beats all).
+
+How far the answer reaches: `extrapolation` is the budget over the largest fitted run's compute
+(same convention). Beyond 100x a note names the fitted range; beyond 1e4x `recommend_from_fit`
+refuses (`ExtrapolationRefused`) unless forced. When the fit measured seed-to-seed noise (repeated
+configurations), a gap smaller than one run's seed standard deviation is flagged: single runs
+could not tell the options apart.
+
+The crossover (`Recommendation.crossover`): the budget where the verdict flips, from the gap
+g(C) = best raw loss - best cleaned loss (every tier charged its cleaning at C; per sample, its own
+best cleaned tier). The range runs from the largest fitted run's compute (the budget / 100
+without one; the budget itself if smaller) to 100x the budget: below the largest run the sweep's
+own runs already say which tier wins, and 100x above shows whether a larger budget would change
+the answer. On a geometric grid of 40 budgets over it, the flip is the first change of sign of g,
+refined by 10 bisections in log C between its two grid budgets; for the point estimate and,
+vectorised, for every bootstrap sample (all budgets x samples in one search per tier: a 48-point
+grid over each row's own log N range, then golden-section refinement). The direction is the point
+estimate's first flip (else the one most samples make); `share_crossing` is the share of samples
+whose verdict flips in that direction within the range, and `interval` the 95% percentile interval
+of their first such flip.
 
 Next experiments (a heuristic, documented here): the verdict is a comparison between the raw tier
 and the best cleaned tier at a budget beyond the data. Candidate runs sit at `n_steps` training
@@ -45,33 +72,49 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scaler.fit.compute import SIX_ND, Compute, minimise_log_n
 from scaler.fit.data import json_safe
 from scaler.fit.laws import chinchilla_log_loss, tier_tokens
+from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, ErrorModel, FittedRange
 from scaler.fit.stats import percentile_interval
 
 __all__ = [
     "PUBLISHED_R_D_STAR",
+    "EXTRAPOLATION_WARN",
+    "EXTRAPOLATION_REFUSE",
     "TierOption",
     "OptionResult",
     "Experiment",
     "Recommendation",
+    "ExtrapolationRefused",
     "to_flops",
     "tier_options_from_report",
     "recommend",
+    "recommend_from_fit",
     "recommend_from_store",
 ]
 
 PUBLISHED_R_D_STAR = 15.4  # Muennighoff et al. 2023, R_D* = 15.39
-GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+MIN_FLOPS_PER_PARAM_TOKEN = 6.0  # the search's largest N is C / 6: one token per parameter under 6ND
+CROSSOVER_BUDGETS = 40  # the crossover's geometric grid of budgets
+CROSSOVER_REACH = 100.0  # the crossover's range ends at this multiple of the budget
+CROSSOVER_GRID = 48  # grid points of the crossover's N search (golden-section refinement follows) ...
+CROSSOVER_ITERS = 30  # ... and its golden-section steps (the bracket shrinks 0.618^30 ~ 5e-7 times)
+CROSSOVER_BISECTIONS = 10  # bisections of a flip's grid interval in log C (to 1/1024 of a grid step)
 UNITS = {"flops": "flops", "flop": "flops", "gpu-hours": "gpu-hours", "gpu_hours": "gpu-hours",
          "gpuh": "gpu-hours", "usd": "usd", "$": "usd", "dollars": "usd"}
+SPEND = {"size": "model size", "cleaning": "cleaning"}
+
+
+class ExtrapolationRefused(ValueError):
+    """The budget is more than EXTRAPOLATION_REFUSE times the largest fitted run's compute."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,8 +160,8 @@ class TierOption:
 
     kappa: effective-data multiplier (raw = 1); used when the law does not fit one for `name`
     (a quality law's log_kappa_<name> wins, per bootstrap sample). yield_fraction: tokens kept /
-    raw tokens. cleaning_flops_per_raw_token: the build's cost of producing the tier, charged on
-    the whole raw pool (raw tier = 0).
+    raw tokens. cleaning_flops_per_raw_token: the cost of producing the tier, charged on the whole
+    raw pool (raw tier = 0).
     """
 
     name: str
@@ -141,9 +184,12 @@ class OptionResult:
     tokens: float = float("nan")
     epochs: float = float("nan")
     loss: float = float("nan")
-    loss_interval: tuple[float, float] = (float("nan"), float("nan"))
+    loss_interval: tuple[float, float] = (float("nan"), float("nan"))  # bootstrap: the best each sample can do
     n_params_interval: tuple[float, float] = (float("nan"), float("nan"))
     win_share: float = 0.0  # share of bootstrap samples in which this option is the best
+    # 95% prediction interval of the loss of the run (n_params, tokens), misspecification included
+    # (the fit's error model); None without one
+    loss_prediction_interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -176,6 +222,12 @@ class Recommendation:
     gap_interval: tuple[float, float]
     probability: float  # share of samples whose best option is `winner`
     probability_kind: float  # share of samples in which the same kind of choice wins
+    flops_convention: str = SIX_ND  # the convention of every FLOP figure (scaler.fit.compute)
+    extrapolation: float | None = None  # budget / the largest fitted run's compute; None if unknown
+    # {"flops", "interval", "share_crossing", "direction", "range", "throughout"} (module docstring);
+    # None without a cleaned tier
+    crossover: dict[str, Any] | None = None
+    seed_noise_nats: float | None = None  # sd of one run's loss between seeds, when the fit measured it
     experiments: list[Experiment] = field(default_factory=list)
     toml: str = ""
     toml_grid: str = ""
@@ -195,16 +247,22 @@ class Recommendation:
 
     def lines(self) -> list[str]:
         """Plain-language summary for the CLI and the report."""
-        out = [f"budget {self.budget_flops:.3g} FLOPs, raw pool {self.raw_tokens:.3g} tokens, law {self.law} "
-               f"({self.n_samples} bootstrap samples; repetition R_D* = {self.r_star:.3g}, {self.r_star_source})"]
+        reach = "" if self.extrapolation is None else f", {self.extrapolation:.3g}x the largest fitted run"
+        out = [f"budget {self.budget_flops:.3g} FLOPs ({self.flops_convention}){reach}, raw pool "
+               f"{self.raw_tokens:.3g} tokens, law {self.law} ({self.n_samples} bootstrap samples; repetition "
+               f"R_D* = {self.r_star:.3g}, {self.r_star_source})"]
         for o in self.options:
             head = (f"  {o.name}: kappa {o.kappa:.3g}, yield {o.yield_fraction:.1%}, "
                     f"cleaning {o.cleaning_flops:.3g} FLOPs ({o.cleaning_flops / self.budget_flops:.1%} of budget)")
             if not o.feasible:
                 out.append(head + f" -- infeasible: {o.reason}")
                 continue
+            predicted = "" if o.loss_prediction_interval is None else (
+                f", 95% prediction interval of that run [{o.loss_prediction_interval[0]:.4f}, "
+                f"{o.loss_prediction_interval[1]:.4f}] (misspecification included)")
             out.append(head + f"; best N {o.n_params:.3g}, D {o.tokens:.3g} ({o.epochs:.2f} epochs of {o.pool_tokens:.3g}), "
-                       f"loss {o.loss:.4f} [{o.loss_interval[0]:.4f}, {o.loss_interval[1]:.4f}], "
+                       f"loss {o.loss:.4f} [{o.loss_interval[0]:.4f}, {o.loss_interval[1]:.4f}] (bootstrap)"
+                       f"{predicted}, "
                        f"best in {o.win_share:.0%} of samples")
         if self.best_clean is None:
             out.append(f"verdict: {self.verdict_text} (no feasible cleaned tier)")
@@ -215,6 +273,8 @@ class Recommendation:
                        f"(positive favours cleaning)")
             out.append(f"probability the verdict holds: {self.probability:.0%} of bootstrap samples pick "
                        f"{self.winner}; {self.probability_kind:.0%} pick the same kind of spend")
+        if self.crossover is not None:
+            out.append(self._crossover_line())
         if self.experiments:
             out.append("next experiments (ranked by the bootstrap spread of the predicted gap):")
             for e in self.experiments[:6]:
@@ -222,6 +282,24 @@ class Recommendation:
                            f"{e.epochs:.2f} epochs), predicted loss {e.predicted_loss:.4f}, gap spread {e.gap_spread:.4f}")
         out.extend(f"note: {n}" for n in self.notes)
         return out
+
+    def _crossover_line(self) -> str:
+        x = self.crossover or {}
+        lo, hi = x["range"]
+        span = f"between {lo:.3g} and {hi:.3g} FLOPs"
+        if x["flops"] is not None:
+            before, after = x["direction"].split("->")
+            line = (f"crossover: the verdict turns from {SPEND[before]} to {SPEND[after]} at a budget of about "
+                    f"{x['flops']:.3g} FLOPs (searched {span})")
+        else:
+            line = f"no crossover {span}: the verdict is {SPEND[x['throughout']]} throughout"
+        if self.n_samples and x["direction"] is not None and x["share_crossing"] > 0:
+            before, after = x["direction"].split("->")
+            line += (f"; {x['share_crossing']:.0%} of bootstrap samples turn from {SPEND[before]} to {SPEND[after]} "
+                     f"in this range, 95% of them between {x['interval'][0]:.3g} and {x['interval'][1]:.3g} FLOPs")
+        elif self.n_samples:
+            line += "; no bootstrap sample's verdict flips in this range"
+        return line
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,55 +337,128 @@ def _law_arrays(law: Any, thetas: np.ndarray, tiers: Sequence[TierOption]) -> di
     return out
 
 
-def _loss(log_n: np.ndarray, c_train: float, pool: float, p: dict[str, Any], tier: str) -> np.ndarray:
-    """Predicted loss of runs on `tier` alone (pool `pool` unique tokens) that spend `c_train`
-    FLOPs at log_n (S, K), against per-sample parameters (S,) broadcast as (S, 1): the quality
-    law's chinchilla(N, kappa_t D'_t) with e + de_t (module docstring)."""
+def _take(p: dict[str, Any], rows: Any) -> dict[str, Any]:
+    """The law arrays `p` at `rows` of their samples (a slice, or indices that may repeat)."""
+    out: dict[str, Any] = {}
+    for k, v in p.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v[rows]
+        elif isinstance(v, dict):
+            out[k] = {t: a[rows] for t, a in v.items()}
+        else:
+            out[k] = v
+    return out
+
+
+def _loss_nd(log_n: np.ndarray, tokens: Any, pool: float, p: dict[str, Any], tier: str) -> np.ndarray:
+    """Predicted loss of runs on `tier` alone (pool `pool` unique tokens) of log_n (S, K) and
+    `tokens` (broadcasting to it), against per-sample parameters (S,) broadcast as (S, 1): the
+    quality law's chinchilla(N, kappa_t D'_t) with e + de_t (module docstring)."""
     s = lambda k: p[k][:, None]  # noqa: E731
-    tokens = np.exp(math.log(c_train / 6.0) - log_n)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         d_eff = tier_tokens(tokens, 1.0, np.exp(p["log_kappa"][tier][:, None]), pool, s("r_star"), xp=np)
         e_tier = s("e") + p["de"][tier][:, None]
         return np.exp(chinchilla_log_loss(s("a"), s("b"), e_tier, s("alpha"), s("beta"), log_n, np.log(d_eff), xp=np))
 
 
+def _loss(log_n: np.ndarray, c_train: Any, pool: float, p: dict[str, Any], tier: str, compute: Compute) -> np.ndarray:
+    """The loss of runs that spend `c_train` FLOPs (a number, or (S, 1) per row) at log_n (S, K):
+    D = compute.tokens(N, c_train)."""
+    n = np.exp(log_n)
+    return _loss_nd(log_n, compute.tokens(n, c_train), pool, p, tier)
+
+
 def _loss_at(n: float, d: float, pool: float, p: dict[str, Any], tier: str) -> np.ndarray:
-    """Per-sample loss of one fixed run (N, D) on `tier` with pool `pool`: (S,)."""
-    return _loss(np.full((len(p["a"]), 1), math.log(n)), 6.0 * n * d, pool, p, tier)[:, 0]
+    """Per-sample loss of one fixed run (N, D) on `tier` with pool `pool`: (S,). A fixed run's
+    loss does not depend on the compute convention."""
+    return _loss_nd(np.full((len(p["a"]), 1), math.log(n)), d, pool, p, tier)[:, 0]
 
 
-def _optimise(c_train: float, pool: float, p: dict[str, Any], tier: str, grid: int = 480,
-              iters: int = 60) -> tuple[np.ndarray, np.ndarray]:
+def _log_n_max(c_train: Any) -> Any:
+    return np.log(np.asarray(c_train, dtype=np.float64) / MIN_FLOPS_PER_PARAM_TOKEN)
+
+
+def _optimise(c_train: float, pool: float, p: dict[str, Any], tier: str, compute: Compute
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Per sample, the log N in [0, log(C/6)] minimising the loss: (log_n (S,), loss (S,))."""
-    S = len(p["a"])
-    hi = math.log(c_train / 6.0)
-    xs = np.linspace(0.0, hi, grid)
-    f = _loss(np.broadcast_to(xs, (S, grid)), c_train, pool, p, tier)
-    f = np.where(np.isfinite(f), f, np.inf)
-    i = np.argmin(f, axis=1)
-    step = xs[1] - xs[0]
-    lo_x = np.clip(xs[i] - step, 0.0, hi)
-    hi_x = np.clip(xs[i] + step, 0.0, hi)
-    # golden section on [lo_x, hi_x], vectorised over samples
-    a, b = lo_x.copy(), hi_x.copy()
-    x1, x2 = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
-    f1 = _loss(x1[:, None], c_train, pool, p, tier)[:, 0]
-    f2 = _loss(x2[:, None], c_train, pool, p, tier)[:, 0]
-    for _ in range(iters):
-        left = f1 < f2  # the minimum is in [a, x2]: drop (x2, b]; else drop [a, x1)
-        b = np.where(left, x2, b)
-        a = np.where(left, a, x1)
-        xn = np.where(left, b - GOLDEN * (b - a), a + GOLDEN * (b - a))
-        fn = _loss(xn[:, None], c_train, pool, p, tier)[:, 0]
-        x1, f1, x2, f2 = (np.where(left, xn, x2), np.where(left, fn, f2),
-                          np.where(left, x1, xn), np.where(left, f1, fn))
-    x = 0.5 * (a + b)
-    fx = _loss(x[:, None], c_train, pool, p, tier)[:, 0]
-    grid_best = f[np.arange(S), i]
-    use_grid = ~(fx <= grid_best)
-    x = np.where(use_grid, xs[i], x)
-    fx = np.where(use_grid, grid_best, fx)
-    return x, fx
+    return minimise_log_n(lambda x: _loss(x, c_train, pool, p, tier, compute), 0.0, float(_log_n_max(c_train)),
+                          len(p["a"]))
+
+
+# --------------------------------------------------------------------------------------------
+# The crossover
+
+
+def _row_best(train_flops: np.ndarray, pool: float, q: dict[str, Any], tier: str, compute: Compute) -> np.ndarray:
+    """The best loss of row r of the law arrays `q` at training budget train_flops[r]: (R,), +inf
+    where the budget is too small to train. One search for all rows: x = log N / log(C_r/6) in
+    [0, 1], so every row searches its own range [0, log(C_r/6)]."""
+    out = np.full(len(train_flops), np.inf)
+    ok = train_flops >= MIN_FLOPS_PER_PARAM_TOKEN
+    if ok.any():
+        c = train_flops[ok][:, None]
+        top, rows = _log_n_max(c), _take(q, ok)
+        _, best = minimise_log_n(lambda x: _loss(x * top, c, pool, rows, tier, compute), 0.0, 1.0, len(c),
+                                 grid=CROSSOVER_GRID, iters=CROSSOVER_ITERS)
+        out[ok] = best
+    return out
+
+
+def _gap(budgets: np.ndarray, q: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tokens: float,
+         compute: Compute) -> np.ndarray:
+    """Best raw loss - best cleaned loss of row r of `q` at budget budgets[r] (> 0: cleaning wins),
+    every tier charged its cleaning."""
+    best = {t.name: _row_best(budgets - t.cleaning_flops_per_raw_token * raw_tokens, t.yield_fraction * raw_tokens, q,
+                              t.name, compute) for t in tiers}
+    cleaned = np.min([best[t.name] for t in tiers if t.name != raw], axis=0)
+    with np.errstate(invalid="ignore"):
+        return best[raw] - cleaned
+
+
+def _crossover(p: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tokens: float, lo: float, hi: float,
+               compute: Compute, n_budgets: int, level: float) -> tuple[dict[str, Any], int]:
+    """The crossover of the module docstring over [lo, hi], row 0 of `p` being the point estimate;
+    and how many times the point estimate's verdict flips on the grid."""
+    M = len(p["a"])  # the point estimate and the samples
+    budgets = np.geomspace(lo, hi, n_budgets)
+    gap = _gap(np.repeat(budgets, M), _take(p, np.tile(np.arange(M), n_budgets)), tiers, raw, raw_tokens, compute)
+    wins = gap.reshape(n_budgets, M) > 0  # cleaning wins, per budget (rows) and sample (columns)
+    to_clean, to_size = ~wins[:-1] & wins[1:], wins[:-1] & ~wins[1:]  # flips between grid budgets k and k+1
+    first_clean = np.where(to_clean.any(axis=0), np.argmax(to_clean, axis=0), n_budgets)
+    first_size = np.where(to_size.any(axis=0), np.argmax(to_size, axis=0), n_budgets)
+    if min(first_clean[0], first_size[0]) < n_budgets:  # the point estimate's first flip sets the direction
+        direction = "size->cleaning" if first_clean[0] < first_size[0] else "cleaning->size"
+    elif to_clean.any() or to_size.any():  # else the direction most samples flip in
+        direction = "size->cleaning" if to_clean.any(axis=0).sum() >= to_size.any(axis=0).sum() else "cleaning->size"
+    else:
+        direction = None
+    out: dict[str, Any] = {"flops": None, "interval": None, "share_crossing": 0.0, "direction": direction,
+                           "range": [float(lo), float(hi)], "throughout": None}
+    n_flips = int(np.sum(wins[1:, 0] != wins[:-1, 0]))
+    if direction is None:
+        out["throughout"] = "cleaning" if wins[0, 0] else "size"
+        return out, n_flips
+    # refine each flipping column's first flip by bisection in log C between its two grid budgets
+    to_cleaning = direction == "size->cleaning"
+    first = first_clean if to_cleaning else first_size
+    cols = np.flatnonzero(first < n_budgets)
+    a, b = np.log(budgets[first[cols]]), np.log(budgets[first[cols] + 1])
+    q = _take(p, cols)
+    for _ in range(CROSSOVER_BISECTIONS):
+        mid = 0.5 * (a + b)
+        after = (_gap(np.exp(mid), q, tiers, raw, raw_tokens, compute) > 0) == to_cleaning
+        a, b = np.where(after, a, mid), np.where(after, mid, b)
+    crossing = np.exp(0.5 * (a + b))
+    if cols.size and cols[0] == 0:
+        out["flops"] = float(crossing[0])
+    else:
+        out["throughout"] = "cleaning" if wins[0, 0] else "size"
+    samples = crossing[cols > 0]
+    if M > 1:
+        out["share_crossing"] = float(len(samples) / (M - 1))
+    if len(samples):
+        out["interval"] = list(percentile_interval(samples, level))
+    return out, n_flips
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,22 +489,19 @@ def _snippets(experiments: Sequence[Experiment], contenders: Sequence[str]) -> t
 
 
 def _experiments(p: dict[str, Any], tiers: dict[str, TierOption], contenders: Sequence[str], raw_tokens: float,
-                 c_lo: float, c_hi: float, n_steps: int) -> list[Experiment]:
+                 c_lo: float, c_hi: float, n_steps: int, compute: Compute) -> list[Experiment]:
     if len(contenders) < 2 or not (c_hi > c_lo > 0) or n_steps < 1:
         return []
-    theta_p = {k: (v[:1] if isinstance(v, np.ndarray) else ({t: a[:1] for t, a in v.items()} if isinstance(v, dict) else v))
-               for k, v in p.items()}  # row 0 is the point estimate
-    samples = {k: (v[1:] if isinstance(v, np.ndarray) else ({t: a[1:] for t, a in v.items()} if isinstance(v, dict) else v))
-               for k, v in p.items()}
+    theta_p, samples = _take(p, slice(0, 1)), _take(p, slice(1, None))  # row 0 is the point estimate
     out: list[Experiment] = []
     for k in range(1, n_steps + 1):
         c = c_lo * (c_hi / c_lo) ** (k / (n_steps + 1))
         runs = []
         for name in contenders:
             pool = tiers[name].yield_fraction * raw_tokens
-            log_n, _ = _optimise(c, pool, theta_p, name)
+            log_n, _ = _optimise(c, pool, theta_p, name, compute)
             n = float(np.exp(log_n[0]))
-            d = c / (6.0 * n)
+            d = float(compute.tokens(n, c))
             losses = _loss_at(n, d, pool, samples, name)
             runs.append((name, n, d, pool, losses))
         gap = runs[0][4] - runs[1][4]
@@ -369,16 +517,44 @@ def _experiments(p: dict[str, Any], tiers: dict[str, TierOption], contenders: Se
     return out
 
 
+def _prediction_interval(o: OptionResult, samples: dict[str, Any], compute: Compute, errors: ErrorModel,
+                         fitted: FittedRange) -> tuple[float, float]:
+    """95% interval of the loss of the run (o.n_params, o.tokens) on o's tier (scaler.fit.predict):
+    log L +- multiplier sqrt(sd_boot^2 + sigma(x)^2), sd_boot the samples' spread of log L at that
+    run, sigma(x) the error model's scatter and misspecification at its extrapolation distance x."""
+    log_samples = np.log(_loss_at(o.n_params, o.tokens, o.pool_tokens, samples, o.name))
+    log_samples = log_samples[np.isfinite(log_samples)]
+    sd_boot = float(np.std(log_samples)) if len(log_samples) > 1 else 0.0
+    distance = fitted.distance(o.n_params, o.tokens, compute.flops(o.n_params, o.tokens))
+    half = errors.multiplier * math.sqrt(sd_boot**2 + float(errors.sigma(distance)) ** 2)
+    return o.loss * math.exp(-half), o.loss * math.exp(half)
+
+
+def _fitted_span(smallest: float | None, largest: float, compute: Compute) -> str:
+    if smallest:
+        return f"the fitted runs span C = {smallest:.3g}..{largest:.3g} {compute.label}"
+    return f"the largest fitted run used C = {largest:.3g} {compute.label}"
+
+
 def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: list[TierOption], budget_flops: float,
               raw_tokens: float, *, raw: str | None = None, largest_run_flops: float | None = None,
-              n_steps: int = 4, level: float = 0.95) -> Recommendation:
+              n_steps: int = 4, level: float = 0.95, compute: Compute | None = None,
+              smallest_run_flops: float | None = None, seed_noise_nats: float | None = None,
+              error_model: ErrorModel | None = None, fitted_range: FittedRange | None = None,
+              crossover_budgets: int = CROSSOVER_BUDGETS) -> Recommendation:
     """Best (N, D) per tier under `budget_flops` and the verdict size vs cleaning (module docstring).
 
     theta_samples: (B, P) bootstrap parameter samples of `law` (may be empty: then the
     probabilities are those of the point estimate alone); theta: (P,) the point estimate.
-    raw: the reference tier ("raw" if present, else tiers[0]). largest_run_flops: the largest
-    run's compute, where the next-experiment ladder starts (default budget / 100).
+    raw: the reference tier ("raw" if present, else tiers[0]). compute: the FLOP convention of the
+    budget and of the law's fit (None: 6ND). largest_run_flops (and smallest_run_flops, for the
+    note): the fitted runs' compute, where the extrapolation is measured from and the
+    next-experiment ladder and the crossover's range start (default budget / 100, no
+    extrapolation figure). seed_noise_nats: one run's seed-to-seed loss sd (the fit's
+    seed_noise). error_model and fitted_range (the fit's): add each option's prediction interval.
+    crossover_budgets: the crossover's grid (0: no crossover).
     """
+    compute = compute or Compute(SIX_ND)
     budget_flops = float(budget_flops)
     raw_tokens = float(raw_tokens)
     if not (math.isfinite(budget_flops) and budget_flops > 0):
@@ -411,16 +587,16 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
         pool = t.yield_fraction * raw_tokens
         kappa = float(np.exp(p["log_kappa"][t.name][0]))
         res = OptionResult(name=t.name, kappa=kappa, yield_fraction=t.yield_fraction, cleaning_flops=cc,
-                           training_flops=max(ct, 0.0), pool_tokens=pool, feasible=ct >= 6.0)
+                           training_flops=max(ct, 0.0), pool_tokens=pool, feasible=ct >= MIN_FLOPS_PER_PARAM_TOKEN)
         if not res.feasible:
             res.reason = (f"cleaning {cc:.3g} FLOPs ({t.cleaning_flops_per_raw_token:.3g}/raw token x {raw_tokens:.3g}) "
                           f"{'exceeds' if cc > budget_flops else 'uses all of'} the budget {budget_flops:.3g}")
             sample_losses[t.name] = np.full(S, np.inf)
             options.append(res)
             continue
-        log_n, loss = _optimise(ct, pool, p, t.name)
+        log_n, loss = _optimise(ct, pool, p, t.name, compute)
         res.n_params = float(np.exp(log_n[0]))
-        res.tokens = ct / (6.0 * res.n_params)
+        res.tokens = float(compute.tokens(res.n_params, ct))
         res.epochs = res.tokens / pool
         res.loss = float(loss[0])
         if S:
@@ -429,6 +605,9 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
         else:
             res.loss_interval = (res.loss, res.loss)
             res.n_params_interval = (res.n_params, res.n_params)
+        if error_model is not None and fitted_range is not None:
+            res.loss_prediction_interval = _prediction_interval(res, _take(p, slice(1, None)), compute, error_model,
+                                                                fitted_range)
         sample_losses[t.name] = np.where(np.isfinite(loss[1:]), loss[1:], np.inf)
         options.append(res)
 
@@ -475,27 +654,44 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
     for o in options:
         if not o.feasible:
             notes.append(f"tier {o.name} is infeasible at this budget: {o.reason}")
-        elif o.n_params > 0.97 * o.training_flops / 6.0 or o.n_params < 1.5:
+        elif o.n_params > 0.97 * o.training_flops / MIN_FLOPS_PER_PARAM_TOKEN or o.n_params < 1.5:
             notes.append(f"tier {o.name}: the optimum sits at the edge of the search range (the law has no interior "
                          "optimum here)")
     if raw_opt.epochs > 1 or (best_clean is not None and best_clean.epochs > 1):
         notes.append("some options repeat their pool (epochs > 1): the repetition model (R_D* = "
                      f"{float(p['r_star'][0]):.3g}, {p['r_star_source']}) decides part of the answer")
 
-    contenders = [raw] + ([best_clean.name] if best_clean is not None else [])
+    extrapolation = budget_flops / float(largest_run_flops) if largest_run_flops else None
+    if largest_run_flops and extrapolation > EXTRAPOLATION_WARN:  # type: ignore[operator]
+        notes.append(f"{_fitted_span(smallest_run_flops, float(largest_run_flops), compute)}; this budget is "
+                     f"{extrapolation:.3g}x beyond the largest: the law is extrapolated far past its runs")
+    if seed_noise_nats is not None and best_clean is not None and abs(gap) < seed_noise_nats:
+        notes.append(f"the predicted gap ({gap:+.4f} nats) is inside the seed-to-seed noise ({seed_noise_nats:.4f} "
+                     "nats, the sd of one run's loss between seeds): single runs could not tell the options apart")
+
     c_lo = float(largest_run_flops) if largest_run_flops else budget_flops / 100.0
-    exps = _experiments(p, by_name, contenders, raw_tokens, c_lo, budget_flops, n_steps) if S else []
+    crossover = None
+    if len(tiers) > 1 and crossover_budgets >= 2:
+        crossover, n_flips = _crossover(p, tiers, raw, raw_tokens, min(c_lo, budget_flops),
+                                        CROSSOVER_REACH * budget_flops, compute, crossover_budgets, level)
+        if n_flips > 1:
+            notes.append(f"the point estimate's verdict flips {n_flips} times between {crossover['range'][0]:.3g} and "
+                         f"{crossover['range'][1]:.3g} FLOPs; the crossover reported is the first")
+
+    contenders = [raw] + ([best_clean.name] if best_clean is not None else [])
+    exps = _experiments(p, by_name, contenders, raw_tokens, c_lo, budget_flops, n_steps, compute) if S else []
     iso, grid = _snippets(exps, contenders)
     return Recommendation(
         budget_flops=budget_flops, raw_tokens=raw_tokens, law=str(getattr(law, "name", "?")),
         r_star=float(p["r_star"][0]), r_star_source=p["r_star_source"], n_samples=S, options=options,
         raw_option=raw, best_clean=best_clean.name if best_clean is not None else None, verdict=verdict,
         winner=winner, gap=gap, gap_interval=gap_iv, probability=prob, probability_kind=prob_kind,
-        experiments=exps, toml=iso, toml_grid=grid, notes=notes)
+        flops_convention=compute.convention, extrapolation=extrapolation, crossover=crossover,
+        seed_noise_nats=seed_noise_nats, experiments=exps, toml=iso, toml_grid=grid, notes=notes)
 
 
 # --------------------------------------------------------------------------------------------
-# From a store and a data build
+# From a fit (and a data build, or yields and costs given by hand)
 
 
 def _tier_chain(report: dict[str, Any], tier: str) -> list[str]:
@@ -556,7 +752,7 @@ def tier_options_from_report(report: dict[str, Any] | str | Path, tiers: Sequenc
 def recommend_from_store(store_root: str | Path, data_dir: str | Path, budget_flops: float,
                          raw_tokens: float | None = None, eval_set: str = "heldout", n_bootstrap: int = 1000,
                          seed: int = 0, reference: str = "raw", cleaning_flops_per_second: float | None = None,
-                         tokenizer: str | None = None, n_steps: int = 4) -> Recommendation:
+                         tokenizer: str | None = None, n_steps: int = 4, force: bool = False) -> Recommendation:
     """Fit the quality law on the store's runs (kappa = 1 for `reference`; Chinchilla when the runs
     cover one tier), bootstrap it, and `recommend_from_fit`. Nothing is written to the store."""
     from scaler.fit.data import from_store
@@ -568,49 +764,123 @@ def recommend_from_store(store_root: str | Path, data_dir: str | Path, budget_fl
         fitted = {"quality": fit(data, "quality", n_bootstrap, seed, reference)}
     else:
         fitted = {"groups": {tiers[0] if tiers else "stdlib": {"parametric": fit(data, "chinchilla", n_bootstrap, seed)}}}
-    return recommend_from_fit(fitted, data_dir, budget_flops, raw_tokens, tokenizer, cleaning_flops_per_second, n_steps)
+    return recommend_from_fit(fitted, data_dir, budget_flops, raw_tokens=raw_tokens, tokenizer=tokenizer,
+                              cleaning_flops_per_second=cleaning_flops_per_second, n_steps=n_steps, force=force)
 
 
-def recommend_from_fit(fit: dict[str, Any], data_dir: str | Path, budget_flops: float, raw_tokens: float | None = None,
-                       tokenizer: str | None = None, cleaning_flops_per_second: float | None = None,
-                       n_steps: int = 4) -> Recommendation:
-    """The recommendation from a sweep's fit (`scaler.fit_sweep` / `fit_store`, i.e. fit.json) and
-    its data build: the quality law's point estimate and bootstrap samples as fitted (no refit),
-    the build's yields and cleaning costs from `<data_dir>/report.json`. A store with runs on one
-    tier only gets the Chinchilla fit of that tier and no cleaning verdict."""
+def _law_entry(fit: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+    """The law entry of `fit` (a sweep's fit, or one law's entry as `scaler.fit.pipeline.fit`
+    returns it) and, for a store with runs on one tier, that tier."""
+    if "spec" in fit or ("error" in fit and "groups" not in fit):
+        return fit, None
+    if fit.get("quality") is not None:
+        return fit["quality"], None
+    groups = fit.get("groups", {})
+    if len(groups) != 1:
+        raise ValueError("the fit has no quality law: recommend needs runs on two tiers or more, or on one")
+    (tier, group), = groups.items()
+    return group["parametric"], tier
+
+
+def _smallest_run_flops(entry: Mapping[str, Any], fit: Mapping[str, Any]) -> float | None:
+    """The smallest fitted run's compute, where the fit records it (older fits do not)."""
+    for source in (entry.get("fitted_range") or {}, entry, fit):
+        for key in ("flops_min", "smallest_run_flops"):
+            if source.get(key):
+                return float(source[key])
+    return None
+
+
+def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = None, budget_flops: float | None = None,
+                       raw_tokens: float | None = None, tokenizer: str | None = None,
+                       cleaning_flops_per_second: float | None = None, n_steps: int = 4, *,
+                       yields: Mapping[str, float] | None = None, cleaning_costs: Mapping[str, float] | None = None,
+                       force: bool = False) -> Recommendation:
+    """The recommendation from a fit: a sweep's (`scaler.fit_sweep` / `fit_store`, i.e. fit.json:
+    its quality law, or the Chinchilla fit of a store with runs on one tier) or one law's entry
+    (`scaler.fit.pipeline.fit`, e.g. a quality law fitted on a table with a group column). The law's
+    point estimate and bootstrap samples are used as fitted (no refit), under the fit's compute
+    convention (6ND for a fit that does not record one); `budget_flops` is in that convention.
+
+    Tier options: with `data_dir`, the build's yields and cleaning costs from
+    `<data_dir>/report.json` (raw pool: raw's training tokens unless `raw_tokens`); without one,
+    `raw_tokens` is required and every tier of the law has yield 1 and no cleaning cost unless
+    `yields` (tokens kept / raw tokens) or `cleaning_costs` (FLOPs per raw token) say otherwise.
+    Given yields and costs override the build's. A budget beyond EXTRAPOLATION_REFUSE x the largest
+    fitted run is refused (`ExtrapolationRefused`) unless `force`.
+    """
     from scaler.fit import laws
 
+    if budget_flops is None:
+        raise ValueError("budget_flops is required")
+    budget_flops = float(budget_flops)
     notes: list[str] = []
-    entry = fit.get("quality")
-    if entry is None:
-        if len(fit.get("groups", {})) != 1:
-            raise ValueError("the fit has no quality law: recommend needs runs on two tiers or more, or on one")
-        (tier, group), = fit["groups"].items()
-        entry = group["parametric"]
-        notes.append(f"the store has runs on the {tier} tier only: no cleaned tier to compare")
+    entry, single_tier = _law_entry(fit)
+    if single_tier is not None:
+        notes.append(f"the store has runs on the {single_tier} tier only: no cleaned tier to compare")
     if "error" in entry:
         raise ValueError(f"the fit cannot be used: {entry['error']}")
     law = laws.law_from_spec(entry["spec"])
-    names = list(law.spec.get("tiers") or [tier])
+    names = list(law.spec.get("tiers") or [single_tier or "raw"])
     reference = law.spec.get("reference", names[0])
     names.sort(key=lambda t: t != reference)  # the reference tier first, as the options are listed
-    from scaler.data.folder import read_report
-
-    report_path = Path(data_dir) / "report.json"
-    report = read_report(data_dir).model_dump(mode="json")
     if not entry.get("converged", True):
         notes.append(f"the law's fit did not converge ({entry.get('stopped')})")
+
+    compute = Compute.from_json(entry.get("compute") or fit.get("compute"))
+    fitted_raw = entry.get("fitted_range")
+    fitted = FittedRange(float(fitted_raw["n_max"]), float(fitted_raw["d_max"]), float(fitted_raw["flops_max"])) \
+        if fitted_raw else None
+    largest = entry.get("largest_run_flops") or fit.get("largest_run_flops") or (fitted.flops_max if fitted else None)
+    if not largest:
+        raise ValueError("the fit records no largest run's compute (largest_run_flops)")
+    largest = float(largest)
+    smallest = _smallest_run_flops(entry, fit)
+    factor = budget_flops / largest
+    if factor > EXTRAPOLATION_REFUSE:
+        if not force:
+            raise ExtrapolationRefused(
+                f"budget {budget_flops:.3g} {compute.label} is {factor:.3g}x the largest fitted run "
+                f"({_fitted_span(smallest, largest, compute)}), beyond the {EXTRAPOLATION_REFUSE:.0e}x this "
+                "recommendation trusts: pass force=True (--force) to answer anyway")
+        notes.append(f"answered beyond {EXTRAPOLATION_REFUSE:.0e}x the largest fitted run because forced")
+
+    for what, given in (("yields", yields), ("cleaning_costs", cleaning_costs)):
+        unknown = sorted(set(given or {}) - set(names))
+        if unknown:
+            raise ValueError(f"{what}: unknown tier(s) {', '.join(unknown)}; the law's tiers are {', '.join(names)}")
     derived = entry.get("derived", {})
     kappas = {t: float(derived.get(f"kappa_{t}") or 1.0) for t in names}
-    tiers, facts = tier_options_from_report(report, names, tokenizer, cleaning_flops_per_second, kappas)
-    skipped = sorted(set(report.get("tiers", {})) - set(names))
-    if skipped:
-        notes.append(f"tiers built but not in the sweep (no kappa fitted): {', '.join(skipped)}")
+    if data_dir is None:
+        if raw_tokens is None:
+            raise ValueError("raw_tokens (--raw-tokens U) is needed without a data build")
+        tiers = [TierOption(t, kappa=kappas[t]) for t in names]
+        source = "no data build: yields and cleaning costs as given (default yield 100%, no cleaning cost)"
+    else:
+        from scaler.data.folder import read_report
+
+        report = read_report(data_dir).model_dump(mode="json")
+        tiers, facts = tier_options_from_report(report, names, tokenizer, cleaning_flops_per_second, kappas)
+        skipped = sorted(set(report.get("tiers", {})) - set(names))
+        if skipped:
+            notes.append(f"tiers built but not in the sweep (no kappa fitted): {', '.join(skipped)}")
+        raw_tokens = raw_tokens if raw_tokens is not None else facts["raw_train_tokens"]
+        source = (f"cleaning costs from {Path(data_dir) / 'report.json'} (tokenizer {facts['tokenizer']}, "
+                  f"{facts['raw_tokens_read']:.3g} raw tokens read)")
+    for t in tiers:
+        t.yield_fraction = float((yields or {}).get(t.name, t.yield_fraction))
+        t.cleaning_flops_per_raw_token = float((cleaning_costs or {}).get(t.name, t.cleaning_flops_per_raw_token))
+    if yields or cleaning_costs:
+        given = [f"{t.name} yield {t.yield_fraction:.1%}, {t.cleaning_flops_per_raw_token:.3g} FLOPs/raw token"
+                 for t in tiers if t.name in (yields or {}) or t.name in (cleaning_costs or {})]
+        source += f"; given: {'; '.join(given)}"
+
     theta = np.asarray(entry["theta"], dtype=np.float64)
     samples = np.asarray(entry.get("bootstrap_theta") or np.zeros((0, law.n_params)), dtype=np.float64)
-    rec = recommend(samples, theta, law, tiers, budget_flops,
-                    raw_tokens if raw_tokens is not None else facts["raw_train_tokens"], raw=reference,
-                    largest_run_flops=float(entry["largest_run_flops"]), n_steps=n_steps)
-    rec.notes = notes + rec.notes + [f"cleaning costs from {report_path} (tokenizer {facts['tokenizer']}, "
-                                     f"{facts['raw_tokens_read']:.3g} raw tokens read)"]
+    errors = ErrorModel.from_json(entry["error_model"]) if entry.get("error_model") else None
+    rec = recommend(samples, theta, law, tiers, budget_flops, float(raw_tokens), raw=reference,
+                    largest_run_flops=largest, n_steps=n_steps, compute=compute, smallest_run_flops=smallest,
+                    seed_noise_nats=(entry.get("seed_noise") or {}).get("sd_nats"), error_model=errors,
+                    fitted_range=fitted)
+    rec.notes = notes + rec.notes + [source]
     return rec

@@ -1,5 +1,6 @@
 """Laws written once: NumPy and JAX agree, the recommendation and the report evaluate the same
-law, the quality law's reference tier is explicit, one percentile interval."""
+law, the quality law's reference tier is explicit, one percentile interval; the group-E, Kaplan,
+over-training and broken laws match their papers' formulas and recover themselves in a fit."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import numpy as np
 import pytest
 
 from scaler.fit import laws
-from scaler.fit.fitter import FitResult
+from scaler.fit.compute import SIX_ND, Compute
+from scaler.fit.fitter import FitResult, fit
 from scaler.fit.stats import percentile_interval
 from scaler.recommend import TierOption, _law_arrays, _loss
-from scaler.report.figures import allocation_line, predict_loss
 
 BASE = (math.log(482.01), math.log(2085.43), math.log(1.8172), 0.3478, 0.3658)
 TIERS = ("clean", "raw", "best")  # the reference tier "raw" is not listed first on purpose
@@ -37,6 +38,7 @@ def every_law() -> list[laws.Law]:
         for e_shift in (False, True):
             out.append(laws.quality(TIERS, reference="raw", pools=pools, e_shift=e_shift))
     out.append(laws.quality(TIERS, reference="raw", pools=True, e_shift=True, base=BASE))
+    out += [laws.chinchilla_group_e(("web", "code", "math")), laws.kaplan(), laws.overtrain(), laws.broken()]
     return out
 
 
@@ -44,7 +46,10 @@ def random_theta(law: laws.Law, rng: np.random.Generator) -> np.ndarray:
     """Valid parameters: each name drawn from a range where the law is finite."""
     ranges = {"a": (4.0, 8.0), "b": (4.0, 8.0), "e": (0.0, 1.0), "alpha": (0.2, 0.6), "beta": (0.2, 0.6),
               "log_R": (0.0, 4.0), "log_kappa": (-0.5, 1.0), "de": (-0.1, 0.1), "log_c": (-1.0, 1.0),
-              "log_k": (-2.0, 0.0), "t": (-2.0, 2.0)}
+              "log_k": (-2.0, 0.0), "t": (-2.0, 2.0), "log_N_c": (28.0, 34.0), "log_D_c": (28.0, 34.0),
+              "alpha_N": (0.05, 0.1), "alpha_D": (0.08, 0.12), "log_a": (4.0, 8.0), "log_b": (4.0, 8.0),
+              "log_E": (0.0, 1.0), "eta": (0.05, 0.2), "c": (0.1, 0.2), "log_N_b": (16.0, 21.0),
+              "delta_alpha": (-0.2, 0.2)}
     theta = []
     for name in law.param_names:
         key = next(k for k in sorted(ranges, key=len, reverse=True) if name == k or name.startswith(k + "_"))
@@ -152,7 +157,7 @@ def test_spec_rebuilds_the_law_from_fit_json() -> None:
         spec = json.loads(json.dumps(law.spec))
         assert laws.law_from_spec(spec) is law
     with pytest.raises(ValueError, match="unknown family"):
-        laws.law_from_spec({"family": "kaplan"})
+        laws.law_from_spec({"family": "kaplan2020"})
     with pytest.raises(ValueError, match="reference"):
         laws.law_from_spec({"family": "quality", "tiers": ["a", "b"], "reference": "c"})
     law = laws.quality(TIERS, reference="raw", pools=True)
@@ -180,29 +185,12 @@ def test_recommend_loss_is_the_law() -> None:
                 "w_raw": np.full_like(n, float(tier == "raw")), "w_clean": np.full_like(n, float(tier == "clean"))}
         expected = law.predict(thetas.T[:, :, None], data)  # (P, S, 1) against (S, K)
         assert (data["D"] > pool).any() and (data["D"] < pool).any()  # repeated and fresh runs
-        np.testing.assert_allclose(_loss(log_n, flops, pool, p, tier), expected, rtol=1e-12)
+        np.testing.assert_allclose(_loss(log_n, flops, pool, p, tier, Compute(SIX_ND)), expected, rtol=1e-12)
     chin = laws.chinchilla()
     p = _law_arrays(chin, thetas[:, :5], [TierOption("raw")])
     data = {"N": n, "D": flops / (6 * n)}
-    np.testing.assert_allclose(_loss(log_n, flops, 1e30, p, "raw"), chin.predict(thetas[:, :5].T[:, :, None], data),
+    np.testing.assert_allclose(_loss(log_n, flops, 1e30, p, "raw", Compute(SIX_ND)), chin.predict(thetas[:, :5].T[:, :, None], data),
                                rtol=1e-12)
-
-
-def test_report_evaluates_the_law_objects() -> None:
-    rng = np.random.default_rng(4)
-    law = laws.data_constrained(base=BASE)
-    theta = np.array([math.log(15.0), math.log(5.0)])
-    entry = json.loads(json.dumps({"law": law.name, "spec": law.spec, "theta": theta.tolist()}))
-    n, d, u = 10 ** rng.uniform(7, 9, 20), 10 ** rng.uniform(9, 11, 20), np.full(20, 1e9)
-    np.testing.assert_array_equal(predict_loss(entry, n, d, u), law.predict(theta, {"N": n, "D": d, "U": u}))
-    assert predict_loss(entry, n, d) is None  # the law needs U
-    old = {"law": "chinchilla", "theta": list(BASE)}  # a fit.json written before specs
-    np.testing.assert_array_equal(predict_loss(old, n, d), laws.chinchilla().predict(np.array(BASE), {"N": n, "D": d}))
-    flops = np.array([1e19, 1e21])
-    n_line, d_line = allocation_line(entry, flops)
-    np.testing.assert_allclose(n_line, laws.chinchilla_allocation(BASE[0], BASE[1], BASE[3], BASE[4], flops)[0])
-    quality = laws.quality(["raw", "clean"])
-    assert predict_loss({"law": quality.name, "spec": quality.spec, "theta": [*BASE, 0.1]}, n, d) is None
 
 
 def test_percentile_interval() -> None:
@@ -217,3 +205,99 @@ def test_percentile_interval() -> None:
     assert all(math.isnan(v) for v in percentile_interval(np.array([])))
     with pytest.raises(ValueError, match="level"):
         percentile_interval(x, 95)
+
+
+def test_kaplan_is_eq_1_5() -> None:
+    """Kaplan et al. 2020 eq. (1.5) at their published constants, evaluated directly."""
+    law = laws.kaplan()
+    n_c, d_c, alpha_n, alpha_d = 6.4e13, 1.8e13, 0.076, 0.103
+    theta = np.array([math.log(n_c), math.log(d_c), alpha_n, alpha_d])
+    n, d = np.array([1e6, 1e8, 1.5e9, 1e11]), np.array([1e7, 3e9, 3e10, 1e12])
+    direct = ((n_c / n) ** (alpha_n / alpha_d) + d_c / d) ** alpha_d
+    np.testing.assert_allclose(law.predict(theta, {"N": n, "D": d}), direct, rtol=1e-12)
+    assert 2.0 < direct[2] < 3.5  # a GPT-2-sized model: a loss of a few nats, as in their Fig. 1
+    assert law.derived(theta)["N_c"] == pytest.approx(n_c) and law.allocation(theta, 1e21) is None
+
+
+def test_overtrain_is_gadre_eq() -> None:
+    """L(C, M) = E + (a M^eta + b M^-eta) C^-c with C = 6 N D, M = D / N; c = eta is the paper's
+    special case, a Chinchilla law with alpha = beta = 2 eta."""
+    law = laws.overtrain()
+    a, b, e, eta, c = 900.0, 400.0, 1.7, 0.12, 0.16
+    theta = np.array([math.log(a), math.log(b), math.log(e), eta, c])
+    n, d = np.array([1e6, 3e7, 1e9]), np.array([2e7, 6e8, 2e11])
+    flops, m = 6 * n * d, d / n
+    direct = e + (a * m**eta + b * m**-eta) * flops**-c
+    np.testing.assert_allclose(law.predict(theta, {"N": n, "D": d}), direct, rtol=1e-12)
+    tied = np.array([math.log(a), math.log(b), math.log(e), eta, eta])
+    chin = np.array([math.log(a * 6**-eta), math.log(b * 6**-eta), math.log(e), 2 * eta, 2 * eta])
+    np.testing.assert_allclose(law.predict(tied, {"N": n, "D": d}),
+                               laws.chinchilla().predict(chin, {"N": n, "D": d}), rtol=1e-12)
+    # at fixed C the loss is smallest at M_opt tokens per parameter, whichever sign eta has
+    m_opt = law.derived(theta)["M_opt"]
+    mirror = np.array([math.log(b), math.log(a), math.log(e), -eta, c])
+    assert law.derived(mirror)["M_opt"] == pytest.approx(m_opt, rel=1e-12)
+    np.testing.assert_allclose(law.predict(mirror, {"N": n, "D": d}), direct, rtol=1e-12)
+    ms = m_opt * np.array([0.8, 1.0, 1.25])
+    ns = np.sqrt(1e20 / (6 * ms))
+    assert np.argmin(law.predict(theta, {"N": ns, "D": ms * ns})) == 1
+
+
+def test_broken_and_group_e_reduce_to_chinchilla() -> None:
+    rng = np.random.default_rng(8)
+    a, b, e, alpha, beta = BASE
+    data = {"N": 10 ** rng.uniform(6, 9, 20), "D": 10 ** rng.uniform(7, 11, 20)}
+    chin = laws.chinchilla().predict(np.array(BASE), data)
+    far = np.array([*BASE, math.log(1e40), 0.3])  # N_b -> inf
+    np.testing.assert_allclose(laws.broken().predict(far, data), chin, rtol=1e-12)
+    # past the break the N exponent is alpha + delta_alpha: the N term's log-slope
+    n = np.array([1e14, 1e15])
+    log_term = laws.broken().predict_log(np.array([a, -50.0, -50.0, alpha, beta, math.log(1e8), 0.2]),
+                                         {"N": n, "D": np.full(2, 1e10)}, np)
+    assert -np.diff(log_term)[0] / math.log(10) == pytest.approx(alpha + 0.2, rel=1e-6)
+    law = laws.chinchilla_group_e(("web", "code"))
+    assert law.param_names == ("a", "b", "alpha", "beta", "e_web", "e_code")
+    theta = np.array([a, b, alpha, beta, e, e - 0.1])
+    web = dict(data, w_web=np.ones(20), w_code=np.zeros(20))
+    np.testing.assert_allclose(law.predict(theta, web), chin, rtol=1e-12)
+    derived = law.derived(theta)
+    assert derived["E_code"] == pytest.approx(math.exp(e - 0.1)) and "E" not in derived
+    assert {"A", "B", "alpha", "beta", "a_exponent", "b_exponent"} <= set(derived)
+    with pytest.raises(ValueError, match="distinct group names"):
+        laws.chinchilla_group_e(["web", "web"])
+
+
+GROUPS = ("web", "code", "math")
+RECOVERY = {
+    "chinchilla_group_e": (np.array([math.log(400.0), math.log(2000.0), 0.34, 0.37,
+                                     math.log(1.8), math.log(1.5), math.log(2.1)]), ("alpha", "beta")),
+    "kaplan": (np.array([math.log(6.4e13), math.log(1.8e13), 0.076, 0.103]), ("alpha_N", "alpha_D")),
+    "overtrain": (np.array([7.0, 6.5, math.log(1.8), 0.12, 0.16]), ("eta", "c")),
+    "broken": (np.array([math.log(400.0), math.log(2000.0), math.log(1.8), 0.3, 0.37, math.log(1e8), 0.15]),
+               ("alpha", "beta", "delta_alpha")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECOVERY))
+def test_new_laws_recover_themselves(name: str) -> None:
+    """120 noise-free rows of the law's own form (N 1e6..1e9, 2..200 tokens per parameter), the
+    full start grid: the predictions come back to < 0.1%, the exponents roughly."""
+    law = laws.chinchilla_group_e(GROUPS) if name == "chinchilla_group_e" else laws.LAWS[name]()
+    truth, exponents = RECOVERY[name]
+    rng = np.random.default_rng(12)
+    rows = 120
+    n = 10 ** rng.uniform(6, 9, rows)
+    data = {"N": n, "D": n * 10 ** rng.uniform(math.log10(2), math.log10(200), rows)}
+    group = rng.integers(0, len(GROUPS), rows)
+    data.update({f"w_{g}": (group == j).astype(float) for j, g in enumerate(GROUPS)})
+    loss = law.predict(truth, data)
+    r = fit(law, data, loss)
+    assert r.converged, r.stopped
+    assert np.max(np.abs(law.predict(r.theta, data) / loss - 1)) < 1e-3
+    for k in exponents:  # overtrain: (eta, a, b) and (-eta, b, a) are the same law
+        fitted = abs(r.params[k]) if k == "eta" else r.params[k]
+        assert abs(fitted - truth[law.param_names.index(k)]) < 0.02, (k, r.params)
+    if name == "overtrain":
+        assert r.derived["M_opt"] == pytest.approx(law.derived(truth)["M_opt"], rel=1e-3)
+    spec = json.loads(json.dumps(law.spec))
+    assert laws.law_from_spec(spec) is law and law.allocation(r.theta, 1e21) is None

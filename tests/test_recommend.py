@@ -10,8 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scaler.config import Family
 from scaler.fit import laws
-from scaler.recommend import TierOption, recommend, recommend_from_store, tier_options_from_report, to_flops
+from scaler.fit.compute import Compute
+from scaler.fit.stats import percentile_interval
+from scaler.recommend import (
+    ExtrapolationRefused,
+    TierOption,
+    recommend,
+    recommend_from_fit,
+    recommend_from_store,
+    tier_options_from_report,
+    to_flops,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Epoch AI's refit of Chinchilla (Besiroglu et al. 2024): a != b on purpose
@@ -36,6 +47,8 @@ def test_single_tier_matches_closed_form_allocation() -> None:
         assert rec.verdict == "size" and rec.winner == "raw" and rec.probability == 1.0
         assert opt.loss_interval[0] <= opt.loss <= opt.loss_interval[1]
         assert 6 * opt.n_params * opt.tokens == pytest.approx(budget, rel=1e-9)
+        assert rec.flops_convention == "6ND" and "FLOPs (6ND)" in rec.lines()[0]
+        assert rec.crossover is None and rec.extrapolation is None and opt.loss_prediction_interval is None
         json.dumps(rec.to_json())
 
 
@@ -160,9 +173,225 @@ def test_recommend_from_demo_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     rec = recommend_from_store("store/demo-sweep", "data/demo", 100 * 1.2e12, n_bootstrap=100)
     assert rec.verdict in ("size", "cleaning")
+    assert rec.flops_convention in rec.lines()[0] and rec.extrapolation is not None
     assert 0.0 <= rec.probability <= 1.0 and 0.0 <= rec.probability_kind <= 1.0
     assert rec.option("raw").cleaning_flops == 0
     assert rec.option("clean").cleaning_flops > 0
     tomllib.loads(rec.toml)
     tomllib.loads(rec.toml_grid)
     assert rec.lines() and json.dumps(rec.to_json())
+
+
+# --------------------------------------------------------------------------------------------
+# Compute convention, crossover, extrapolation guard, seeds, fits without a data build
+
+
+def test_flops_v1_answers_cost_their_budget_and_differ_from_6nd() -> None:
+    compute = Compute("flops_v1", Family())
+    law = laws.quality(["raw", "clean"], reference="raw")
+    theta = np.append(THETA, 0.2)
+    tiers = [TierOption("raw"), TierOption("clean", yield_fraction=0.5, cleaning_flops_per_raw_token=10.0)]
+    for budget in (1e15, 1e19):
+        rec = recommend(_samples(theta, scale=0.01), theta, law, tiers, budget, 1e12, compute=compute)
+        assert rec.flops_convention == "flops_v1" and "FLOPs (flops_v1)" in rec.lines()[0]
+        for o in rec.options:
+            assert o.feasible
+            assert float(compute.flops(o.n_params, o.tokens)) == pytest.approx(o.training_flops, rel=1e-2)
+        for e in rec.experiments:
+            assert float(compute.flops(e.n_params, e.tokens)) == pytest.approx(e.flops, rel=1e-2)
+    small = recommend(_samples(theta, scale=0.01), theta, law, tiers, 1e15, 1e12, compute=compute)
+    textbook = recommend(_samples(theta, scale=0.01), theta, law, tiers, 1e15, 1e12)
+    for name in ("raw", "clean"):  # attention costs FLOPs per token at this size: another optimum
+        assert abs(math.log(small.option(name).n_params / textbook.option(name).n_params)) > 0.01
+        assert abs(math.log(small.option(name).tokens / textbook.option(name).tokens)) > 0.1
+        assert small.option(name).loss > textbook.option(name).loss  # fewer tokens for the same FLOPs
+
+
+def test_crossover_matches_the_closed_form_in_every_sample() -> None:
+    # No repetition, common E: clean (multiplier k, cost c per raw token) beats raw above
+    # C* = k c U / (k - 1) for any a, b, alpha, beta: each sample crosses at its own k.
+    c, U, y = 10.0, 1e12, 0.5
+    law = laws.quality(["raw", "clean"], reference="raw")
+    theta = np.append(THETA, math.log(1.5))
+    samples = _samples(theta, n=200, scale=0.02, seed=5)
+    samples[:, -1] = np.random.default_rng(6).normal(math.log(1.5), 0.1, size=200)
+    tiers = [TierOption("raw"), TierOption("clean", yield_fraction=y, cleaning_flops_per_raw_token=c)]
+    c_star = 1.5 * c * U / 0.5
+    rec = recommend(samples, theta, law, tiers, c_star / 3, U)
+    x = rec.crossover
+    assert rec.verdict == "size" and x is not None
+    assert x["direction"] == "size->cleaning" and x["range"] == pytest.approx([c_star / 300, 100 * c_star / 3])
+    assert x["flops"] == pytest.approx(c_star, rel=1e-3)
+    k = np.exp(samples[:, -1])
+    assert x["share_crossing"] == 1.0
+    assert x["interval"] == pytest.approx(list(percentile_interval(k * c * U / (k - 1))), rel=2e-3)
+    line = next(line for line in rec.lines() if line.startswith("crossover"))
+    assert "from model size to cleaning" in line and "100% of bootstrap samples" in line
+    json.dumps(rec.to_json())
+
+
+def _brute_best(flops: float, kappa: float, pool: float) -> float:
+    """Best loss at `flops` (6ND) on a pool, by a dense grid over log N: Muennighoff repetition with
+    the published R_D*, written out here independently of scaler."""
+    x = np.linspace(0.0, math.log(flops / 6), 200_001)
+    n = np.exp(x)
+    d = flops / (6 * n)
+    repeated = np.where(d > pool, pool + pool * 15.4 * -np.expm1(-(d / pool - 1) / 15.4), d)
+    return float(np.min(E + A / n**ALPHA + B / (kappa * repeated) ** BETA))
+
+
+def test_crossover_when_the_cleaned_pool_runs_out() -> None:
+    # Free cleaning with kappa 2 but 1e-4 of the pool: cleaning wins while its pool lasts, and loses
+    # once it repeats; the flip is found by bisection on a brute-force gap.
+    U, y = 1e12, 1e-4
+    tiers = [TierOption("raw"), TierOption("clean", kappa=2.0, yield_fraction=y)]
+
+    def gap(flops: float) -> float:
+        return _brute_best(flops, 1.0, U) - _brute_best(flops, 2.0, y * U)
+
+    lo, hi = math.log(1e17), math.log(1e20)
+    assert gap(math.exp(lo)) > 0 > gap(math.exp(hi))
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if gap(math.exp(mid)) > 0 else (lo, mid)
+    expected = math.exp(0.5 * (lo + hi))
+    rec = recommend(_samples(THETA, n=100, scale=0.01, seed=2), THETA, laws.chinchilla(), tiers, 1e18, U,
+                    largest_run_flops=1e16)
+    x = rec.crossover
+    assert rec.verdict == "cleaning" and x["direction"] == "cleaning->size"
+    assert x["range"] == pytest.approx([1e16, 1e20])
+    assert x["flops"] == pytest.approx(expected, rel=1e-3)
+    assert x["share_crossing"] > 0.9 and x["interval"][0] < expected < x["interval"][1]
+    assert any(line.startswith("crossover: the verdict turns from cleaning to model size") for line in rec.lines())
+    # without samples: the point estimate alone
+    alone = recommend(np.zeros((0, 5)), THETA, laws.chinchilla(), tiers, 1e18, U, largest_run_flops=1e16)
+    assert alone.crossover["flops"] == pytest.approx(expected, rel=1e-3)
+    assert alone.crossover["share_crossing"] == 0.0 and alone.crossover["interval"] is None
+
+
+def test_no_crossover_in_range() -> None:
+    tiers = [TierOption("raw"), TierOption("worse", kappa=0.8)]  # free, but never better
+    rec = recommend(_samples(THETA, scale=0.01), THETA, laws.chinchilla(), tiers, 1e20, 1e15, largest_run_flops=1e18)
+    x = rec.crossover
+    assert x["flops"] is None and x["direction"] is None and x["throughout"] == "size"
+    assert x["range"] == pytest.approx([1e18, 1e22])
+    assert "no crossover between 1e+18 and 1e+22 FLOPs: the verdict is model size throughout" in "\n".join(rec.lines())
+
+
+def _entry(theta: np.ndarray, law: laws.Law, samples: np.ndarray, **extra: object) -> dict:
+    """A law entry as fit.json keeps it, written by hand (older entries lack the newer keys)."""
+    return {"law": law.name, "spec": dict(law.spec), "theta": theta.tolist(), "bootstrap_theta": samples.tolist(),
+            "derived": {}, "converged": True, "largest_run_flops": 1e18, **extra}
+
+
+def test_extrapolation_note_refusal_and_force() -> None:
+    law = laws.quality(["raw", "clean"], reference="raw")
+    theta = np.append(THETA, 0.1)
+    entry = _entry(theta, law, _samples(theta, n=16, scale=0.01),
+                   fitted_range={"n_max": 1e8, "d_max": 2e9, "flops_max": 1e18, "flops_min": 1e16})
+    kwargs = {"raw_tokens": 1e13, "yields": {"clean": 0.5}}
+    near = recommend_from_fit(entry, budget_flops=1e19, **kwargs)
+    assert near.extrapolation == pytest.approx(10.0) and "10x the largest fitted run" in near.lines()[0]
+    assert not any("beyond the largest" in n for n in near.notes)
+    far = recommend_from_fit(entry, budget_flops=1e21, **kwargs)
+    assert far.extrapolation == pytest.approx(1e3)
+    note = next(n for n in far.notes if "beyond the largest" in n)
+    assert "the fitted runs span C = 1e+16..1e+18 FLOPs (6ND)" in note and "1e+03x beyond the largest" in note
+    assert f"note: {note}" in far.lines()
+    with pytest.raises(ExtrapolationRefused, match=r"1e\+05x the largest fitted run") as err:
+        recommend_from_fit(entry, budget_flops=1e23, **kwargs)
+    message = str(err.value)
+    assert "\n" not in message and "1e+16..1e+18" in message and "pass force=True (--force) to answer anyway" in message
+    assert isinstance(err.value, ValueError)
+    forced = recommend_from_fit(entry, budget_flops=1e23, force=True, **kwargs)
+    assert forced.extrapolation == pytest.approx(1e5) and any("forced" in n for n in forced.notes)
+    no_min = dict(entry, fitted_range=None)  # only the largest run known
+    note = next(n for n in recommend_from_fit(no_min, budget_flops=1e21, **kwargs).notes if "beyond the largest" in n)
+    assert "the largest fitted run used C = 1e+18 FLOPs (6ND)" in note
+
+
+def test_seed_noise_note() -> None:
+    law = laws.quality(["raw", "clean"], reference="raw")
+    theta = np.append(THETA, 0.01)  # clean barely better: a gap of a few millinats
+    samples = _samples(theta, n=16, scale=0.001)
+    quiet = recommend_from_fit(_entry(theta, law, samples, seed_noise={"sd_nats": 1e-6, "sd_log": 1e-6}),
+                               budget_flops=1e19, raw_tokens=1e13)
+    assert quiet.seed_noise_nats == 1e-6 and not any("seed-to-seed" in n for n in quiet.notes)
+    noisy = recommend_from_fit(_entry(theta, law, samples, seed_noise={"sd_nats": 0.05, "sd_log": 0.02}),
+                               budget_flops=1e19, raw_tokens=1e13)
+    assert noisy.seed_noise_nats == 0.05 and 0 < noisy.gap < 0.05
+    note = next(n for n in noisy.notes if "seed-to-seed" in n)
+    assert f"{noisy.gap:+.4f} nats" in note and "0.0500 nats" in note
+    legacy = recommend_from_fit(_entry(theta, law, samples), budget_flops=1e19, raw_tokens=1e13)
+    assert legacy.seed_noise_nats is None and legacy.flops_convention == "6ND"
+
+
+@pytest.fixture(scope="module")
+def table_fit(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A quality law fitted by scaler.fit.pipeline.fit on a plain table of runs trained elsewhere:
+    two datasets (kappa 2 for `clean`), two seeds per configuration."""
+    from scaler.fit.data import load_table
+    from scaler.fit.pipeline import fit
+
+    rng = np.random.default_rng(0)
+    rows = ["params,tokens,loss,dataset"]
+    for dataset, kappa in (("raw", 1.0), ("clean", 2.0)):
+        for n in np.geomspace(1e6, 3e8, 6):
+            for d in (5 * n, 20 * n, 80 * n):
+                for _ in range(2):
+                    loss = (E + A / n**ALPHA + B / (kappa * d) ** BETA) * math.exp(rng.normal(0, 0.005))
+                    rows.append(f"{n:.6g},{d:.6g},{loss:.6g},{dataset}")
+    path = tmp_path_factory.mktemp("table") / "runs.csv"
+    path.write_text("\n".join(rows) + "\n")
+    data = load_table(path, n="params", loss="loss", d="tokens", group="dataset")
+    return fit(data, "quality", n_bootstrap=50, reference="raw")
+
+
+def test_recommend_from_a_table_fit_without_a_data_build(table_fit: dict) -> None:
+    entry = table_fit
+    budget = 100 * entry["largest_run_flops"]
+    rec = recommend_from_fit(entry, budget_flops=budget, raw_tokens=1e12, yields={"clean": 0.3},
+                             cleaning_costs={"clean": 50.0})
+    assert [o.name for o in rec.options] == ["raw", "clean"]
+    clean = rec.option("clean")
+    assert clean.kappa == pytest.approx(2.0, rel=0.1) and clean.yield_fraction == 0.3
+    assert clean.cleaning_flops == pytest.approx(50.0 * 1e12) and rec.option("raw").cleaning_flops == 0
+    assert rec.flops_convention == "6ND" and rec.extrapolation == pytest.approx(100.0)
+    assert rec.seed_noise_nats == pytest.approx(entry["seed_noise"]["sd_nats"])
+    for o in rec.options:  # the error model's interval: bootstrap, run scatter and misspecification
+        lo, hi = o.loss_prediction_interval
+        assert lo < o.loss < hi and hi - lo > o.loss_interval[1] - o.loss_interval[0]
+    assert any("95% prediction interval" in line for line in rec.lines())
+    assert any("no data build" in n and "clean yield 30.0%" in n for n in rec.notes)
+    assert rec.crossover is not None and rec.crossover["range"][0] == pytest.approx(entry["largest_run_flops"])
+    swept = recommend_from_fit({"quality": entry, "groups": {}}, budget_flops=budget, raw_tokens=1e12,
+                               yields={"clean": 0.3}, cleaning_costs={"clean": 50.0})
+    assert swept.option("clean").loss == rec.option("clean").loss and swept.gap == rec.gap
+    free = recommend_from_fit(entry, budget_flops=budget, raw_tokens=1e12)  # defaults: yield 1, no cost
+    assert free.option("clean").yield_fraction == 1.0 and free.option("clean").cleaning_flops == 0
+    assert free.verdict == "cleaning"
+    json.dumps(rec.to_json())
+    with pytest.raises(ValueError, match=r"raw_tokens \(--raw-tokens U\) is needed without a data build"):
+        recommend_from_fit(entry, budget_flops=budget)
+    with pytest.raises(ValueError, match="yields: unknown tier.*filtered.*raw, clean"):
+        recommend_from_fit(entry, budget_flops=budget, raw_tokens=1e12, yields={"filtered": 0.5})
+    with pytest.raises(ValueError, match="cleaning_costs: unknown tier"):
+        recommend_from_fit(entry, budget_flops=budget, raw_tokens=1e12, cleaning_costs={"dirty": 1.0})
+
+
+@pytest.mark.skipif(not ((ROOT / "store/demo-sweep/fit.json").is_file() and (ROOT / "data/demo/report.json").is_file()),
+                    reason="store/demo-sweep and data/demo are built by `scaler run sweeps/demo.toml`, not in a clone")
+def test_saved_demo_fit_with_build_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    fit = json.loads((ROOT / "store/demo-sweep/fit.json").read_text())
+    if "quality" not in fit or "error" in fit["quality"]:
+        pytest.skip("the saved demo fit has no quality law")
+    budget = 100 * fit["quality"]["largest_run_flops"]
+    built = recommend_from_fit(fit, "data/demo", budget)
+    tier = next(o.name for o in built.options if o.name != built.raw_option)
+    given = recommend_from_fit(fit, "data/demo", budget, yields={tier: 0.25}, cleaning_costs={tier: 0.0})
+    assert given.option(tier).yield_fraction == 0.25 and given.option(tier).cleaning_flops == 0
+    assert given.option(built.raw_option).yield_fraction == built.option(built.raw_option).yield_fraction
+    if "compute" not in fit["quality"]:
+        assert built.flops_convention == "6ND"  # a fit that predates conventions
+    assert any("report.json" in n for n in built.notes)

@@ -1,5 +1,6 @@
 """The sweep report (scaler.report): figures, report.md and a self-contained index.html, on a
-synthetic two-tier store whose losses follow a known Chinchilla law."""
+synthetic two-tier store whose losses follow a known Chinchilla law, and on a fit JSON alone (a
+CSV table of runs fitted per dataset, no store)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scaler.report.render import FIGURES, build_report
+from scaler.config import Family, count_params, flops_per_token
+from scaler.report import figures as F
+from scaler.report.render import FIGURES, build_report, build_report_from_fit
 from scaler.store import Store
 
 TRUE = {"E": 1.8, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
 KAPPA = {"raw": 1.0, "clean": 1.5}
 PNG = b"\x89PNG\r\n\x1a\n"
+STORE_FIGURES = set(FIGURES)  # a store with curves, a fit and a data report draws every figure
+TABLE_FIGURES = set(FIGURES) - {"loss_curves", "data"}  # a fit JSON alone: no curves, no data build
 
 
 def _law(n: float, d: float) -> float:
@@ -25,35 +30,67 @@ def _law(n: float, d: float) -> float:
 
 
 def _make_store(root: Path, noise: float = 0.003, seed: int = 1) -> None:
-    """2 tiers x 3 budgets x 4 sizes; tier t trains on kappa_t times its tokens (effective data)."""
+    """2 tiers x 3 budgets x 4 ladder shapes (flops_v1); tier t trains on kappa_t times its tokens
+    (effective data); one more run diverged."""
     store, rng = Store(str(root)), np.random.default_rng(seed)
+    family = Family()
     for tier, kappa in KAPPA.items():
         for c in (1e15, 1e16, 1e17):
-            for n in (1e6, 3e6, 1e7, 3e7):
-                d = int(c / (6 * n))
+            for width in (128, 192, 256, 384):
+                shape = family.shape(width)
+                n, per_token = count_params(shape), flops_per_token(shape)
+                d = int(c / per_token)
                 final = _law(n, kappa * d) * (1 + noise * rng.standard_normal())
-                config = {"model": {"d_model": int(n ** 0.33)}, "train": {"tokens": d, "seed": 0},
-                          "data": {"mix": {tier: 1.0}}}
-                rid = f"{tier}-{int(np.log10(c))}-{int(np.log10(n) * 10)}"
+                config = {"model": shape.model_dump(), "train": {"tokens": d, "seed": 0}, "data": {"mix": {tier: 1.0}}}
+                rid = f"{tier}-{int(np.log10(c))}-{width}"
                 store.write_config(rid, config)
-                store.write_json(rid, "run_info.json", {"n_params": int(n), "flops": 6.0 * n * d})
+                store.write_json(rid, "run_info.json", {"n_params": n, "flops": float(per_token * d)})
                 tokens = (np.array([0.1, 0.3, 0.6, 1.0]) * d).astype(np.int64)
                 loss = [_law(n, kappa * float(t)) for t in tokens[:-1]] + [final]
                 store.write_metrics(rid, pl.DataFrame({
-                    "step": np.arange(1, 5), "tokens": tokens, "flops": 6.0 * n * tokens,
+                    "step": np.arange(1, 5), "tokens": tokens, "flops": float(per_token) * tokens,
                     "train_loss": loss, "eval_heldout_loss": loss}))
                 store.write_status(rid, "done")
+    shape = family.shape(512)
+    store.write_config("raw-17-512", {"model": shape.model_dump(), "train": {"tokens": 10**7, "seed": 0},
+                                      "data": {"mix": {"raw": 1.0}}})
+    store.write_status("raw-17-512", "diverged")
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from scaler.fit.pipeline import fit_sweep
     from scaler.fit.data import from_store
+    from scaler.fit.pipeline import fit_sweep
 
     root = tmp_path_factory.mktemp("sweep") / "store"
     _make_store(root)
     fit_json = fit_sweep(from_store(str(root)), "chinchilla", 100, 0)
     return root, json.loads(json.dumps(fit_json))  # as read back from fit.json
+
+
+def _write_table(path: Path, noise: float = 0.003, seed: int = 0) -> None:
+    """A CSV of runs trained elsewhere: params, tokens, loss, dataset; two datasets whose losses
+    follow the Chinchilla law (the second with a higher irreducible loss), with noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dataset, shift in (("web", 0.0), ("books", 0.05)):
+        for c in (1e15, 1e16, 1e17, 1e18):
+            for n in np.geomspace(1e6, 1e8, 5):
+                d = c / (6 * n)
+                loss = (_law(n, d) + shift) * (1 + noise * rng.standard_normal())
+                rows.append({"params": n, "tokens": d, "loss": loss, "dataset": dataset})
+    pl.DataFrame(rows).write_csv(path)
+
+
+@pytest.fixture(scope="module")
+def table_fit(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from scaler.fit.data import load_table
+    from scaler.fit.pipeline import fit_sweep
+
+    path = tmp_path_factory.mktemp("table") / "runs.csv"
+    _write_table(path)
+    data = load_table(path, n="params", loss="loss", d="tokens", group="dataset")
+    return json.loads(json.dumps(fit_sweep(data, "chinchilla", n_bootstrap=50)))
 
 
 DATA_REPORT = {
@@ -67,20 +104,27 @@ DATA_REPORT = {
 }
 
 
-def _check_outputs(out: dict[str, Path], out_dir: Path) -> tuple[str, str]:
-    for key, (name, _, _) in FIGURES.items():
-        assert out[key] == out_dir / name
-        assert out[key].read_bytes()[:8] == PNG
-        assert out[key].stat().st_size < 150_000
+def _check_outputs(out: dict[str, Path], out_dir: Path, drawn: set[str] = STORE_FIGURES) -> tuple[str, str]:
+    """Every figure in `drawn` is a small PNG embedded in the page and linked from the Markdown;
+    every other figure is a one-line note; the page refers to nothing outside itself."""
     md, page = out["markdown"].read_text(), out["html"].read_text()
+    for key, (name, section, _) in FIGURES.items():
+        if key in drawn:
+            assert out[key] == out_dir / name
+            assert out[key].read_bytes()[:8] == PNG
+            assert out[key].stat().st_size < 150_000
+        else:
+            assert key not in out and not (out_dir / name).exists(), key
+            after = md.split(f"## {section}\n", 1)[1].lstrip()
+            assert after.startswith(("Not drawn: ", "Figure not drawn: ")), (key, after[:80])
     imgs = re.findall(r"<img\b[^>]*>", page)
-    assert len(imgs) == len(FIGURES)
+    assert len(imgs) == len(drawn)
     for tag in imgs:
         assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', tag), tag[:80]
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"<(link|script)\b", page) and "url(" not in page
     refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(refs) == len(FIGURES)
+    assert len(refs) == len(drawn)
     for ref in refs:
         assert (out_dir / ref).is_file()
     return md, page
@@ -107,7 +151,7 @@ def test_report_of_known_law(sweep: tuple[Path, dict], tmp_path: Path) -> None:
     out_dir = tmp_path / "report"
     out = build_report(str(root), fit_json, DATA_REPORT, out_dir, "synthetic sweep",
                        recommendation_lines=["train 1e7 parameters on 1.7e10 tokens"], spec_text="[sweep]\n",
-                       target_flops=1e18)
+                       target_flops=1e18, next_run={"n": 3e7, "flops": 1e18})
     md, page = _check_outputs(out, out_dir)
     assert "train 1e7 parameters" in md and "train 1e7 parameters" in page
     # the table prints intervals that contain the true exponents, for both tiers
@@ -123,10 +167,16 @@ def test_report_of_known_law(sweep: tuple[Path, dict], tmp_path: Path) -> None:
     assert "Hoffmann et al. 2022" in md and "Besiroglu et al. 2024" in md
     _, lo, hi = _interval_cell(md.replace("| parameter | value [95%] |", "| parameter | quality |"), "kappa_clean", "quality")
     assert lo <= KAPPA["clean"] <= hi
-    # caveats: compute range, extrapolation factor, backtest, seeds
-    assert "1e+15 to 1e+17 FLOPs" in md
+    # the store's runs are fitted under flops_v1, and every FLOP figure says so
+    assert "1e+15 to 1e+17 FLOPs (flops_v1)" in md
+    assert "| C (FLOPs (flops_v1)) |" in md
     assert "10x the largest run" in md
     assert "backtest" in md and "One seed per configuration" in md
+    # the diverged run is named, and the error model is said per tier
+    assert "1 run diverged and is not in the fit: raw-17-512." in md
+    for tier in KAPPA:
+        assert re.search(rf"- {tier} \(chinchilla\): run scatter [\d.]+% .* per decade of extrapolation, 95% "
+                         r"multiplier [\d.]+, (calibrated on|not calibrated)", md), tier
     assert "too-small" in md and "70.0%" in md
 
 
@@ -135,15 +185,104 @@ def test_missing_pieces_do_not_crash(sweep: tuple[Path, dict], tmp_path: Path) -
     broken = copy.deepcopy(fit_json)
     broken["groups"]["clean"] = {"parametric": {"error": "fit exploded"}, "isoflop": {"error": "too few budgets"},
                                  "backtest": {"error": "no runs"}}
+    broken["failed_groups"] = ["clean"]
     broken["quality"] = {"error": "quality fit failed"}
     out_dir = tmp_path / "partial"
     out = build_report(str(root), broken, None, out_dir, "partial")
-    md, _ = _check_outputs(out, out_dir)
+    md, _ = _check_outputs(out, out_dir, STORE_FIGURES - {"data"})
     assert "fit exploded" in md and "No data build report" in md and "quality fit failed" in md
+    assert "The fit failed for 1 group (clean: fit exploded)" in md
     # no fit at all, and an empty store
     out = build_report(str(tmp_path / "nothing"), {}, None, tmp_path / "empty", "empty")
-    _check_outputs(out, tmp_path / "empty")
+    _check_outputs(out, tmp_path / "empty", set())
     assert "No fit was given" in out["markdown"].read_text()
+    # no store and a fit without data: every figure that needs runs is a note
+    bare = copy.deepcopy(fit_json)
+    del bare["data"]
+    out = build_report_from_fit(bare, tmp_path / "bare", "bare")
+    _check_outputs(out, tmp_path / "bare", {"allocation", "isoloss", "calibration", "frontier"})
+
+
+def test_report_from_a_table_fit(table_fit: dict, tmp_path: Path) -> None:
+    """A fit JSON alone (no store): the runs are the fit's data; the convention is 6ND; the runs
+    left out are named."""
+    fit_json = copy.deepcopy(table_fit)
+    assert fit_json["compute"]["convention"] == "6ND" and not fit_json["excluded"]
+    fit_json["excluded"] = {"diverged": ["id1", "id2"], "running": ["id3"]}
+    fit_json["groups"]["web"]["parametric"]["seed_noise"] = {"sd_log": 0.004, "sd_nats": 0.017, "n_configs": 6,
+                                                             "n_runs": 14}
+    out_dir = tmp_path / "table"
+    out = build_report_from_fit(fit_json, out_dir, "table fit", recommendation_lines=["next: N=3e8"],
+                                target_flops=1e20, next_run={"n": 3e8, "flops": 1e19})
+    md, page = _check_outputs(out, out_dir, TABLE_FIGURES)
+    assert "FLOPs (6ND)" in page and "compute convention 6ND" in page and "flops_v1" not in page
+    assert "2 runs diverged and are not in the fit: id1, id2." in md
+    assert "1 run was still running and is not in the fit: id3." in md
+    assert "40 fitted runs carried by the fit (books 20, web 20)" in md
+    assert "Seed noise (web): the runs that differ only in seed scatter by 0.40% in loss" in md
+    assert "from 6 configurations run with several seeds (14 runs)" in md and "Seed noise (books)" not in md
+    assert "Not drawn: no eval_heldout_loss curves" in md and "No data build report" in md
+    for group in ("books", "web"):
+        est, lo, hi = _interval_cell(md, "alpha", group)
+        assert lo <= est <= hi and abs(est - TRUE["alpha"]) < 0.03, (group, est, lo, hi)
+    assert "| C (FLOPs (6ND)) | x largest run |" in md
+    assert re.search(r"- books \(chinchilla\): run scatter .* multiplier", md)
+    # without excluded runs the sentence is not there; no candidates: no selection table
+    out = build_report_from_fit(table_fit, tmp_path / "plain", "plain")
+    md = out["markdown"].read_text()
+    assert "not in the fit" not in md and "Law selection" not in md
+
+
+def test_report_of_one_law_with_candidates(table_fit: dict, tmp_path: Path) -> None:
+    """`scaler fit --table ... --law auto --out F.json`: one law's entry with its data and the
+    candidate laws; the report draws it and tabulates the candidates, the chosen one marked."""
+    entry = copy.deepcopy(table_fit["groups"]["web"]["parametric"])
+    data = table_fit["data"]
+    keep = [i for i, g in enumerate(data["group"]) if g == "web"]
+    entry["data"] = {k: [v[i] for i in keep] for k, v in data.items()}
+    entry["candidates"] = [
+        {"law": "chinchilla", "heldout_error_pct": 0.31, "objective": 1.2e-5, "n_params": 5, "params": entry["params"],
+         "converged": True, "stopped": "converged"},
+        {"law": "kaplan", "heldout_error_pct": 8.7, "objective": 2.1e-3, "n_params": 4,
+         "params": {"log_N_c": 25.5, "log_D_c": 29.8, "alpha_N": 0.15, "alpha_D": 0.15}, "converged": True,
+         "stopped": "converged"},
+        {"law": "broken", "error": "too few points"},
+    ]
+    entry["chosen_by"] = "rolling backtest at the largest compute"
+    out_dir = tmp_path / "one"
+    out = build_report_from_fit(entry, out_dir, "one law")
+    md, page = _check_outputs(out, out_dir, TABLE_FIGURES)
+    assert "Fit: one chinchilla law over 20 points" in md
+    table = md.split("### Law selection", 1)[1]
+    assert "| law | held-out error | objective | parameters | converged |" in table
+    assert "| chinchilla (chosen) | 0.31% |" in table and "| kaplan | 8.70% |" in table
+    assert "| broken | – | – | failed: too few points | – |" in table
+    assert "FLOPs (6ND)" in page
+
+
+def test_allocation_is_the_fits_own(table_fit: dict) -> None:
+    """The figures' allocation line is the entry's allocation (allocate under the fit's
+    convention): it reproduces the fit's own allocations and, under 6ND, Chinchilla's closed form."""
+    from scaler.fit.laws import chinchilla_allocation
+
+    views = F.law_views(table_fit)
+    assert [v.label for v in views] == ["books", "web"]
+    for v in views:
+        rows = v.entry["allocations"]
+        curve = F.allocation_curve(v, [r["flops"] for r in rows])
+        assert curve is not None and "n_lo" in curve
+        for i, r in enumerate(rows):
+            assert curve["n"][i] == pytest.approx(r["n_opt"], rel=1e-3)
+            assert curve["n_lo"][i] <= r["n_opt"] <= curve["n_hi"][i]
+        a, b, _, alpha, beta = v.theta
+        n_closed, _ = chinchilla_allocation(a, b, alpha, beta, np.array([r["flops"] for r in rows]))
+        assert np.allclose(curve["n"], n_closed, rtol=1e-3)
+    # predictions for the fitted runs come with intervals that hold the observed losses
+    runs = F.runs_from_fit(table_fit)
+    assert runs.height == 40 and set(runs["group"].to_list()) == {"books", "web"}
+    pred = F.predict_runs(views[0], runs)
+    assert pred is not None and np.all(pred["lo"] <= pred["predicted"]) and np.all(pred["predicted"] <= pred["hi"])
+    assert np.mean((pred["lo"] <= pred["observed"]) & (pred["observed"] <= pred["hi"])) >= 0.9
 
 
 def test_report_imports_no_jax_or_trainer() -> None:

@@ -209,7 +209,7 @@ def spec_error(tmp_path: Path, text: str) -> str:
         ("seeds = [0]", "seeds = [0]\n[fit]\nbootstrap = true", "fit.bootstrap", "valid integer"),
         ("seeds = [0]", "seeds = [0]\n[fit]\nbootstrap = -1", "fit.bootstrap", "greater than or equal to 0"),
         ("seeds = [0]", "seeds = [0]\n[fit]\nseed = 1.0", "fit.seed", "valid integer"),
-        ("seeds = [0]", 'seeds = [0]\n[fit]\nlaw = "kaplan"', "fit.law", "'chinchilla'"),
+        ("seeds = [0]", 'seeds = [0]\n[fit]\nlaw = "kaplan2020"', "fit.law", "'chinchilla'"),
         ("seeds = [0]", "seeds = [0]\n[fit]\nalpha = 0.5", "fit.alpha", "unknown key"),
         ("seeds = [0]", 'seeds = [0]\n[fit]\nreference = "dedup"', "fit.reference", "['clean', 'raw']"),
         ("seeds = [0]", 'seeds = [0]\n[fit]\neval_set = "humaneval"', "fit.eval_set", "data.eval_sets"),
@@ -292,8 +292,9 @@ def test_run_refuses_a_spec_its_build_lacks_before_building_or_writing(tmp_path:
 
 def test_fit_settings_defaults_checks_and_run_ids(tmp_path: Path) -> None:
     from scaler.fit.laws import LAWS
+    from scaler.fit.pipeline import LAW_NAMES
 
-    assert set(FitSettings.model_fields["law"].annotation.__args__) == set(LAWS)
+    assert set(FitSettings.model_fields["law"].annotation.__args__) == set(LAWS) | {"auto"} == set(LAW_NAMES)
     spec = parse_sweep_spec(GRID, "x")
     assert spec.fit == FitSettings(law="chinchilla", reference="raw", eval_set="heldout", bootstrap=1000, seed=0)
     fitted = parse_sweep_spec({**GRID, "fit": {"law": "quality", "reference": "clean", "bootstrap": 0, "seed": 3}}, "x")

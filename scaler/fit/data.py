@@ -1,10 +1,13 @@
 """Fit inputs: runs from a sweep's store or from any CSV, checked before anything is fitted.
 
-A `FitData` holds one row per run: N (parameters), D (training tokens), loss (nats), and where
-known U (unique tokens), C (training FLOPs), a group label (tier, mix, ...) and per-tier mix
-weights `w_<tier>`. Bad input is an error that says what is wrong and where: a missing column,
-too few points, a single model size, non-positive losses, NaN rows (dropped only on request, and
-then counted).
+A `FitData` holds one row per run: N (parameters), D (training tokens), C (training FLOPs, in
+the convention `compute` names: flops_v1 for a store's runs, 6ND for a table), loss (nats), and
+where known U (unique tokens), a group label (tier, mix, ...) and per-tier mix weights `w_<tier>`.
+Runs with the same configuration (equal N, D, group and columns; they differ only in seed) share a
+`clusters` label: they are repeated measurements, resampled together by the bootstrap. Runs that
+were not used (diverged, failed, unfinished) are listed in `excluded`, never dropped silently.
+Bad input is an error that says what is wrong and where: a missing column, too few points, a
+single model size, non-positive losses, NaN rows (dropped only on request, and then counted).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scaler.config import mix_label
+from scaler.config import ModelShape, mix_label
+from scaler.fit.compute import FLOPS_V1, SIX_ND, Compute, family_of_shapes
 
 MIN_POINTS = 6  # five parameters and one more
 
@@ -34,6 +38,9 @@ class FitData:
     groups: np.ndarray | None = None  # a label per row (tier, mix, ...)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped
     run_ids: np.ndarray | None = None  # the store's run id per row (None for a table)
+    clusters: np.ndarray | None = None  # a label per row; rows sharing one differ only in seed
+    compute: Compute = field(default_factory=Compute)  # the convention of C (6ND unless told)
+    excluded: dict[str, list[str]] = field(default_factory=dict)  # state -> run ids not fitted
 
     @property
     def n_points(self) -> int:
@@ -45,10 +52,21 @@ class FitData:
             data["group"] = self.groups
         return pl.DataFrame(data)
 
+    def to_json(self) -> dict[str, Any]:
+        """The fitted rows, column-wise (fit.json keeps them: reports and predictions against
+        observations need no store)."""
+        out: dict[str, Any] = {k: v.tolist() for k, v in self.columns.items()}
+        out["loss"] = self.loss.tolist()
+        for name, values in (("group", self.groups), ("run_id", self.run_ids), ("cluster", self.clusters)):
+            if values is not None:
+                out[name] = [str(v) for v in values.tolist()]
+        return out
+
     def subset(self, mask: np.ndarray) -> FitData:
+        take = lambda x: None if x is None else x[mask]  # noqa: E731
         return FitData(self.source, {k: v[mask] for k, v in self.columns.items()}, self.loss[mask],
-                       None if self.groups is None else self.groups[mask], dict(self.dropped),
-                       None if self.run_ids is None else self.run_ids[mask])
+                       take(self.groups), dict(self.dropped), take(self.run_ids), take(self.clusters),
+                       self.compute, dict(self.excluded))
 
 
 def json_safe(x: Any) -> Any:
@@ -116,6 +134,21 @@ def drop_top_loss(data: FitData, k: int) -> FitData:
     return out
 
 
+def repeat_clusters(data: FitData) -> np.ndarray:
+    """A label per row, shared by rows whose every column (N, D, U, mix weights, pools) and group are
+    equal: the same configuration, differing only in seed (or not at all)."""
+    keys = [data.columns[k] for k in sorted(data.columns) if k != "C"]
+    groups = data.groups if data.groups is not None else np.full(data.n_points, "")
+    rows = zip(*(np.round(k, 9).tolist() for k in keys), groups.tolist(), strict=True)
+    index: dict[tuple[Any, ...], int] = {}
+    return np.array([f"c{index.setdefault(tuple(row), len(index))}" for row in rows])
+
+
+def with_clusters(data: FitData) -> FitData:
+    data.clusters = repeat_clusters(data)
+    return data
+
+
 def load_table(
     path: str | Path,
     n: str,
@@ -127,7 +160,8 @@ def load_table(
     drop_top: int = 0,
     drop_nan: bool = False,
 ) -> FitData:
-    """Runs exported from anywhere; with `flops` and no `d`, D = C / (6 N)."""
+    """Runs exported from anywhere, under the 6ND convention: with `flops` and no `d`, D = C / (6 N);
+    C = 6 N D in every row (a table's own FLOPs column only derives D)."""
     path = Path(path)
     if not path.exists():
         raise FitDataError(f"{path}: file not found")
@@ -146,13 +180,12 @@ def load_table(
     columns["D"] = _column(frame, d, "--d", source) if d else columns["C"] / (6 * columns["N"])
     if unique:
         columns["U"] = _column(frame, unique, "--unique", source)
-    if "C" not in columns:
-        columns["C"] = 6 * columns["N"] * columns["D"]
+    columns["C"] = 6 * columns["N"] * columns["D"]  # the table's convention is 6ND, named in the fit
     if group and group not in frame.columns:
         raise FitDataError(f"{source}: --group {group!r}: no such column (columns: {frame.columns})")
     groups = frame[group].cast(pl.Utf8).to_numpy() if group else None
-    data = FitData(source, columns, _column(frame, loss, "--loss", source), groups)
-    return drop_top_loss(check(data, drop_nan), drop_top)
+    data = FitData(source, columns, _column(frame, loss, "--loss", source), groups, compute=Compute(SIX_ND))
+    return with_clusters(drop_top_loss(check(data, drop_nan), drop_top))
 
 
 def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = False) -> FitData:
@@ -163,7 +196,12 @@ def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = Fals
     runs = load_runs(store_root)
     if runs.is_empty():
         raise FitDataError(f"{store_root}: no runs in the store")
+    excluded = {state: sorted(runs.filter(pl.col("state") == state)["run_id"].to_list())
+                for state in sorted(set(runs["state"].to_list()) - {"done"})}
     runs = runs.filter(pl.col("state") == "done")
+    if runs.is_empty():
+        counts = ", ".join(f"{len(ids)} {state}" for state, ids in excluded.items())
+        raise FitDataError(f"{store_root}: no finished run to fit ({counts})")
     loss_col = f"final_eval_{eval_set}_loss"
     if loss_col not in runs.columns:
         raise FitDataError(f"{store_root}: no finished run has an eval set {eval_set!r}")
@@ -183,5 +221,21 @@ def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = Fals
     labels = [mix_label(dict(zip(tiers, row, strict=True))) for row in zip(*(columns[f"w_{t}"] for t in tiers), strict=True)
               ] if tiers else ["stdlib"] * len(runs)
     data = FitData(f"{store_root} ({eval_set})", columns, runs[loss_col].cast(pl.Float64).to_numpy(),
-                   np.asarray(labels), run_ids=runs["run_id"].to_numpy())
-    return check(data, drop_nan)
+                   np.asarray(labels), run_ids=runs["run_id"].to_numpy(), compute=_store_compute(runs),
+                   excluded=excluded)
+    return with_clusters(check(data, drop_nan))
+
+
+def _store_compute(runs: pl.DataFrame) -> Compute:
+    """flops_v1 over the model family the runs' shapes come from (scaler.fit.compute); runs that
+    record no model shape (written by other tools) are counted under 6ND."""
+    needed = [f"model_{k}" for k in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "seq_len")]
+    if any(c not in runs.columns or runs[c].null_count() for c in needed):
+        return Compute(SIX_ND)
+    shapes = [ModelShape(d_model=int(r["model_d_model"]), n_layers=int(r["model_n_layers"]),
+                         n_heads=int(r["model_n_heads"]), d_ff=int(r["model_d_ff"]),
+                         vocab_size=int(r["model_vocab_size"]), seq_len=int(r["model_seq_len"]))
+              for r in runs.select("model_d_model", "model_n_layers", "model_n_heads", "model_d_ff",
+                                   "model_vocab_size", "model_seq_len").iter_rows(named=True)]
+    family, _ = family_of_shapes(shapes)
+    return Compute(FLOPS_V1, family)

@@ -38,6 +38,14 @@ law object.
 - `quality(tiers, reference="raw", ...)`: per-tier effective-data multipliers kappa_t, with
   kappa = 1 for the reference tier (docs/design.md §5).
 - `mixing(domains)`: Ye et al. 2024 data-mixing law L = c + k exp(sum_j t_j r_j).
+- `chinchilla_group_e(groups)`: Chinchilla with one irreducible loss per group,
+  theta = (a, b, alpha, beta, e_<group>...).
+- `kaplan()`: Kaplan et al. 2020 eq. (1.5), theta = (log_N_c, log_D_c, alpha_N, alpha_D).
+- `overtrain()`: Gadre et al. 2024, L(C, M) = E + (a M^eta + b M^-eta) C^-c,
+  theta = (log_a, log_b, log_E, eta, c).
+- `broken()`: a smoothly broken power law in N, theta = (a, b, e, alpha, beta, log_N_b, delta_alpha).
+
+The last four have no closed-form allocation here (`allocation` returns None).
 """
 
 from __future__ import annotations
@@ -58,6 +66,10 @@ __all__ = [
     "data_constrained",
     "quality",
     "mixing",
+    "chinchilla_group_e",
+    "kaplan",
+    "overtrain",
+    "broken",
     "law_from_spec",
     "chinchilla_log_loss",
     "repeated_tokens",
@@ -467,11 +479,232 @@ def _mixing(domains: tuple[str, ...]) -> Law:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Chinchilla with a per-group irreducible loss
+
+
+def chinchilla_group_e(groups: Sequence[str]) -> Law:
+    """L = E_w + A/N^alpha + B/D^beta with log E_w = e = sum_g w_g e_g (one e per group).
+
+    Columns N, D and w_<g> for every group: a one-hot indicator of the run's group, or mix
+    weights summing to 1 (then log E is linear in the weights, as in `quality(e_shift=True)`).
+    theta = (a, b, alpha, beta, e_<g>...) in the order of `groups`: the shared Chinchilla part
+    first, then one e per group (natural logs: E_g = exp(e_g), in the loss's units, nats).
+    `derived`: E_<g> for each group, A, B, alpha, beta, a_exponent, b_exponent, log_G.
+    Start grid: the Chinchilla grid's a, b, alpha, beta with every e_g equal to the same value
+    in {-1, -0.5, 0, 0.5, 1} (4,500 starts whatever the number of groups).
+    """
+    groups = tuple(str(g) for g in groups)
+    if len(groups) < 1 or len(set(groups)) != len(groups):
+        raise ValueError(f"chinchilla_group_e needs one or more distinct group names, got {list(groups)}")
+    return _chinchilla_group_e(groups)
+
+
+@functools.cache
+def _chinchilla_group_e(groups: tuple[str, ...]) -> Law:
+    m = len(groups)
+
+    def log_loss(theta: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        a, b, alpha, beta = (theta[i] for i in range(4))
+        e = 0.0
+        for j, g in enumerate(groups):
+            e = e + data[f"w_{g}"] * theta[4 + j]
+        return chinchilla_log_loss(a, b, e, alpha, beta, xp.log(data["N"]), xp.log(data["D"]), xp=xp)
+
+    def start_grid() -> np.ndarray:
+        g = _grid(*(CHINCHILLA_GRID[k] for k in ("a", "b", "alpha", "beta", "e")))
+        return np.hstack([g[:, :4], np.repeat(g[:, 4:5], m, axis=1)])
+
+    def derived(theta: np.ndarray) -> dict[str, float]:
+        a, b, alpha, beta = (float(x) for x in theta[:4])
+        out = {f"E_{g}": math.exp(float(theta[4 + j])) for j, g in enumerate(groups)}
+        chin = _chin_derived(a, b, 0.0, alpha, beta)
+        del chin["E"]
+        out.update(chin)
+        return out
+
+    return Law(
+        name="chinchilla_group_e",
+        param_names=("a", "b", "alpha", "beta", *(f"e_{g}" for g in groups)),
+        columns=("N", "D", *(f"w_{g}" for g in groups)),
+        log_loss=log_loss,
+        start_grid=start_grid,
+        derived=derived,
+        allocation=lambda theta, C: None,
+        spec={"family": "chinchilla_group_e", "groups": groups},
+        positive_columns=("N", "D"),
+        description="log L = LSE(a - alpha log N, b - beta log D, sum_g w_g e_g)",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Kaplan et al. 2020
+
+
+KAPLAN_PARAMS = ("log_N_c", "log_D_c", "alpha_N", "alpha_D")
+
+
+@functools.cache
+def kaplan() -> Law:
+    """Kaplan et al. 2020 eq. (1.5): L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D.
+
+    Columns N (parameters), D (tokens). theta = (log_N_c, log_D_c, alpha_N, alpha_D), natural
+    logs of N_c (parameters) and D_c (tokens):
+        log L = alpha_D * logaddexp((alpha_N/alpha_D)(log_N_c - log N), log_D_c - log D).
+    No irreducible term: L -> 0 as N, D -> inf. Published (non-embedding N, their tokenizer):
+    alpha_N 0.076, alpha_D 0.103, N_c 6.4e13, D_c 1.8e13. Start grid: log_N_c and log_D_c in
+    {20, 25, 30, 35, 40}, alpha_N and alpha_D in {0.05, 0.1, 0.2, 0.4} (400 starts).
+    """
+
+    def log_loss(theta: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        log_nc, log_dc, alpha_n, alpha_d = (theta[i] for i in range(4))
+        n_term = (alpha_n / alpha_d) * (log_nc - xp.log(data["N"]))
+        return alpha_d * xp.logaddexp(n_term, log_dc - xp.log(data["D"]))
+
+    def start_grid() -> np.ndarray:
+        c = (20.0, 25.0, 30.0, 35.0, 40.0)
+        x = (0.05, 0.1, 0.2, 0.4)
+        return _grid(c, c, x, x)
+
+    def derived(theta: np.ndarray) -> dict[str, float]:
+        log_nc, log_dc, alpha_n, alpha_d = (float(x) for x in theta[:4])
+        return {"N_c": math.exp(log_nc), "D_c": math.exp(log_dc), "alpha_N": alpha_n, "alpha_D": alpha_d,
+                "alpha_N_over_alpha_D": alpha_n / alpha_d if alpha_d != 0 else float("nan")}
+
+    return Law(
+        name="kaplan",
+        param_names=KAPLAN_PARAMS,
+        columns=("N", "D"),
+        log_loss=log_loss,
+        start_grid=start_grid,
+        derived=derived,
+        allocation=lambda theta, C: None,
+        spec={"family": "kaplan"},
+        positive_columns=("N", "D"),
+        description="log L = alpha_D * LSE((alpha_N/alpha_D)(log N_c - log N), log D_c - log D)",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Over-training (Gadre et al. 2024)
+
+
+OVERTRAIN_PARAMS = ("log_a", "log_b", "log_E", "eta", "c")
+
+
+@functools.cache
+def overtrain() -> Law:
+    """Gadre et al. 2024 ("Language models scale reliably with over-training"):
+    L(C, M) = E + (a M^eta + b M^-eta) C^-c, C = 6 N D (FLOPs), M = D / N (tokens per parameter).
+
+    Columns N (parameters), D (tokens); C and M are computed from them. theta = (log_a, log_b,
+    log_E, eta, c), natural logs of a, b, E:
+        log L = LSE(log_E, log_a + eta log M - c log C, log_b - eta log M - c log C).
+    The paper ties c = eta (its derivation from a Chinchilla law with alpha = beta); here c is
+    free, and c = eta is the special case. (eta, a, b) and (-eta, b, a) are the same law (a fit
+    may land on either sign of eta; compare |eta|). `derived` adds M_opt = (b/a)^(1/(2 eta)), the
+    tokens per parameter that minimise L at any fixed C (the same for both signs; NaN at
+    eta = 0). Start grid: log_a, log_b in {0, 5, 10, 15}, log_E in
+    {-1, 0, 0.5, 1}, eta in {0, 0.1, 0.2, 0.4}, c in {0.1, 0.2, 0.4, 0.6} (1,024 starts).
+    """
+
+    def log_loss(theta: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        log_a, log_b, log_e, eta, c = (theta[i] for i in range(5))
+        log_n, log_d = xp.log(data["N"]), xp.log(data["D"])
+        log_m = log_d - log_n
+        log_c = math.log(6.0) + log_n + log_d
+        scale = -c * log_c
+        return xp.logaddexp(xp.logaddexp(log_a + eta * log_m + scale, log_b - eta * log_m + scale),
+                            log_e + 0.0 * log_m)
+
+    def start_grid() -> np.ndarray:
+        s = (0.0, 5.0, 10.0, 15.0)
+        return _grid(s, s, (-1.0, 0.0, 0.5, 1.0), (0.0, 0.1, 0.2, 0.4), (0.1, 0.2, 0.4, 0.6))
+
+    def derived(theta: np.ndarray) -> dict[str, float]:
+        log_a, log_b, log_e, eta, c = (float(x) for x in theta[:5])
+        # M_opt: the tokens per parameter minimising a M^eta + b M^-eta, i.e. L at any fixed C
+        # (a minimum for either sign of eta)
+        m_opt = float("nan")
+        if eta != 0:
+            log_m_opt = (log_b - log_a) / (2.0 * eta)
+            m_opt = math.exp(log_m_opt) if log_m_opt < 709.0 else float("inf")
+        return {"a": math.exp(log_a), "b": math.exp(log_b), "E": math.exp(log_e), "eta": eta, "c": c,
+                "M_opt": m_opt}
+
+    return Law(
+        name="overtrain",
+        param_names=OVERTRAIN_PARAMS,
+        columns=("N", "D"),
+        log_loss=log_loss,
+        start_grid=start_grid,
+        derived=derived,
+        allocation=lambda theta, C: None,
+        spec={"family": "overtrain"},
+        positive_columns=("N", "D"),
+        description="L = E + (a M^eta + b M^-eta) C^-c, C = 6 N D, M = D / N",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Smoothly broken power law in N
+
+
+BROKEN_PARAMS = ("a", "b", "e", "alpha", "beta", "log_N_b", "delta_alpha")
+
+
+@functools.cache
+def broken() -> Law:
+    """L = E + A N^-alpha (1 + N/N_b)^-delta_alpha + B D^-beta: the N exponent bends smoothly
+    from alpha (N << N_b) to alpha + delta_alpha (N >> N_b); delta_alpha may be either sign.
+
+    Columns N (parameters), D (tokens). theta = (a, b, e, alpha, beta, log_N_b, delta_alpha),
+    a = log A, b = log B, e = log E, log_N_b = log N_b (natural logs):
+        log L = LSE(a - alpha log N - delta_alpha softplus(log N - log_N_b), b - beta log D, e),
+    softplus(x) = log(1 + e^x). As N_b -> inf it is `chinchilla()`. Start grid: a, b in
+    {0, 5, 10, 15, 20}, e in {-1, 0, 0.5, 1}, alpha, beta in {0.25, 0.5, 1}, N_b in
+    {1e7, 1e8, 1e9}, delta_alpha in {-0.2, 0.2} (5,400 starts).
+    """
+
+    def log_loss(theta: Any, data: Mapping[str, Any], xp: Any) -> Any:
+        a, b, e, alpha, beta, log_nb, d_alpha = (theta[i] for i in range(7))
+        log_n, log_d = xp.log(data["N"]), xp.log(data["D"])
+        n_term = a - alpha * log_n - d_alpha * xp.logaddexp(0.0, log_n - log_nb)
+        return xp.logaddexp(xp.logaddexp(n_term, b - beta * log_d), e + 0.0 * log_n)
+
+    def start_grid() -> np.ndarray:
+        s = (0.0, 5.0, 10.0, 15.0, 20.0)
+        x = (0.25, 0.5, 1.0)
+        return _grid(s, s, (-1.0, 0.0, 0.5, 1.0), x, x, np.log([1e7, 1e8, 1e9]), (-0.2, 0.2))
+
+    def derived(theta: np.ndarray) -> dict[str, float]:
+        a, b, e, alpha, beta, log_nb, d_alpha = (float(x) for x in theta[:7])
+        return {"E": math.exp(e), "A": math.exp(a), "B": math.exp(b), "alpha": alpha, "beta": beta,
+                "N_b": math.exp(log_nb), "delta_alpha": d_alpha, "alpha_large_N": alpha + d_alpha}
+
+    return Law(
+        name="broken",
+        param_names=BROKEN_PARAMS,
+        columns=("N", "D"),
+        log_loss=log_loss,
+        start_grid=start_grid,
+        derived=derived,
+        allocation=lambda theta, C: None,
+        spec={"family": "broken"},
+        positive_columns=("N", "D"),
+        description="log L = LSE(a - alpha log N - delta_alpha log(1 + N/N_b), b - beta log D, e)",
+    )
+
+
 LAWS: dict[str, Callable[..., Law]] = {
     "chinchilla": chinchilla,
     "data_constrained": data_constrained,
     "quality": quality,
     "mixing": mixing,
+    "chinchilla_group_e": chinchilla_group_e,
+    "kaplan": kaplan,
+    "overtrain": overtrain,
+    "broken": broken,
 }
 
 

@@ -12,19 +12,54 @@ when its key matches; any change refits.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from scaler.config import ConfigError
+from scaler.fit.compute import Compute
 from scaler.fit.data import FitData, from_store, json_safe
+from scaler.fit.stats import percentile_interval
 from scaler.store import Store, StoreError
 
 FIT_FILE = "fit.json"
-FIT_SCHEMA = 3  # bump when fit.json's layout changes: files of another schema are refitted
-LAW_NAMES = ("chinchilla", "data_constrained", "quality", "mixing")
+FIT_SCHEMA = 4  # bump when fit.json's layout changes: files of another schema are refitted
+LAW_NAMES = ("chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
+             "mixing", "auto")
+AUTO_CANDIDATES = ("chinchilla", "kaplan", "overtrain", "broken")  # `--law auto` scores these (and group E)
+AUTO_TIE_PCT, AUTO_TIE_SHARE = 0.02, 0.05  # held-out errors this close to the best tie: fewer parameters win
 ALLOCATION_MULTIPLES = (1.0, 10.0, 100.0)  # allocations reported at these multiples of the largest run
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the fitter minimises: "huber" (sum of Huber_delta on log losses, Hoffmann et al. 2022)
+    or "asymmetric" (the peer `chinchilla` toolkit's lower-envelope estimator on raw losses:
+    predictions above an observation cost `asymmetry` times more)."""
+
+    name: str = "huber"
+    delta: float = 1e-3
+    asymmetry: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.name not in ("huber", "asymmetric"):
+            raise ConfigError(f"--objective {self.name!r}: expected huber or asymmetric")
+        if not self.delta > 0:
+            raise ConfigError(f"--delta {self.delta}: expected a positive number")
+        if not self.asymmetry > 0:
+            raise ConfigError(f"--asymmetry {self.asymmetry}: expected a positive number")
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"objective": self.name, "delta": self.delta, "asymmetry": self.asymmetry}
+
+    def text(self) -> str:
+        if self.name == "huber":
+            return f"sum of Huber (delta {self.delta:g}) on log losses"
+        return f"asymmetric (x{self.asymmetry:g} above the observations, smoothed within {self.delta:g}) on losses"
 
 
 def tiers_of(data: FitData) -> list[str]:
@@ -32,57 +67,163 @@ def tiers_of(data: FitData) -> list[str]:
     return sorted(k.removeprefix("w_") for k in data.columns if k.startswith("w_"))
 
 
+def with_group_weights(data: FitData) -> FitData:
+    """`data` with one-hot `w_<group>` columns from its group labels (a table's --group column),
+    unless it already carries mix weights: the quality and per-group laws read them."""
+    if tiers_of(data) or data.groups is None:
+        return data
+    columns = dict(data.columns)
+    for label in sorted(set(data.groups.tolist())):
+        columns[f"w_{label}"] = (data.groups == label).astype(np.float64)
+    return dataclasses.replace(data, columns=columns)
+
+
 def law_for(name: str, data: FitData, reference: str = "raw"):
     """The law object for `name` over `data`'s columns; `reference` is the quality law's tier with
     kappa = 1 (never "whichever tier is listed first")."""
     from scaler.fit import laws
 
-    if name not in LAW_NAMES:
+    if name not in LAW_NAMES or name == "auto":
         raise ConfigError(f"--law: unknown law {name!r}; expected one of {', '.join(LAW_NAMES)}")
     if name == "data_constrained" and "U" not in data.columns:
         raise ConfigError("--law data_constrained needs unique tokens: --unique COL (or runs that record them)")
-    if name not in ("quality", "mixing"):
+    if name not in ("quality", "mixing", "chinchilla_group_e"):
         return laws.LAWS[name]()
     tiers = tiers_of(data)
     if len(tiers) < 2:
-        raise ConfigError(f"--law {name} needs runs over at least two tiers or domains (w_<tier> columns)")
+        raise ConfigError(f"--law {name} needs runs over at least two tiers or groups (w_<tier> columns, or "
+                          "--group COL for a table)")
     if name == "mixing":
         return laws.mixing(tiers)
+    if name == "chinchilla_group_e":
+        return laws.chinchilla_group_e(tiers)
     if reference not in tiers:
         raise ConfigError(f"--reference {reference!r}: not among the runs' tiers ({', '.join(tiers)})")
     return laws.quality(tiers, reference=reference)
 
 
 def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
-        reference: str = "raw") -> dict[str, Any]:
+        reference: str = "raw", objective: Objective = Objective(), backtests: bool = True,
+        with_data: bool = False) -> dict[str, Any]:
     """One law over all of `data`: the fit, bootstrap percentile intervals (`n_bootstrap`
-    resamples of the rows; 0 for none), and the compute-optimal allocation at 1x, 10x and 100x
-    the largest run's compute. JSON-safe; `bootstrap_theta` keeps the resampled parameters so a
-    recommendation can reuse them instead of refitting."""
+    resamples of the configurations, seeds kept together; 0 for none), the compute-optimal
+    allocation at 1x, 10x and 100x the largest run's compute under the data's convention, the
+    error model of the prediction intervals (rolling backtests; `backtests=False` skips it), the
+    seed noise and the runs left out (and, `with_data`, the fitted rows). `law="auto"` fits every candidate form and keeps the one with
+    the lowest held-out error (`fit_auto`). JSON-safe; `bootstrap_theta` keeps the resampled
+    parameters so a prediction or recommendation reuses them instead of refitting."""
     from scaler.fit.fitter import bootstrap, fit as fit_law
+    from scaler.fit.predict import FittedRange, error_model, seed_noise
 
     if n_bootstrap < 0:
         raise ConfigError(f"--bootstrap {n_bootstrap}: expected 0 or more resamples")
+    if law == "auto":
+        return fit_auto(data, n_bootstrap, seed, objective, with_data)
+    if law in ("quality", "chinchilla_group_e", "mixing"):
+        data = with_group_weights(data)
     law_object = law_for(law, data, reference)
-    largest_flops = float(np.max(data.columns["C"]))
-    budgets = [m * largest_flops for m in ALLOCATION_MULTIPLES]
-    result = fit_law(law_object, data.columns, data.loss)
+    fitted = FittedRange.of(data)
+    result = fit_law(law_object, data.columns, data.loss, **objective.kwargs())
     if n_bootstrap:
-        result = bootstrap(law_object, data.columns, data.loss, result, n=n_bootstrap, seed=seed, budgets=budgets)
+        result = bootstrap(law_object, data.columns, data.loss, result, n=n_bootstrap, seed=seed,
+                           clusters=data.clusters, **objective.kwargs())
     out: dict[str, Any] = {"law": law_object.name, "source": data.source, "dropped": data.dropped,
-                           "largest_run_flops": largest_flops, **result.to_json()}
-    out["allocations"] = []
-    for budget in budgets:
-        allocation = law_object.allocation(result.theta, budget)
-        if allocation is not None:
-            n_opt, d_opt = allocation
-            out["allocations"].append({"flops": budget, "n_opt": n_opt, "d_opt": d_opt})
-    if result.bootstrap_theta is not None:
-        out["bootstrap_theta"] = np.asarray(result.bootstrap_theta).tolist()
+                           "excluded": data.excluded, "compute": data.compute.to_json(),
+                           "flops_convention": data.compute.convention, "largest_run_flops": fitted.flops_max,
+                           "fitted_range": dataclasses.asdict(fitted), "objective_text": objective.text(),
+                           "seed_noise": seed_noise(data), **result.to_json()}
+    samples = None if result.bootstrap_theta is None else np.asarray(result.bootstrap_theta)
+    out["allocations"], out["allocation_exponents"] = _allocations(law_object, result.theta, samples, data.compute,
+                                                                   fitted.flops_max)
+    if samples is not None:
+        out["bootstrap_theta"] = samples.tolist()
+    if backtests:
+        out["error_model"] = error_model(law_object, data, result.theta, objective.kwargs()).to_json()
+    if with_data:
+        out["data"] = data.to_json()
     return json_safe(out)
 
 
-def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int) -> dict[str, Any]:
+def _allocations(law: Any, theta: np.ndarray, samples: np.ndarray | None, compute: Compute, largest: float
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The compute-optimal (N, D) at ALLOCATION_MULTIPLES x the largest run, under `compute`, with
+    bootstrap intervals; and the local exponents a = dlog N_opt / dlog C, b = dlog D_opt / dlog C
+    between the first and the last of those budgets."""
+    from scaler.fit.compute import allocate
+
+    rows: list[dict[str, Any]] = []
+    logs: list[tuple[np.ndarray, np.ndarray]] = []
+    for multiple in ALLOCATION_MULTIPLES:
+        budget = multiple * largest
+        point = allocate(law, theta, budget, compute)
+        if point is None:
+            return [], None
+        row = {"flops": budget, "multiple": multiple, "convention": compute.convention,
+               "n_opt": float(point[0][0]), "d_opt": float(point[1][0])}
+        if samples is not None and len(samples):
+            n_s, d_s, _ = allocate(law, samples, budget, compute)  # type: ignore[misc]
+            row["n_opt_interval"] = list(percentile_interval(n_s))
+            row["d_opt_interval"] = list(percentile_interval(d_s))
+            logs.append((np.log(np.r_[point[0], n_s]), np.log(np.r_[point[1], d_s])))
+        else:
+            logs.append((np.log(point[0]), np.log(point[1])))
+        rows.append(row)
+    span = math.log(ALLOCATION_MULTIPLES[-1] / ALLOCATION_MULTIPLES[0])
+    a = (logs[-1][0] - logs[0][0]) / span
+    b = (logs[-1][1] - logs[0][1]) / span
+    exponents: dict[str, Any] = {"a": float(a[0]), "b": float(b[0]), "between_flops": [rows[0]["flops"], rows[-1]["flops"]],
+                                 "convention": compute.convention}
+    if len(a) > 1:
+        exponents["a_interval"], exponents["b_interval"] = list(percentile_interval(a[1:])), list(percentile_interval(b[1:]))
+    return rows, exponents
+
+
+def fit_auto(data: FitData, n_bootstrap: int = 1000, seed: int = 0, objective: Objective = Objective(),
+             with_data: bool = False) -> dict[str, Any]:
+    """Fit every candidate form (AUTO_CANDIDATES, and Chinchilla with a per-group E when the runs
+    span several groups), score each by its rolling backtest at the largest compute (the mean
+    |relative error| on the runs above the highest compute cut), and keep the best; forms within
+    AUTO_TIE_PCT percentage points or AUTO_TIE_SHARE of the best error tie, and the one with fewer
+    parameters wins (a form that nests another cannot win on noise alone). The result is
+    the chosen law's fit with `candidates`: one row per form (held-out error, objective,
+    parameters, convergence, or the error that stopped it)."""
+    names = list(AUTO_CANDIDATES)
+    if len(tiers_of(with_group_weights(data))) >= 2:
+        names.append("chinchilla_group_e")
+    fits: dict[str, dict[str, Any]] = {}
+    candidates: list[dict[str, Any]] = []
+    for name in names:
+        try:
+            entry = fit(data, name, 0, seed, objective=objective)
+        except (ValueError, ConfigError) as err:
+            candidates.append({"law": name, "error": str(err)})
+            continue
+        score = _top_cut_error(entry.get("error_model", {}))
+        fits[name] = entry
+        candidates.append({"law": name, "heldout_error_pct": score, "objective": entry["objective"],
+                           "n_params": len(entry["params"]), "params": entry["params"], "converged": entry["converged"],
+                           "stopped": entry["stopped"]})
+    scored = [c for c in candidates if c.get("heldout_error_pct") is not None]
+    if not scored:
+        raise ConfigError("--law auto: no candidate law could be fitted and backtested: "
+                          + "; ".join(f"{c['law']}: {c.get('error', 'no backtest')}" for c in candidates))
+    lowest = min(c["heldout_error_pct"] for c in scored)
+    tied = [c for c in scored if c["heldout_error_pct"] <= lowest + max(AUTO_TIE_PCT, AUTO_TIE_SHARE * lowest)]
+    best = min(tied, key=lambda c: (c["n_params"], c["heldout_error_pct"]))["law"]
+    chosen = fit(data, best, n_bootstrap, seed, objective=objective, with_data=with_data) if n_bootstrap or with_data \
+        else fits[best]
+    chosen["candidates"] = candidates
+    chosen["chosen_by"] = "rolling backtest at the largest compute (mean |relative error| above the top cut)"
+    return json_safe(chosen)
+
+
+def _top_cut_error(model: dict[str, Any]) -> float | None:
+    """The held-out mean |relative error| (%) of the compute cut with the largest compute."""
+    cuts = [b for b in model.get("backtests", []) if b["axis"] == "compute" and b["mean_abs_error_pct"] is not None]
+    return max(cuts, key=lambda b: b["cut"])["mean_abs_error_pct"] if cuts else None
+
+
+def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: Objective) -> dict[str, Any]:
     """The parametric fit, IsoFLOP approach 2 and a backtest of one data option; a method that
     cannot run on these points records its error instead of failing the others."""
     from scaler.fit.backtest import backtest
@@ -90,21 +231,22 @@ def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int) -> dict[str
 
     entry: dict[str, Any] = {}
     for key, compute in (
-        ("parametric", lambda: fit(part, law, n_bootstrap, seed)),
+        ("parametric", lambda: fit(part, law, n_bootstrap, seed, objective=objective)),
         ("isoflop", lambda: approach2(part.frame(), seed=seed).to_json()),
-        ("backtest", lambda: backtest(law_for(law, part), part.frame()).to_json()),
+        ("backtest", lambda: backtest(law_for(entry["parametric"].get("spec", {}).get("family", law), part),
+                                      part.frame(), **objective.kwargs()).to_json()),
     ):
         try:
             entry[key] = compute()
         except (ValueError, ConfigError) as err:
             entry[key] = {"error": str(err)}
-    has_allocation = "a_exponent" in entry["parametric"].get("derived", {})  # laws in N and D only
-    if has_allocation and "error" not in entry["isoflop"]:
-        derived, intervals = entry["parametric"]["derived"], entry["parametric"].get("intervals", {})
+    exponents = entry["parametric"].get("allocation_exponents")  # laws in N and D only
+    if exponents and "error" not in entry["isoflop"]:
         iso = entry["isoflop"]
         entry["compare"] = [
-            {"method": "parametric", "a": derived["a_exponent"], "a_interval": intervals.get("a_exponent"),
-             "b": derived["b_exponent"], "b_interval": intervals.get("b_exponent")},
+            {"method": f"parametric ({exponents['convention']}, local between 1x and 100x the largest run)",
+             "a": exponents["a"], "a_interval": exponents.get("a_interval"),
+             "b": exponents["b"], "b_interval": exponents.get("b_interval")},
             {"method": "isoflop approach 2", "a": iso["a"], "a_interval": iso["a_interval"],
              "b": iso["b"], "b_interval": iso["b_interval"]},
         ]
@@ -112,47 +254,54 @@ def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int) -> dict[str
 
 
 def fit_sweep(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
-              reference: str = "raw") -> dict[str, Any]:
+              reference: str = "raw", objective: Objective = Objective()) -> dict[str, Any]:
     """Per data option (tier or mix: `data.groups`), the parametric fit of `law`, IsoFLOP
     approach 2 and a backtest; across options, the quality law (effective-data multipliers
-    kappa_t against `reference`) when the runs span two tiers or more."""
+    kappa_t against `reference`) when the runs span two tiers or groups or more. Groups whose
+    every fit failed are counted in `failed_groups`."""
     groups = data.groups if data.groups is not None else np.asarray(["all"] * data.n_points)
-    out: dict[str, Any] = {"source": data.source, "n_points": data.n_points,
-                           "largest_run_flops": float(np.max(data.columns["C"])), "groups": {}}
+    out: dict[str, Any] = {"source": data.source, "n_points": data.n_points, "excluded": data.excluded,
+                           "compute": data.compute.to_json(), "flops_convention": data.compute.convention,
+                           "largest_run_flops": float(np.max(data.columns["C"])), "data": data.to_json(),
+                           "groups": {}}
     for label in sorted(set(groups.tolist())):
-        out["groups"][label] = _group_fit(data.subset(groups == label), law, n_bootstrap, seed)
-    if len(tiers_of(data)) >= 2:
+        out["groups"][label] = _group_fit(data.subset(groups == label), law, n_bootstrap, seed, objective)
+    out["failed_groups"] = sorted(g for g, e in out["groups"].items() if "error" in e["parametric"])
+    if len(tiers_of(with_group_weights(data))) >= 2 and law != "mixing":
         try:
-            out["quality"] = fit(data, "quality", n_bootstrap, seed, reference)
+            out["quality"] = fit(data, "quality", n_bootstrap, seed, reference, objective)
         except (ValueError, ConfigError) as err:
             out["quality"] = {"error": str(err)}
     return json_safe(out)
 
 
-def fit_key(data: FitData, law: str, eval_set: str, n_bootstrap: int, seed: int, reference: str) -> dict[str, Any]:
+def fit_key(data: FitData, law: str, eval_set: str, n_bootstrap: int, seed: int, reference: str,
+            objective: Objective = Objective()) -> dict[str, Any]:
     """Everything a store's fit depends on. The runs enter as a hash of their sorted (id, loss)
     pairs, so a new, removed or retrained run changes the key."""
     ids = data.run_ids if data.run_ids is not None else np.arange(data.n_points).astype(str)
     pairs = sorted(f"{run_id}:{loss!r}" for run_id, loss in zip(ids.tolist(), data.loss.tolist(), strict=True))
     runs_sha256 = hashlib.sha256("\n".join(pairs).encode()).hexdigest()
     return {"schema": FIT_SCHEMA, "law": law, "reference": reference, "eval_set": eval_set,
-            "bootstrap": n_bootstrap, "seed": seed, "n_runs": data.n_points, "runs_sha256": runs_sha256}
+            "bootstrap": n_bootstrap, "seed": seed, "objective": dataclasses.asdict(objective),
+            "n_runs": data.n_points, "excluded": data.excluded, "runs_sha256": runs_sha256}
 
 
 def fit_store(store: Store | str, eval_set: str = "heldout", law: str = "chinchilla", n_bootstrap: int = 1000,
-              seed: int = 0, reference: str = "raw", refit: bool = False) -> dict[str, Any]:
+              seed: int = 0, reference: str = "raw", refit: bool = False, objective: Objective = Objective()
+              ) -> dict[str, Any]:
     """`fit_sweep` over a store's finished runs, cached in the store's fit.json: the saved fit is
-    returned when its key matches (same law, reference, eval set, bootstrap, seed and runs), else
-    the runs are refitted and fit.json is replaced atomically."""
+    returned when its key matches (same law, reference, eval set, bootstrap, seed, objective and
+    runs), else the runs are refitted and fit.json is replaced atomically."""
     store = store if isinstance(store, Store) else Store(str(store))
     data = from_store(store.root, eval_set)
-    key = fit_key(data, law, eval_set, n_bootstrap, seed, reference)
+    key = fit_key(data, law, eval_set, n_bootstrap, seed, reference, objective)
     try:
         saved = None if refit else store.read_sweep_json(FIT_FILE)
     except StoreError:
         saved = None  # an unreadable fit.json is refitted and replaced
     if isinstance(saved, dict) and saved.get("key") == key:
         return saved
-    out = {"key": key, **fit_sweep(data, law, n_bootstrap, seed, reference)}
+    out = {"key": key, **fit_sweep(data, law, n_bootstrap, seed, reference, objective)}
     store.write_sweep_json(FIT_FILE, out)
     return out

@@ -1,8 +1,8 @@
 """Parameter and FLOP counts of the model family, for the model layer and everything above it.
 
 The ladder itself (`Family`: width is the only free variable; depth, heads and the MLP width follow
-from it) and the exact parameter count (`count_params`) are pure arithmetic on `ModelShape`, so they
-live in scaler/config.py next to it, where a run file's `target_params` resolves; they are
+from it), the exact parameter count (`count_params`) and the FLOPs per token (`flops_per_token`) are
+pure arithmetic on `ModelShape`, so they live in scaler/config.py next to it, where a run file's `target_params` resolves; they are
 re-exported here so that the model, training, sweep and fit code import counts from one place.
 
 `n_params_nonembed` drops the embedding and the head (2 V D), as Kaplan et al. did; fits use
@@ -15,21 +15,13 @@ Every FLOP figure of a run (its record, the plan, the isoflop design) comes from
 
 from __future__ import annotations
 
-from scaler.config import FLOPS_CONVENTION, Family, ModelShape, count_params
+from scaler.config import FLOPS_CONVENTION, Family, ModelShape, count_params, flops_per_token
 
 __all__ = ["Family", "ModelShape", "count_params", "count_params_nonembed", "flops_per_token", "training_flops"]
 
 
 def count_params_nonembed(shape: ModelShape) -> int:
     return count_params(shape) - 2 * shape.vocab_size * shape.d_model
-
-
-def flops_per_token(shape: ModelShape, convention: str = FLOPS_CONVENTION) -> int:
-    """Training FLOPs (forward + backward) per token under a named convention."""
-    if convention != "flops_v1":
-        raise ValueError(f"unknown FLOP convention {convention!r}; known: 'flops_v1'")
-    attention = 12 * shape.n_layers * shape.seq_len * shape.d_model
-    return 6 * count_params(shape) + attention
 
 
 def training_flops(shape: ModelShape, tokens: int, convention: str = FLOPS_CONVENTION) -> float:

@@ -1,10 +1,19 @@
 """The sweep report: every figure, a Markdown file and a self-contained HTML page.
 
-`build_report(store_root, fit_json, data_report, out_dir, title, ...)` reads the store's runs and
-curves, draws the figures of `scaler.report.figures`, and writes `report.md` (images referenced
-by relative path) and `index.html` (the same content, images embedded as base64 data URIs, inline
-CSS, no external reference of any kind). Missing pieces (no data report, a group whose fit
-errored, no quality fit) are said in the report instead of raising.
+`build_report(store_root, fit_json, data_report, out_dir, title, ...)` draws the figures of
+`scaler.report.figures` and writes `report.md` (images referenced by relative path) and
+`index.html` (the same content, images embedded as base64 data URIs, inline CSS, no external
+reference of any kind). The runs come from the store when one is given (`store_root`), else from
+the fit JSON's top-level "data" (the fitted rows: N, D, C, loss, group, ...), so a report can be
+built from a fit JSON alone: `build_report_from_fit(fit_json, out_dir, title)` (what
+`scaler report --fit FIT.json` calls). The fit may be a sweep fit (`fit_sweep`, fit.json) or one
+law's entry (`scaler fit --table ... --out F.json`).
+
+Every FLOP axis and column names the fit's compute convention ("FLOPs (flops_v1)", "FLOPs (6ND)");
+allocations are the fit's own (`allocate` under that convention), never a 6ND closed form.
+Missing pieces (no store, no curves, no data report, a group whose fit errored, no quality fit)
+are said in the report instead of raising: a figure that does not apply, or fails to draw, is
+replaced by a one-line note.
 
 Both documents are rendered from one list of blocks, so they always say the same thing.
 """
@@ -23,7 +32,7 @@ import polars as pl
 from scaler.fit.laws import allocation_exponents
 from scaler.report import figures as F
 
-__all__ = ["build_report", "REFERENCES", "FIGURES"]
+__all__ = ["build_report", "build_report_from_fit", "REFERENCES", "FIGURES"]
 
 # Published Chinchilla-law fits (L = E + A / N^alpha + B / D^beta).
 REFERENCES: dict[str, dict[str, float]] = {
@@ -33,31 +42,51 @@ REFERENCES: dict[str, dict[str, float]] = {
 for _ref in REFERENCES.values():
     _ref["a_exponent"], _ref["b_exponent"] = allocation_exponents(_ref["alpha"], _ref["beta"])  # N_opt ∝ C^a, D_opt ∝ C^b
 
-# key -> (file name, section title, caption)
+# key -> (file name, section title, caption); "{flops}" in a caption is the fit's FLOP unit,
+# e.g. "FLOPs (flops_v1)"
 FIGURES: dict[str, tuple[str, str, str]] = {
     "loss_curves": ("loss_curves.png", "Loss curves",
                     "Held-out loss of every run against training tokens (log scale); colour is the model "
                     "size, line style the data tier or mix."),
     "isoflop": ("isoflop.png", "IsoFLOP profiles",
-                "Per tier, final loss against parameters at each compute budget, with the parabola in "
-                "log N fitted to each budget and its minimum (stars, with the 95% bootstrap interval of "
-                "IsoFLOP approach 2)."),
+                "Per group, final loss against parameters at each compute budget (C in {flops}), with the "
+                "parabola in log N fitted to each budget and its minimum (stars, with the 95% bootstrap "
+                "interval of IsoFLOP approach 2)."),
     "allocation": ("allocation.png", "Compute-optimal allocation",
-                   "N_opt(C) and D_opt(C) per tier: IsoFLOP minima with intervals (points), the parametric "
-                   "law's closed-form allocation (lines) with its 95% bootstrap band where it was computed, "
-                   "and Chinchilla's 20 tokens per parameter (dashed). Grey: the compute range of the runs."),
+                   "N_opt(C) and D_opt(C) per fitted law, C in {flops}: the law's allocation under that "
+                   "convention (lines) with its 95% bootstrap band, the fit's allocations at 1x, 10x and "
+                   "100x the largest run with their intervals (diamonds), IsoFLOP minima (circles), the "
+                   "fitted runs (dots) and 20 tokens per parameter under the same convention (dashed). "
+                   "Grey: the compute range of the runs; red dotted: the recommendation's budget."),
+    "isoloss": ("isoloss.png", "Iso-loss contours and the efficient frontier",
+                "Contours of the fitted law's loss over compute C ({flops}) and parameters N (log-log; "
+                "D is what C buys at N), the efficient frontier N_opt(C) with its 95% bootstrap band "
+                "(red), the fitted runs (black) and the proposed next run (star) when there is one."),
     "predicted": ("predicted_vs_observed.png", "Predicted against observed loss",
-                  "Each tier's parametric law against the runs it was fitted on (dots) and the backtest's "
-                  "held-out largest runs as predicted by a fit on the smaller ones (crosses); right: "
-                  "relative residuals against compute."),
+                  "Every fitted run: the law's predicted loss with its 95% prediction interval (bootstrap, "
+                  "run scatter and extrapolation error) against the observed loss (left), and the relative "
+                  "error against compute in {flops} (right); crosses: the backtest's held-out largest runs "
+                  "as predicted by a fit on the smaller ones."),
+    "calibration": ("calibration.png", "Do the prediction intervals hold?",
+                    "Relative error (pred - obs) / obs against extrapolation distance x = max(N/N_max, "
+                    "D/D_max, C/C_max, 1) beyond the runs a fit saw, with the error model's 95% envelope "
+                    "(multiplier x sigma(x), dashed): fitted runs (grey, x = 1), the backtest's held-out "
+                    "runs (crosses) and each rolling backtest cut's bias +- mean |error| at its largest "
+                    "distance (bars; squares: cuts in model size). Points outside the envelope are "
+                    "predictions the intervals did not cover."),
     "frontier": ("frontier_kappa.png", "Loss frontier and quality multipliers",
-                 "Left: every run's final loss against compute with each tier's frontier (the best loss at "
-                 "each budget). Right: the quality law's effective-data multipliers kappa_t (kappa = 1 for "
-                 "the reference tier) with 95% intervals."),
+                 "Left: every run's final loss against compute ({flops}) with each group's frontier (the "
+                 "best loss at each budget). Right: the quality law's effective-data multipliers kappa_t "
+                 "(kappa = 1 for the reference tier) with 95% intervals."),
     "data": ("data_report.png", "Data build",
              "Tier sizes in training tokens, byte yield against the raw tier, and documents removed per "
              "build step and reason."),
 }
+
+STATE_WORDS = {"diverged": ("diverged", "diverged"), "failed": ("failed", "failed"),  # (one run, several)
+               "running": ("was still running", "were still running"),
+               "pending": ("had not started", "had not started")}
+MAX_IDS = 20  # run ids listed per state before "... and k more"
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,12 +207,114 @@ def _html(blocks: Sequence[Block], title: str) -> str:
 # sections
 
 
-def _order(names: Sequence[str]) -> list[str]:
-    return sorted(names, key=lambda t: (t != "raw", t))
+_order = F.order
 
 
-def _parameter_blocks(fit_json: Mapping[str, Any]) -> list[Block]:
-    groups = fit_json.get("groups") or {}
+def _pct(x: Any, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}%"
+
+
+def _entries(sweep: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(group label, parametric entry) of every group whose parametric fit succeeded."""
+    groups = sweep.get("groups") or {}
+    return [(g, groups[g]["parametric"]) for g in _order(list(groups)) if _ok(groups[g].get("parametric"))]
+
+
+def _plural(k: int, one: str, many: str | None = None) -> str:
+    return f"{k} {one if k == 1 else (many or one + 's')}"
+
+
+def _excluded_sentences(excluded: Mapping[str, Any] | None) -> list[str]:
+    """"2 runs diverged and are not in the fit: id1, id2", one sentence per state."""
+    out = []
+    for state, ids in sorted((excluded or {}).items()):
+        ids = [str(i) for i in (ids or [])]
+        if not ids:
+            continue
+        k = len(ids)
+        verb = STATE_WORDS.get(state, (f"was in state '{state}'", f"were in state '{state}'"))[k != 1]
+        shown = ", ".join(ids[:MAX_IDS]) + (f" and {k - MAX_IDS} more" if k > MAX_IDS else "")
+        out.append(f"{_plural(k, 'run')} {verb} and {'is' if k == 1 else 'are'} not in the fit: {shown}.")
+    return out
+
+
+def _seed_noise_sentences(sweep: Mapping[str, Any]) -> list[str]:
+    out = []
+    for g, e in _entries(sweep):
+        sn = e.get("seed_noise")
+        if isinstance(sn, Mapping) and sn.get("sd_log") is not None:
+            where = "" if sweep.get("single_law") else f" ({g})"
+            out.append(f"Seed noise{where}: the runs that differ only in seed scatter by {100 * sn['sd_log']:.2f}% "
+                       f"in loss (sd of log loss; {_num(sn.get('sd_nats'), 3)} nats), from "
+                       f"{_plural(int(sn.get('n_configs') or 0), 'configuration')} run with several seeds "
+                       f"({_plural(int(sn.get('n_runs') or 0), 'run')}).")
+    return out
+
+
+def _runs_blocks(sweep: Mapping[str, Any], runs: pl.DataFrame, from_store: bool) -> list[Block]:
+    """Which runs the fit used and which it left out (excluded states, dropped rows, failed groups),
+    and the seed noise where measured."""
+    items: list[str] = []
+    if runs.height:
+        counts = runs.group_by("group").len().sort("group")
+        per = dict(zip(counts["group"].to_list(), counts["len"].to_list()))
+        where = "finished runs in the store" if from_store else "fitted runs carried by the fit"
+        split = ", ".join(f"{g} {per[g]}" for g in _order([g for g in per if g is not None]))
+        items.append(f"{runs.height} {where}" + (f" ({split})" if len(per) > 1 or "all" not in per else "") + ".")
+    items += _excluded_sentences(sweep.get("excluded"))
+    entries = _entries(sweep)
+    dropped = next((e.get("dropped") for _, e in entries if e.get("dropped")), None) or {}
+    for reason, k in sorted(dropped.items()):
+        if not k:
+            continue
+        if reason == "nan":
+            items.append(f"{_plural(int(k), 'row')} with NaN or infinite values {'was' if k == 1 else 'were'} dropped.")
+        elif reason == "top_loss":
+            items.append(f"The {_plural(int(k), 'highest-loss row')} {'was' if k == 1 else 'were'} dropped "
+                         "(--drop-top-loss).")
+        else:
+            items.append(f"{_plural(int(k), 'row')} dropped ({reason}).")
+    groups = sweep.get("groups") or {}
+    failed = sorted(set(sweep.get("failed_groups") or []) | {g for g, e in groups.items()
+                                                               if not _ok(e.get("parametric"))})
+    if failed:
+        why = "; ".join(f"{g}: {_err(groups.get(g, {}).get('parametric'))}" for g in failed)
+        items.append(f"The fit failed for {_plural(len(failed), 'group')} ({why}): "
+                     f"{'it is' if len(failed) == 1 else 'they are'} not in the tables and figures below.")
+    items += _seed_noise_sentences(sweep)
+    if not items:
+        return []
+    return [("h2", "Runs in the fit"), ("list", items)]
+
+
+def _candidate_blocks(sweep: Mapping[str, Any]) -> list[Block]:
+    """With `--law auto`: every candidate law's held-out error, objective, parameters and
+    convergence, the chosen one marked."""
+    blocks: list[Block] = []
+    for g, e in _entries(sweep):
+        cands = e.get("candidates")
+        if not cands:
+            continue
+        where = "" if sweep.get("single_law") else f" ({g})"
+        blocks.append(("h3", f"Law selection{where}"))
+        blocks.append(("p", f"Candidate laws, fitted to the same runs; chosen: {e.get('law')}, by "
+                            f"{e.get('chosen_by') or 'the lowest held-out error'}."))
+        rows = []
+        for c in cands:
+            name = str(c.get("law", "?"))
+            mark = f"{name} (chosen)" if name == e.get("law") else name
+            if c.get("error"):
+                rows.append([mark, "–", "–", f"failed: {c['error']}", "–"])
+                continue
+            params = ", ".join(f"{k}={_num(v, 4)}" for k, v in (c.get("params") or {}).items())
+            conv = str(c.get("converged")) + (f" ({c['stopped']})" if c.get("stopped") else "")
+            rows.append([mark, _pct(c.get("heldout_error_pct")), _num(c.get("objective"), 4), params, conv])
+        blocks.append(("table", ["law", "held-out error", "objective", "parameters", "converged"], rows))
+    return blocks
+
+
+def _parameter_blocks(sweep: Mapping[str, Any], label: str) -> list[Block]:
+    groups = sweep.get("groups") or {}
     names = _order(list(groups))
     blocks: list[Block] = [("h2", "Fitted parameters")]
     if not names:
@@ -192,11 +323,16 @@ def _parameter_blocks(fit_json: Mapping[str, Any]) -> list[Block]:
     failed = [g for g in names if g not in ok]
     if ok:
         laws = sorted({groups[g]["parametric"].get("law", "?") for g in ok})
-        blocks.append(("p", f"Per-tier parametric fit ({', '.join(laws)}): the estimate with its 95% bootstrap "
-                            "interval in brackets, beside published fits of the same Chinchilla form "
-                            "L = E + A/N^alpha + B/D^beta. a_exponent and b_exponent are the allocation "
-                            "exponents (N_opt ∝ C^a, D_opt ∝ C^b). Published constants were fitted to "
-                            "other models, tokenizers and data; compare exponents, not E, A, B."))
+        objectives = sorted({str(groups[g]["parametric"].get("objective_text")) for g in ok
+                             if groups[g]["parametric"].get("objective_text")})
+        blocks.append(("p", f"{'One' if sweep.get('single_law') else 'Per-group'} parametric fit ({', '.join(laws)}"
+                            + (f"; objective: {'; '.join(objectives)}" if objectives else "")
+                            + "): the estimate with its 95% bootstrap interval in brackets, beside published fits "
+                            "of the Chinchilla form L = E + A/N^alpha + B/D^beta. a_exponent and b_exponent are "
+                            "the law's closed-form exponents (N_opt ∝ C^a, D_opt ∝ C^b for C ∝ N D); the "
+                            f"allocation under this fit's convention ({label}) is in the tables below. Published "
+                            "constants were fitted to other models, tokenizers and data; compare exponents, not "
+                            "E, A, B."))
         keys: list[str] = []
         for g in ok:
             derived = groups[g]["parametric"].get("derived") or {}
@@ -217,20 +353,39 @@ def _parameter_blocks(fit_json: Mapping[str, Any]) -> list[Block]:
         rows.append(["points"] + [_num(groups[g]["parametric"].get("n_points")) for g in ok] + ["", ""])
         blocks.append(("table", ["parameter", *ok, *refs], rows))
     for g in failed:
-        blocks.append(("p", f"Tier {g}: the parametric fit failed ({_err(groups[g].get('parametric'))}); "
+        blocks.append(("p", f"Group {g}: the parametric fit failed ({_err(groups[g].get('parametric'))}); "
                             "nothing is reported for it."))
-    # allocation exponents: parametric vs isoflop
+    blocks += _candidate_blocks(sweep)
+    # allocation exponents: the fit's (under its convention) against IsoFLOP approach 2
     rows = []
     for g in names:
         iso = groups[g].get("isoflop")
         par = groups[g].get("parametric")
-        p_a = _with_interval(par["derived"].get("a_exponent"), (par.get("intervals") or {}).get("a_exponent")) if _ok(par) else f"failed: {_err(par)}"
-        i_a = _with_interval(iso.get("a"), iso.get("a_interval")) if _ok(iso) else f"failed: {_err(iso)}"
-        i_b = _with_interval(iso.get("b"), iso.get("b_interval")) if _ok(iso) else ""
-        flagged = ", ".join(_num(f.get("budget") if isinstance(f, Mapping) else f) for f in (iso.get("flagged") or [])) if _ok(iso) else ""
-        rows.append([g, p_a, i_a, i_b, flagged or "none"])
-    blocks += [("h3", "Allocation exponents: parametric law against IsoFLOP approach 2"),
-               ("table", ["tier", "a (parametric)", "a (isoflop)", "b (isoflop)", "flagged budgets"], rows)]
+        if _ok(par):
+            ex = par.get("allocation_exponents")
+            if isinstance(ex, Mapping) and ex.get("a") is not None:
+                between = ex.get("between_flops") or []
+                span = f" ({_num(between[0], 3)}–{_num(between[1], 3)})" if len(between) == 2 else ""
+                p_a = _with_interval(ex.get("a"), ex.get("a_interval")) + span
+                p_b = _with_interval(ex.get("b"), ex.get("b_interval"))
+            else:
+                p_a, p_b = "no allocation (law not in N and D)", "–"
+        else:
+            p_a, p_b = f"failed: {_err(par)}", ""
+        if iso is None:
+            i_a, i_b, flagged = "–", "–", "–"
+        else:
+            i_a = _with_interval(iso.get("a"), iso.get("a_interval")) if _ok(iso) else f"failed: {_err(iso)}"
+            i_b = _with_interval(iso.get("b"), iso.get("b_interval")) if _ok(iso) else ""
+            flagged = ", ".join(_num(f.get("budget") if isinstance(f, Mapping) else f)
+                                for f in (iso.get("flagged") or [])) if _ok(iso) else ""
+        rows.append([g, p_a, p_b, i_a, i_b, flagged or "none"])
+    if any(r[1] != "–" for r in rows):
+        blocks += [("h3", "Allocation exponents: parametric law against IsoFLOP approach 2"),
+                   ("p", f"The parametric exponents are local: d log N_opt / d log C between the budgets in "
+                         f"brackets (C in {label}), from the fit's own allocation under that convention."),
+                   ("table", ["group", f"a (parametric, {label})", "b (parametric)", "a (isoflop)", "b (isoflop)",
+                              "flagged budgets"], rows)]
     # allocations
     rows = []
     for g in names:
@@ -240,17 +395,23 @@ def _parameter_blocks(fit_json: Mapping[str, Any]) -> list[Block]:
         iv = par.get("intervals") or {}
         for a in par.get("allocations") or []:
             c = a["flops"]
-            n_iv = next((v for k, v in iv.items() if k.startswith("N_opt@") and _close(k, c)), None)
-            d_iv = next((v for k, v in iv.items() if k.startswith("D_opt@") and _close(k, c)), None)
-            rows.append([g, _num(c, 3), _with_interval(a["n_opt"], n_iv), _with_interval(a["d_opt"], d_iv),
+            n_iv = a.get("n_opt_interval") or next(
+                (v for k, v in iv.items() if k.startswith("N_opt@") and _close(k, c)), None)  # older fit.json
+            d_iv = a.get("d_opt_interval") or next(
+                (v for k, v in iv.items() if k.startswith("D_opt@") and _close(k, c)), None)
+            rows.append([g, _num(c, 3), _num(a.get("multiple"), 3) if a.get("multiple") else "–",
+                         _with_interval(a["n_opt"], n_iv), _with_interval(a["d_opt"], d_iv),
                          _num(a["d_opt"] / a["n_opt"], 3)])
     if rows:
         blocks += [("h3", "Parametric allocations"),
-                   ("table", ["tier", "C (FLOPs)", "N_opt [95%]", "D_opt [95%]", "tokens / parameter"], rows)]
+                   ("table", ["group", f"C ({label})", "x largest run", "N_opt [95%]", "D_opt [95%]",
+                              "tokens / parameter"], rows)]
     # backtests
     rows = []
     for g in names:
         bt = groups[g].get("backtest")
+        if bt is None:
+            continue
         if _ok(bt):
             rows.append([g, bt.get("split", ""), f"{bt.get('n_fit')} / {bt.get('n_heldout')}",
                          f"{100 * bt['mean_abs_rel_error']:.2f}%" if bt.get("mean_abs_rel_error") is not None else "–",
@@ -258,11 +419,13 @@ def _parameter_blocks(fit_json: Mapping[str, Any]) -> list[Block]:
                          f"{100 * bt['bias']:+.2f}%" if bt.get("bias") is not None else "–", bt.get("verdict", "")])
         else:
             rows.append([g, "", "", "", "", "", f"backtest failed: {_err(bt)}"])
-    blocks += [("h3", "Backtest: fit on the smaller runs, predict the largest"),
-               ("table", ["tier", "split", "fit / held out", "mean |rel. err.|", "max", "bias", "verdict"], rows)]
+    if rows:
+        blocks += [("h3", "Backtest: fit on the smaller runs, predict the largest"),
+                   ("table", ["group", f"split (flops in {label})", "fit / held out", "mean |rel. err.|", "max",
+                              "bias", "verdict"], rows)]
     # quality law
-    q = fit_json.get("quality")
-    if q is not None:
+    q = sweep.get("quality")
+    if q is not None and not sweep.get("single_law"):
         blocks.append(("h3", "Quality law (effective-data multipliers)"))
         if _ok(q):
             derived, iv = q.get("derived") or {}, q.get("intervals") or {}
@@ -283,6 +446,50 @@ def _close(key: str, c: float) -> bool:
         return abs(math.log(float(key.split("@", 1)[1]) / c)) < 0.01
     except (ValueError, ZeroDivisionError):
         return False
+
+
+def _error_model_blocks(sweep: Mapping[str, Any], runs: pl.DataFrame, label: str) -> list[Block]:
+    """One sentence per law on its prediction intervals' error model, and its rolling backtest cuts."""
+    sentences: list[str] = []
+    rows: list[list[str]] = []
+    views = {v.label: v for v in F.law_views(sweep)}
+    for g, e in _entries(sweep):
+        em = e.get("error_model")
+        if not isinstance(em, Mapping) or em.get("sigma_run") is None:
+            continue
+        where = f"{e.get('law')}" if sweep.get("single_law") else f"{g} ({e.get('law')})"
+        n_res = int(em.get("n_residuals") or 0)
+        calib = (f"calibrated on {_plural(n_res, 'rolling-backtest residual')}" if em.get("calibrated") else
+                 f"not calibrated (only {_plural(n_res, 'rolling-backtest residual')}; the multiplier stays 1.96)")
+        text = (f"{where}: run scatter {100 * em['sigma_run']:.2f}% (robust sd of the fitted runs' log residuals), "
+                f"misspecification growing {100 * (em.get('growth') or 0):.2f}% per decade of extrapolation, "
+                f"95% multiplier {em.get('multiplier', 0):.2f}, {calib}.")
+        view = views.get(g)
+        if view is not None:
+            check = F.interval_check(view, sweep, runs)
+            if check["total"]:
+                text += (f" {check['inside']} of {check['total']} held-out backtest runs fall inside the 95% "
+                         "envelope.")
+        sentences.append(text)
+        for b in em.get("backtests") or []:
+            cut = (f"C <= {_num(b.get('cut'), 3)}" if b.get("axis") == "compute" else
+                   f"N <= {_num(b.get('cut'), 3)}" if b.get("axis") == "size" else str(b.get("cut")))
+            rows.append([g, cut, f"{b.get('n_fit')} / {b.get('n_heldout')}", _pct(b.get("mean_abs_error_pct")),
+                         "–" if b.get("bias_pct") is None else f"{b['bias_pct']:+.2f}%",
+                         _num(b.get("max_distance"), 3), str(b.get("converged"))])
+    if not sentences:
+        return [("p", "No error model in the fit: the prediction intervals are the bootstrap's alone.")]
+    blocks: list[Block] = [
+        ("p", "The 95% prediction interval of a loss adds the bootstrap's parameter spread, the run-to-run "
+              "scatter and a misspecification term that grows with the extrapolation distance, scaled by a "
+              "multiplier calibrated on rolling backtests (refits below compute and size cuts, scored on the "
+              "runs above):"),
+        ("list", sentences)]
+    if rows:
+        blocks += [("h3", "Rolling backtests"),
+                   ("table", ["group", f"cut (C in {label})", "fit / held out", "mean |error|", "bias",
+                              "max distance", "converged"], rows)]
+    return blocks
 
 
 def _data_blocks(report: Mapping[str, Any] | None) -> list[Block]:
@@ -311,23 +518,33 @@ def _data_blocks(report: Mapping[str, Any] | None) -> list[Block]:
     return blocks
 
 
-def _caveats(runs: pl.DataFrame, fit_json: Mapping[str, Any], target_flops: float | None) -> list[str]:
+def _repeats(runs: pl.DataFrame) -> int:
+    """The most runs of one configuration (differing only in seed)."""
+    if runs.height == 0:
+        return 0
+    if runs["cluster"].null_count() < runs.height:
+        return int(runs.drop_nulls("cluster").group_by("cluster").len()["len"].max())
+    return int(runs.group_by(["group", "N", "D"]).agg(pl.col("seed").n_unique().alias("k"))["k"].max())
+
+
+def _caveats(runs: pl.DataFrame, sweep: Mapping[str, Any], target_flops: float | None, label: str) -> list[str]:
     out: list[str] = []
-    groups = fit_json.get("groups") or {}
+    groups = sweep.get("groups") or {}
     c = runs["C"].drop_nulls().to_numpy() if runs.height else []
     if len(c):
         c_lo, c_hi = float(min(c)), float(max(c))
-        out.append(f"The fits cover runs from {c_lo:.3g} to {c_hi:.3g} FLOPs (a factor of {c_hi / c_lo:.3g}); "
+        out.append(f"The fits cover runs from {c_lo:.3g} to {c_hi:.3g} {label} (a factor of {c_hi / c_lo:.3g}); "
                    "everything outside that range is an extrapolation of the fitted law.")
         tops = [a["flops"] for e in groups.values() if _ok(e.get("parametric")) for a in e["parametric"].get("allocations") or []]
         if target_flops:
-            out.append(f"The recommendation's budget, {target_flops:.3g} FLOPs, is {target_flops / c_hi:.3g}x the "
+            out.append(f"The recommendation's budget, {target_flops:.3g} {label}, is {target_flops / c_hi:.3g}x the "
                        "largest run: its allocation is read off the fitted law that far beyond the data.")
         if tops:
-            out.append(f"The allocation table reaches {max(tops):.3g} FLOPs, {max(tops) / c_hi:.3g}x the largest run; "
-                       "the bootstrap bands widen with the extrapolation and do not include model error.")
+            out.append(f"The allocation table reaches {max(tops):.3g} {label}, {max(tops) / c_hi:.3g}x the largest "
+                       "run; its bootstrap bands widen with the extrapolation but hold parameter uncertainty only "
+                       "(the prediction intervals of losses add the extrapolation error).")
     else:
-        out.append("No finished run: the fitted compute range is unknown.")
+        out.append("No runs: the fitted compute range is unknown.")
     for g in _order(list(groups)):
         e = groups[g]
         bt = e.get("backtest")
@@ -337,7 +554,7 @@ def _caveats(runs: pl.DataFrame, fit_json: Mapping[str, Any], target_flops: floa
                        f"(max {100 * (bt.get('max_abs_rel_error') or 0):.2f}%)"
                        + ("" if bt.get("converged", True) else "; the backtest fit did not converge") + ".")
         for key in ("parametric", "isoflop", "backtest"):
-            if not _ok(e.get(key)):
+            if key in e and not _ok(e.get(key)):
                 out.append(f"{g}: the {key} fit failed ({_err(e.get(key))}).")
         par = e.get("parametric")
         if _ok(par) and not par.get("converged", True):
@@ -346,29 +563,35 @@ def _caveats(runs: pl.DataFrame, fit_json: Mapping[str, Any], target_flops: floa
         if _ok(par) and par.get("flat_directions"):
             out.append(f"{g}: the parametric fit has flat directions ({', '.join(map(str, par['flat_directions']))}): "
                        "those parameters are not identified by these runs.")
+        em = par.get("error_model") if _ok(par) else None
+        if isinstance(em, Mapping) and em.get("sigma_run") is not None and not em.get("calibrated"):
+            out.append(f"{g}: the prediction intervals' multiplier is not calibrated (too few backtest residuals): "
+                       "they may be too narrow far beyond the runs.")
         iso = e.get("isoflop")
         if _ok(iso):
             bad = [b for b in iso.get("budgets") or [] if b.get("status") != "ok"]
             for b in bad:
-                out.append(f"{g}: IsoFLOP budget {b.get('budget', 0):.3g} FLOPs is flagged '{b.get('status')}'"
+                out.append(f"{g}: IsoFLOP budget {b.get('budget', 0):.3g} {label} is flagged '{b.get('status')}'"
                            + (f" ({b['note']})" if b.get("note") else "") + "; it is left out of the exponent fit.")
             if iso.get("flagged") and not bad:
                 out.append(f"{g}: flagged IsoFLOP budgets: {iso['flagged']}.")
-    q = fit_json.get("quality")
+    q = sweep.get("quality")
     if _ok(q) and not q.get("converged", True):
         out.append(f"The quality fit did not converge (stopped: {q.get('stopped', '?')}).")
+    measured = any(isinstance(e.get("seed_noise"), Mapping) for _, e in _entries(sweep))
     if runs.height:
-        per_config = runs.group_by(["group", "N", "D"]).agg(pl.col("seed").n_unique().alias("k"))
-        k_max = int(per_config["k"].max())
-        if k_max <= 1:
-            out.append("One seed per configuration: seed-to-seed noise is not measured, and the intervals "
-                       "(bootstrap over runs) include it only through the scatter of the fitted points.")
+        k_max = _repeats(runs)
+        if measured or k_max > 1:
+            out.append(f"Up to {k_max} seeds per configuration; the scatter between seeds is part of the fitted noise "
+                       "(the run scatter of the error model).")
         else:
-            out.append(f"Up to {k_max} seeds per configuration; the scatter between seeds is part of the fitted noise.")
+            out.append("One seed per configuration: seed-to-seed noise is not measured, and the intervals "
+                       "include it only through the scatter of the fitted points.")
     return out
 
 
-def _runs(store_root: str, eval_set: str = "heldout") -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+def _runs(store_root: str, eval_set: str = "heldout", compute: Any = None
+          ) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
     from scaler.store import load_curves, load_runs
 
     try:
@@ -376,33 +599,15 @@ def _runs(store_root: str, eval_set: str = "heldout") -> tuple[pl.DataFrame, pl.
         curves = load_curves(store_root)
     except Exception as err:  # noqa: BLE001 - a broken store should still give a report
         return F.runs_table(pl.DataFrame()), pl.DataFrame(), f"{type(err).__name__}: {err}"
-    return F.runs_table(raw, eval_set), curves, None
-
-
-def _unique(raw_root: str, runs: pl.DataFrame) -> dict[str, float]:
-    """Per group, the unique-token pool (for the data-constrained law); empty when unknown."""
-    try:
-        from scaler.store import load_runs
-
-        frame = load_runs(raw_root)
-    except Exception:  # noqa: BLE001
-        return {}
-    if "unique_tokens" not in frame.columns:
-        return {}
-    pools = dict(zip(frame["run_id"].to_list(), frame["unique_tokens"].to_list()))
-    out: dict[str, float] = {}
-    for rid, g in zip(runs["run_id"].to_list(), runs["group"].to_list()):
-        if pools.get(rid):
-            out[g] = float(pools[rid])
-    return out
+    return F.runs_table(raw, eval_set, compute), curves, None
 
 
 # --------------------------------------------------------------------------------------------
-# entry point
+# entry points
 
 
 def build_report(
-    store_root: str,
+    store_root: str | None,
     fit_json: dict | None,
     data_report: dict | None,
     out_dir: Path,
@@ -411,41 +616,78 @@ def build_report(
     spec_text: str | None = None,
     *,
     target_flops: float | None = None,
+    next_run: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Draw every figure and write report.md and index.html under `out_dir`.
 
-    Returns {figure key: png path, ..., "markdown": report.md, "html": index.html}. `target_flops`
-    (optional) is the budget a recommendation is for: the caveats say how far it extrapolates.
-    A figure that fails to draw is replaced by a note in the report (never a crash)."""
+    `store_root` is the sweep's store (runs and loss curves); None builds the report from the fit
+    alone, its runs being the fit JSON's top-level "data" (a store without finished runs falls
+    back to them too). `fit_json` is a sweep fit or one law's entry (None or {}: no fit).
+    `target_flops` (optional) is the budget a recommendation is for: the caveats say how far it
+    extrapolates; `next_run` ({"n", "d" and/or "flops", optional "group"}) marks the proposed next
+    run on the iso-loss contours. Returns {figure key: png path for every figure drawn,
+    "markdown": report.md, "html": index.html}; a figure that does not apply or fails to draw is
+    a one-line note in the report (never a crash)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fit_json = fit_json or {}
-    eval_set = ((fit_json or {}).get("key") or {}).get("eval_set", "heldout")  # the fit's eval set (fit.json key)
-    runs, curves, store_error = _runs(str(store_root), eval_set)
+    sweep = F.as_sweep(fit_json or {})
+    compute = F.fit_compute(sweep)
+    eval_set = (sweep.get("key") or {}).get("eval_set", "heldout")  # the fit's eval set (fit.json key)
+    store_error = None
+    curves = pl.DataFrame()
+    runs = F.runs_from_fit(None)
+    if store_root is not None:
+        runs, curves, store_error = _runs(str(store_root), eval_set, compute)
+    from_store = runs.height > 0
+    if not from_store:
+        runs = F.runs_from_fit(sweep)
+    convention = compute.convention if compute is not None else ("flops_v1" if from_store else None)
+    label = F.flops_label(convention)
     drawers = {
-        "loss_curves": lambda p: F.loss_curves(curves, runs, p, eval_set=eval_set),
-        "isoflop": lambda p: F.isoflop_curves(runs, fit_json, p),
-        "allocation": lambda p: F.allocation(fit_json, runs, p, target_flops=target_flops),
-        "predicted": lambda p: F.predicted_vs_observed(fit_json, runs, p, unique=_unique(str(store_root), runs)),
-        "frontier": lambda p: F.frontier_and_kappa(runs, fit_json, p),
+        "loss_curves": lambda p: F.loss_curves(curves, runs, p, eval_set=eval_set, flops=label),
+        "isoflop": lambda p: F.isoflop_curves(runs, sweep, p, flops=label),
+        "allocation": lambda p: F.allocation(sweep, runs, p, target_flops=target_flops),
+        "isoloss": lambda p: F.isoloss(sweep, runs, p, target_flops=target_flops, next_run=next_run),
+        "predicted": lambda p: F.predicted_vs_observed(sweep, runs, p),
+        "calibration": lambda p: F.calibration(sweep, runs, p),
+        "frontier": lambda p: F.frontier_and_kappa(runs, sweep, p, flops=label),
         "data": lambda p: F.data_report(data_report, p),
     }
     paths: dict[str, Path] = {}
-    failures: dict[str, str] = {}
+    notes: dict[str, str] = {}
     for key, draw in drawers.items():
+        target = out_dir / FIGURES[key][0]
         try:
-            paths[key] = draw(out_dir / FIGURES[key][0])
+            paths[key] = draw(target)
+        except F.NotDrawn as why:
+            F.plt.close("all")
+            notes[key] = f"Not drawn: {why}."
         except Exception as err:  # noqa: BLE001 - one bad figure must not lose the report
             F.plt.close("all")
-            failures[key] = f"{type(err).__name__}: {err}"
+            notes[key] = f"Figure not drawn: {type(err).__name__}: {err}."
+        if key not in paths and target.exists():
+            target.unlink()  # a stale figure of an earlier report must not be taken for this one's
 
-    groups = fit_json.get("groups") or {}
+    groups = sweep.get("groups") or {}
     blocks: list[Block] = [("h1", title)]
-    summary = [f"Store: {store_root} ({runs.height} finished runs"
-               + (f"; {len(set(runs['group'].to_list()))} data options" if runs.height else "") + ")."]
-    if fit_json.get("source"):
-        summary.append(f"Fit: {fit_json.get('source')}, {fit_json.get('n_points')} points, groups: "
-                       f"{', '.join(_order(list(groups))) or 'none'}.")
+    if store_root is not None:
+        summary = [f"Store: {store_root} ({_plural(runs.height if from_store else 0, 'finished run')}"
+                   + (f"; {_plural(len(set(runs['group'].to_list())), 'data option')}" if from_store else "") + ")."]
+        if not from_store and runs.height:
+            summary.append(f"The store has no finished run: the {_plural(runs.height, 'fitted run')} the fit carries "
+                           "are shown instead.")
+    else:
+        summary = [f"Runs: the {_plural(runs.height, 'fitted run')} the fit carries"
+                   + (f" ({_plural(len(set(runs['group'].to_list())), 'group')})" if runs.height else "")
+                   + "; no store (no loss curves)."]
+    if sweep.get("single_law"):
+        entry = groups["all"]["parametric"]
+        summary.append(f"Fit: one {entry.get('law')} law over {sweep.get('n_points')} points from "
+                       f"{sweep.get('source') or 'a table'}; compute convention {convention}.")
+    elif groups or sweep.get("source"):
+        summary.append(f"Fit: {sweep.get('source')}, {sweep.get('n_points')} points, groups: "
+                       f"{', '.join(_order(list(groups))) or 'none'}"
+                       + (f"; compute convention {convention}" if convention else "") + ".")
     else:
         summary.append("No fit was given.")
     if store_error:
@@ -453,15 +695,18 @@ def build_report(
     blocks.append(("p", " ".join(summary)))
     if recommendation_lines:
         blocks += [("h2", "Recommendation"), ("list", list(recommendation_lines))]
-    blocks += [("h2", "Caveats"), ("list", _caveats(runs, fit_json, target_flops), "caveats")]
+    blocks += _runs_blocks(sweep, runs, from_store)
+    blocks += [("h2", "Caveats"), ("list", _caveats(runs, sweep, target_flops, label), "caveats")]
     for key, (_, section, caption) in FIGURES.items():
         blocks.append(("h2", section))
         if key in paths:
-            blocks.append(("img", section, paths[key], caption))
+            blocks.append(("img", section, paths[key], caption.replace("{flops}", label)))
         else:
-            blocks.append(("p", f"Figure not drawn: {failures.get(key, 'unknown error')}."))
+            blocks.append(("p", notes.get(key, "Not drawn.")))
         if key == "predicted":
-            blocks += _parameter_blocks(fit_json)
+            blocks += _parameter_blocks(sweep, label)
+        if key == "calibration":
+            blocks += _error_model_blocks(sweep, runs, label)
         if key == "data":
             blocks += _data_blocks(data_report)[1:]
     if spec_text:
@@ -471,3 +716,20 @@ def build_report(
     md_path.write_text(_md(blocks, out_dir), encoding="utf-8")
     html_path.write_text(_html(blocks, title), encoding="utf-8")
     return {**paths, "markdown": md_path, "html": html_path}
+
+
+def build_report_from_fit(
+    fit_json: dict,
+    out_dir: Path,
+    title: str,
+    recommendation_lines: list[str] | None = None,
+    *,
+    target_flops: float | None = None,
+    next_run: Mapping[str, Any] | None = None,
+    data_report: dict | None = None,
+    spec_text: str | None = None,
+) -> dict[str, Path]:
+    """The report of a fit JSON alone (`scaler report --fit FIT.json`): `build_report` without a
+    store, the runs being the fit's top-level "data". Same return value."""
+    return build_report(None, fit_json, data_report, out_dir, title, recommendation_lines, spec_text,
+                        target_flops=target_flops, next_run=next_run)

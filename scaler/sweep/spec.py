@@ -54,7 +54,8 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 SeedInt = Annotated[int, Field(ge=0)]
 BUDGET_TOLERANCE = 0.01
 BUILD_EVAL_SETS = ("heldout", "humaneval")  # the eval sets every build writes (scaler/data/build.py)
-FitLaw = Literal["chinchilla", "data_constrained", "quality", "mixing"]  # scaler/fit/laws.py: LAWS
+FitLaw = Literal["chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
+                 "mixing", "auto"]  # scaler/fit/pipeline.py: LAW_NAMES
 
 
 class _Strict(BaseModel):
@@ -158,6 +159,9 @@ class FitSettings(_Strict):
     eval_set: str = Field(default="heldout", description="the eval set whose final loss is fitted")
     bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for intervals (0: none)")
     seed: SeedInt = Field(default=0, description="bootstrap seed")
+    objective: Literal["huber", "asymmetric"] = Field(default="huber", description="what the fitter minimises")
+    delta: PositiveFloat = Field(default=1e-3, description="the Huber threshold (on log loss; on loss: asymmetric)")
+    asymmetry: PositiveFloat = Field(default=10.0, description="asymmetric: the weight of predictions above a run")
 
 
 class SweepSpec(_Strict):
