@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/plan_scale.py
 	$(VENV)/bin/python benchmarks/ray_overhead.py
 	$(VENV)/bin/python benchmarks/fit_speed.py
+	$(VENV)/bin/python benchmarks/extrapolation.py
 
 clean:
 	rm -rf $(VENV) store data .pytest_cache

@@ -335,7 +335,7 @@ def _print_plan(spec, result) -> None:
     usd = f", ${result.total_usd:,.2f}" if result.total_usd is not None else ""
     left = [r.est_seconds for r in result.rows if r.state not in ("done", "diverged")]
     hours = f" = {result.total_seconds / 3600:.2f} device-hours" if result.total_seconds is not None else ""
-    _say(f"total {result.total_flops:.3g} FLOPs, {_seconds(result.total_seconds)}{hours}{usd}; "
+    _say(f"total {result.total_flops:.3g} FLOPs (flops_v1), {_seconds(result.total_seconds)}{hours}{usd}; "
          f"left to run: {len(left)} runs, {_seconds(None if None in left else sum(left))}; "
          f"estimate: {result.estimate}")
     if result.provisional_ids:
@@ -530,17 +530,28 @@ def _print_fit(out: dict[str, Any]) -> None:
             table.add_row(c["law"] + mark, "-" if error is None else f"{error:.2f}%", f"{c['objective']:.4g}",
                           str(c["n_params"]), str(c["converged"]))
         console.print(table)
+    _print_compute(out.get("compute"))
     _print_excluded(out.get("excluded"))
 
 
+def _print_compute(compute: dict[str, Any] | None) -> None:
+    """A warning when the FLOPs per token of new sizes come from a family the runs do not all follow."""
+    if compute and compute.get("family") and not compute.get("family_exact", True):
+        family = compute["family"]
+        _warn(f"the runs' shapes are not all from one model family: FLOPs per token of other sizes follow the "
+              f"nearest ({family['aspect_ratio']} wide per layer, head width {family['head_dim']}), under "
+              f"{compute['convention']}", "compute")
+
+
 def _print_sweep_fit(out: dict[str, Any]) -> None:
+    _print_compute(out.get("compute"))
     _print_excluded(out.get("excluded"))
     for label, entry in out["groups"].items():
         _heading(label)
         if "error" in entry["parametric"]:
             _say(("parametric fit: ", "red"), entry["parametric"]["error"])
         else:
-            _print_fit({**entry["parametric"], "excluded": None})
+            _print_fit({**entry["parametric"], "excluded": None, "compute": None})
         iso = entry["isoflop"]
         if "error" in iso:
             _say(("IsoFLOP approach 2: ", "yellow"), iso["error"])
@@ -560,7 +571,7 @@ def _print_sweep_fit(out: dict[str, Any]) -> None:
         if "error" in out["quality"]:
             _say(("quality fit: ", "red"), out["quality"]["error"])
         else:
-            _print_fit({**out["quality"], "excluded": None})
+            _print_fit({**out["quality"], "excluded": None, "compute": None})
 
 
 def _check_output_file(path: Path, option: str) -> None:
@@ -615,7 +626,7 @@ def fit(
     from scaler.fit.data import load_table
     from scaler.fit.pipeline import fit as fit_law, fit_sweep
 
-    with _user_errors():
+    with _user_errors(ValueError):  # a law that cannot be fitted to these rows is one line too
         if (spec_file is None) == (table is None):
             raise ConfigError("give a sweep spec, or --table FILE.csv with --n, --loss and --d or --flops")
         if out is not None:
@@ -705,7 +716,10 @@ def _fit_source(source: Path) -> dict[str, Any]:
 def _table_column(path: Path, name: str, option: str) -> list[Any]:
     import polars as pl
 
-    frame = pl.read_csv(path, infer_schema_length=None)
+    try:
+        frame = pl.read_csv(path, infer_schema_length=None)
+    except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
+        raise ConfigError(f"{path}: not a readable CSV: {err}") from None
     if name not in frame.columns:
         raise ConfigError(f"{path}: {option} {name!r}: no such column (columns: {', '.join(frame.columns)})")
     return frame[name].to_list()
@@ -759,10 +773,12 @@ def predict(
             _write_json_file(out, result)
     rows = result["points"]
     far = [p for p in rows if p["extrapolation"] > EXTRAPOLATION_WARN]
-    if far:
-        _warn(f"{len(far)} of {len(rows)} points extrapolate more than {EXTRAPOLATION_WARN:g}x (up to "
-              f"{max(p['extrapolation'] for p in far):.3g}x) beyond the largest fitted run; "
-              f"{_fitted_range_text(fit_json, rows[0]['group'])}", "extrapolation")
+    for label in dict.fromkeys(p["group"] for p in far):
+        mine = [p for p in far if p["group"] == label]
+        _warn(f"{len(mine)} point{'s' if len(mine) > 1 else ''}{'' if label is None else f' of {label}'} "
+              f"extrapolate{'' if len(mine) > 1 else 's'} more than {EXTRAPOLATION_WARN:g}x (up to "
+              f"{max(p['extrapolation'] for p in mine):.3g}x) beyond the largest fitted run; "
+              f"{_fitted_range_text(fit_json, label)}", "extrapolation")
     if json_out:
         _print_json(result)
         return
@@ -778,13 +794,11 @@ def predict(
 
 
 def _fitted_range_text(fit_json: dict[str, Any], group: str | None) -> str:
-    from scaler.fit.predict import law_entry
+    from scaler.fit.predict import FittedRange, law_entry
 
     entry, _ = law_entry(fit_json, group)
-    fitted = entry.get("fitted_range") or {}
-    low = fitted.get("flops_min")
-    span = f"{low:.3g} to {fitted['flops_max']:.3g}" if low else f"up to {entry['largest_run_flops']:.3g}"
-    return f"the fitted runs span C = {span} FLOPs ({entry.get('flops_convention', '6ND')})"
+    fitted = FittedRange.from_json(entry.get("fitted_range"), entry["largest_run_flops"])
+    return fitted.span_text(entry.get("flops_convention", "6ND"))
 
 
 def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tokens: float | None = None,
@@ -899,6 +913,9 @@ def report(
             paths = _report(spec_file, spec, out_dir, budget_multiple, _sweep_fit(spec, bootstrap))
         else:
             fit_json = _read_fit_json(fit_file)  # type: ignore[arg-type]
+            if not fit_json.get("largest_run_flops"):
+                raise ConfigError(f"--fit {fit_file}: the fit failed or predates scaler's fit.json schema 4 "
+                                  f"({fit_json.get('error', 'no largest_run_flops')}); refit it")
             out_dir = out or Path("reports") / fit_file.stem  # type: ignore[union-attr]
             check_writable_folder(str(out_dir), "--out")
             paths = build_report_from_fit(fit_json, out_dir, f"scaler report: {fit_file}",

@@ -526,14 +526,12 @@ def _prediction_interval(o: OptionResult, samples: dict[str, Any], compute: Comp
     log_samples = log_samples[np.isfinite(log_samples)]
     sd_boot = float(np.std(log_samples)) if len(log_samples) > 1 else 0.0
     distance = fitted.distance(o.n_params, o.tokens, compute.flops(o.n_params, o.tokens))
-    half = errors.multiplier * math.sqrt(sd_boot**2 + float(errors.sigma(distance)) ** 2)
-    return o.loss * math.exp(-half), o.loss * math.exp(half)
+    lo, hi = errors.interval(o.loss, sd_boot, distance)
+    return float(lo), float(hi)
 
 
 def _fitted_span(smallest: float | None, largest: float, compute: Compute) -> str:
-    if smallest:
-        return f"the fitted runs span C = {smallest:.3g}..{largest:.3g} {compute.label}"
-    return f"the largest fitted run used C = {largest:.3g} {compute.label}"
+    return FittedRange(math.inf, math.inf, largest, smallest or 0.0).span_text(compute.convention)
 
 
 def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: list[TierOption], budget_flops: float,
@@ -829,8 +827,7 @@ def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = Non
 
     compute = Compute.from_json(entry.get("compute") or fit.get("compute"))
     fitted_raw = entry.get("fitted_range")
-    fitted = FittedRange(float(fitted_raw["n_max"]), float(fitted_raw["d_max"]), float(fitted_raw["flops_max"])) \
-        if fitted_raw else None
+    fitted = FittedRange.from_json(fitted_raw, float(fitted_raw["flops_max"])) if fitted_raw else None
     largest = entry.get("largest_run_flops") or fit.get("largest_run_flops") or (fitted.flops_max if fitted else None)
     if not largest:
         raise ValueError("the fit records no largest run's compute (largest_run_flops)")

@@ -155,3 +155,26 @@ def test_a_fit_whose_every_group_failed_exits_non_zero(tmp_path: Path) -> None:
                                       "--group", "g", "--bootstrap", "0"])
     assert result.exit_code == 1 and "no law could be fitted" in result.stderr
     assert "too few points" in result.stdout
+
+
+def test_bad_fits_and_points_are_one_line_errors(group_fit: tuple[Path, str], runs_csv: Path, tmp_path: Path) -> None:
+    out, _ = group_fit
+    garbled = tmp_path / "garbled.json"
+    cases = {
+        "not json": (["predict", str(garbled), "--params", "1e8", "--tokens", "1e9"], "{not json"),
+        "not a fit": (["predict", str(garbled), "--params", "1e8", "--tokens", "1e9"], '{"spec": 3}'),
+        "no parametric": (["predict", str(garbled), "--params", "1e8", "--tokens", "1e9"], '{"groups": {"a": {}}}'),
+        "failed fit report": (["report", "--fit", str(garbled), "--out", str(tmp_path / "r")], '{"spec": {}, "error": "x"}'),
+    }
+    for name, (args, text) in cases.items():
+        garbled.write_text(text)
+        result = CliRunner().invoke(app, args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (name, result.output)
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_bytes(b'N,D\n1e8,"unterminated\n')
+    result = CliRunner().invoke(app, ["predict", str(out), "--at", str(bad_csv), "--n", "N", "--d", "D", "--tier", "web"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: "), result.output
+    one = CliRunner().invoke(app, ["fit", "--table", str(runs_csv), "--n", "params", "--d", "tokens", "--loss", "loss",
+                                   "--bootstrap", "1"])
+    assert one.exit_code == 2 and "--bootstrap 1" in one.stderr

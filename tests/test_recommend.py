@@ -296,18 +296,18 @@ def test_extrapolation_note_refusal_and_force() -> None:
     far = recommend_from_fit(entry, budget_flops=1e21, **kwargs)
     assert far.extrapolation == pytest.approx(1e3)
     note = next(n for n in far.notes if "beyond the largest" in n)
-    assert "the fitted runs span C = 1e+16..1e+18 FLOPs (6ND)" in note and "1e+03x beyond the largest" in note
+    assert "the fitted runs span C = 1e+16 to 1e+18 FLOPs (6ND)" in note and "1e+03x beyond the largest" in note
     assert f"note: {note}" in far.lines()
     with pytest.raises(ExtrapolationRefused, match=r"1e\+05x the largest fitted run") as err:
         recommend_from_fit(entry, budget_flops=1e23, **kwargs)
     message = str(err.value)
-    assert "\n" not in message and "1e+16..1e+18" in message and "pass force=True (--force) to answer anyway" in message
+    assert "\n" not in message and "1e+16 to 1e+18" in message and "pass force=True (--force) to answer anyway" in message
     assert isinstance(err.value, ValueError)
     forced = recommend_from_fit(entry, budget_flops=1e23, force=True, **kwargs)
     assert forced.extrapolation == pytest.approx(1e5) and any("forced" in n for n in forced.notes)
     no_min = dict(entry, fitted_range=None)  # only the largest run known
     note = next(n for n in recommend_from_fit(no_min, budget_flops=1e21, **kwargs).notes if "beyond the largest" in n)
-    assert "the largest fitted run used C = 1e+18 FLOPs (6ND)" in note
+    assert "the fitted runs span C = up to 1e+18 FLOPs (6ND)" in note
 
 
 def test_seed_noise_note() -> None:

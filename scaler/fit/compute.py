@@ -9,7 +9,7 @@ C = flops_per_token(N) x D. Two conventions are named:
   shapes the FLOPs per token are interpolated (log-linear in N); at every ladder shape they are
   exact. Runs from a store are fitted and allocated under it.
 - `6ND`: the textbook C = 6 N D (Kaplan et al. 2020; Hoffmann et al. 2022). Tables of runs
-  trained elsewhere are fitted under it unless they come with a family.
+  trained elsewhere are fitted under it, and so are a store's runs that record no model shape.
 
 `allocate` finds the compute-optimal N for a budget under any law in (N, D) and any convention:
 D = C / flops_per_token(N) and a vectorised search over log N (a dense grid, then golden-section
@@ -44,6 +44,7 @@ class Compute:
 
     convention: str = SIX_ND
     family: Family | None = None
+    family_exact: bool = True  # False: the runs' shapes are not all the family's (inferred as the nearest)
 
     def __post_init__(self) -> None:
         if self.convention not in (SIX_ND, FLOPS_V1):
@@ -73,7 +74,8 @@ class Compute:
         return np.asarray(flops, dtype=np.float64) / self.flops_per_token(n_params)
 
     def to_json(self) -> dict[str, Any]:
-        return {"convention": self.convention, "family": None if self.family is None else asdict(self.family)}
+        return {"convention": self.convention, "family": None if self.family is None else asdict(self.family),
+                "family_exact": self.family_exact}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any] | None) -> Compute:
@@ -81,7 +83,8 @@ class Compute:
         if not raw:
             return cls(SIX_ND)
         family = raw.get("family")
-        return cls(str(raw.get("convention", SIX_ND)), Family(**family) if family else None)
+        return cls(str(raw.get("convention", SIX_ND)), Family(**family) if family else None,
+                   bool(raw.get("family_exact", True)))
 
 
 @functools.cache

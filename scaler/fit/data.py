@@ -220,9 +220,11 @@ def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = Fals
         columns["U"] = runs["unique_tokens"].cast(pl.Float64).to_numpy()
     labels = [mix_label(dict(zip(tiers, row, strict=True))) for row in zip(*(columns[f"w_{t}"] for t in tiers), strict=True)
               ] if tiers else ["stdlib"] * len(runs)
+    compute = _store_compute(runs)
+    if compute.convention == SIX_ND:  # no shapes to count attention with: every figure under 6ND, C included
+        columns["C"] = 6.0 * columns["N"] * columns["D"]
     data = FitData(f"{store_root} ({eval_set})", columns, runs[loss_col].cast(pl.Float64).to_numpy(),
-                   np.asarray(labels), run_ids=runs["run_id"].to_numpy(), compute=_store_compute(runs),
-                   excluded=excluded)
+                   np.asarray(labels), run_ids=runs["run_id"].to_numpy(), compute=compute, excluded=excluded)
     return with_clusters(check(data, drop_nan))
 
 
@@ -237,5 +239,5 @@ def _store_compute(runs: pl.DataFrame) -> Compute:
                          vocab_size=int(r["model_vocab_size"]), seq_len=int(r["model_seq_len"]))
               for r in runs.select("model_d_model", "model_n_layers", "model_n_heads", "model_d_ff",
                                    "model_vocab_size", "model_seq_len").iter_rows(named=True)]
-    family, _ = family_of_shapes(shapes)
-    return Compute(FLOPS_V1, family)
+    family, exact = family_of_shapes(shapes)
+    return Compute(FLOPS_V1, family, exact)

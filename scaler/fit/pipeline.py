@@ -30,7 +30,7 @@ FIT_FILE = "fit.json"
 FIT_SCHEMA = 4  # bump when fit.json's layout changes: files of another schema are refitted
 LAW_NAMES = ("chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
              "mixing", "auto")
-AUTO_CANDIDATES = ("chinchilla", "kaplan", "overtrain", "broken")  # `--law auto` scores these (and group E)
+AUTO_CANDIDATES = ("chinchilla", "kaplan", "overtrain", "broken")  # `--law auto` scores these
 AUTO_TIE_PCT, AUTO_TIE_SHARE = 0.02, 0.05  # held-out errors this close to the best tie: fewer parameters win
 ALLOCATION_MULTIPLES = (1.0, 10.0, 100.0)  # allocations reported at these multiples of the largest run
 
@@ -115,8 +115,8 @@ def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: i
     from scaler.fit.fitter import bootstrap, fit as fit_law
     from scaler.fit.predict import FittedRange, error_model, seed_noise
 
-    if n_bootstrap < 0:
-        raise ConfigError(f"--bootstrap {n_bootstrap}: expected 0 or more resamples")
+    if n_bootstrap < 0 or n_bootstrap == 1:
+        raise ConfigError(f"--bootstrap {n_bootstrap}: expected 0 (none) or 2 or more resamples")
     if law == "auto":
         return fit_auto(data, n_bootstrap, seed, objective, with_data)
     if law in ("quality", "chinchilla_group_e", "mixing"):

@@ -66,6 +66,19 @@ class FittedRange:
         return cls(float(np.max(cols["N"])), float(np.max(cols["D"])), float(np.max(cols["C"])),
                    float(np.min(cols["C"])))
 
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None, largest_run_flops: float) -> FittedRange:
+        """As a fit entry saves it (`fitted_range`); an entry written before ranges were saved knows
+        only its largest compute."""
+        if not raw:
+            return cls(math.inf, math.inf, float(largest_run_flops))
+        return cls(float(raw["n_max"]), float(raw["d_max"]), float(raw["flops_max"]), float(raw.get("flops_min") or 0.0))
+
+    def span_text(self, convention: str) -> str:
+        """"the fitted runs span C = a to b FLOPs (convention)", for warnings and notes."""
+        span = f"{self.flops_min:.3g} to {self.flops_max:.3g}" if self.flops_min else f"up to {self.flops_max:.3g}"
+        return f"the fitted runs span C = {span} FLOPs ({convention})"
+
     def distance(self, n: Any, d: Any, flops: Any) -> np.ndarray:
         """x = max(N / N_max, D / D_max, C / C_max, 1): how far beyond the fitted runs a point is."""
         ratios = [np.asarray(n, float) / self.n_max, np.asarray(d, float) / self.d_max,
@@ -86,6 +99,13 @@ class ErrorModel:
     def sigma(self, distance: Any) -> np.ndarray:
         lx = np.log10(np.maximum(np.asarray(distance, float), 1.0))
         return np.sqrt(self.sigma_run**2 + (self.growth * lx) ** 2)
+
+    def interval(self, loss: Any, sd_boot: Any, distance: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The 95% prediction interval of predicted `loss` whose bootstrap spread of log loss is
+        `sd_boot`, at extrapolation `distance`: loss x exp(+-multiplier sqrt(sd_boot^2 + sigma(x)^2))."""
+        half = self.multiplier * np.sqrt(np.asarray(sd_boot, float) ** 2 + self.sigma(distance) ** 2)
+        loss = np.asarray(loss, float)
+        return loss * np.exp(-half), loss * np.exp(half)
 
     def to_json(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -134,14 +154,15 @@ def _law_inputs(law: Any, data: FitData) -> dict[str, np.ndarray]:
     return {c: data.columns[c] for c in law.columns}
 
 
-def rolling_backtests(law: Any, data: FitData, theta: np.ndarray, fit_kwargs: Mapping[str, Any] | None = None,
+def rolling_backtests(law: Any, data: FitData, fit_kwargs: Mapping[str, Any] | None = None,
                       ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """Refit `law` below compute cuts and model-size cuts and score the runs above each.
 
     Returns (one summary per cut, residuals r = log L_obs - log L_pred, distances x), pooled over
     the cuts. A cut is used when its fit side has more rows than the law has parameters and it
-    holds out at least one run; the refit starts from the full fit's `theta` and the law's grid,
-    and weighs the held-out rows 0 (one compiled solver for every cut).
+    holds out at least one run; the refit starts from the law's whole grid (never from the full
+    fit's optimum, which has seen the held-out runs) and weighs the held-out rows 0 (one compiled
+    solver for every cut).
     """
     from scaler.fit.fitter import fit as fit_law  # lazy: JAX
 
@@ -153,7 +174,7 @@ def rolling_backtests(law: Any, data: FitData, theta: np.ndarray, fit_kwargs: Ma
     summaries: list[dict[str, Any]] = []
     residuals, distances = [], []
     seen: set[bytes] = set()
-    starts = np.vstack([np.asarray(theta, float)[None, :], law.start_grid()])
+    starts = law.start_grid()  # not the full fit's optimum: it has seen the held-out runs
     for axis, cut in cuts:
         fit_side = (flops <= cut) if axis == "compute" else (n_params <= cut)
         key = fit_side.tobytes()
@@ -189,7 +210,7 @@ def error_model(law: Any, data: FitData, theta: np.ndarray, fit_kwargs: Mapping[
     sigma_run = robust_sd(in_sample)
     if not math.isfinite(sigma_run) or sigma_run <= 0:
         sigma_run = float(np.std(in_sample)) or 1e-6
-    summaries, r, x = rolling_backtests(law, data, theta, fit_kwargs)
+    summaries, r, x = rolling_backtests(law, data, fit_kwargs)
     growth = _growth(r, np.log10(x), sigma_run)
     model = ErrorModel(sigma_run, growth, Z95, False, int(len(r)), summaries,
                        {"distance": x.tolist(), "residual": r.tolist()})
@@ -233,8 +254,7 @@ def predict_points(law: Any, theta: np.ndarray, samples: np.ndarray | None, poin
     sd_boot = np.nanstd(log_samples, axis=0) if log_samples is not None else np.zeros_like(point)
     distance = fitted.distance(n, d, flops)
     if errors is not None:
-        sd = np.sqrt(sd_boot**2 + errors.sigma(distance) ** 2)
-        lo, hi = point * np.exp(-errors.multiplier * sd), point * np.exp(errors.multiplier * sd)
+        lo, hi = errors.interval(point, sd_boot, distance)
     elif log_samples is not None:
         from scaler.fit.stats import percentile_interval
 
@@ -285,15 +305,18 @@ def law_entry(fit_json: Mapping[str, Any], group: str | None) -> tuple[dict[str,
     if "spec" in fit_json:
         if "error" in fit_json:
             raise PredictError(f"the fit failed: {fit_json['error']}")
-        return dict(fit_json), one_hot(fit_json)
-    groups = {g: e["parametric"] for g, e in fit_json.get("groups", {}).items() if "error" not in e["parametric"]}
+        return _checked(fit_json), one_hot(fit_json)
+    if not isinstance(fit_json.get("groups"), Mapping) or not all(
+            isinstance(e, Mapping) and isinstance(e.get("parametric"), Mapping) for e in fit_json["groups"].values()):
+        raise PredictError("not a fit: expected the JSON of `scaler fit` (groups with parametric fits, or one law)")
+    groups = {g: _checked(e["parametric"]) for g, e in fit_json["groups"].items() if "error" not in e["parametric"]}
     if group is None and len(fit_json.get("groups", {})) == 1:
         group = next(iter(fit_json["groups"]))
     if group in groups:
         return dict(groups[group]), {}
     quality = fit_json.get("quality")
-    if quality and "error" not in quality and group is not None:
-        tiers = laws.law_from_spec(quality["spec"]).spec.get("tiers", ())
+    if isinstance(quality, Mapping) and "error" not in quality and group is not None:
+        tiers = laws.law_from_spec(_checked(quality)["spec"]).spec.get("tiers", ())
         if group in tiers:
             return dict(quality), one_hot(quality)
     known = sorted(fit_json.get("groups", {}))
@@ -303,6 +326,23 @@ def law_entry(fit_json: Mapping[str, Any], group: str | None) -> tuple[dict[str,
     if failed:
         raise PredictError(f"group {group!r}: its fit failed ({failed})")
     raise PredictError(f"group {group!r} is not in the fit (groups: {', '.join(known)})")
+
+
+def _checked(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A fit entry with what a prediction reads: a law spec that rebuilds, its theta and compute."""
+    from scaler.fit import laws
+
+    try:
+        law = laws.law_from_spec(entry["spec"])
+        theta = np.asarray(entry["theta"], dtype=np.float64)
+        float(entry["largest_run_flops"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise PredictError(f"not a usable fit entry ({type(err).__name__}: {err}): expected the JSON of `scaler fit`") from None
+    if theta.shape != (law.n_params,):
+        raise PredictError(f"the {law.name} fit has {theta.size} parameters; the law has {law.n_params}")
+    if "N" not in law.columns or "D" not in law.columns:
+        raise PredictError(f"the {law.name} law is not a law in parameters and tokens: it predicts no run's loss")
+    return dict(entry)
 
 
 def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = None,
@@ -332,9 +372,7 @@ def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = Non
             raise PredictError(f"the {law.name} law needs columns {missing} for a prediction")
         if not (np.all(n_rows > 0) and np.all(d_rows > 0) and np.all(np.isfinite(n_rows)) and np.all(np.isfinite(d_rows))):
             raise PredictError("parameters and tokens must be positive finite numbers")
-        fitted_raw = entry.get("fitted_range") or {"n_max": math.inf, "d_max": math.inf,
-                                                   "flops_max": entry["largest_run_flops"]}
-        fitted = FittedRange(**{k: float(v) for k, v in fitted_raw.items()})
+        fitted = FittedRange.from_json(entry.get("fitted_range"), entry["largest_run_flops"])
         errors = ErrorModel.from_json(entry["error_model"]) if entry.get("error_model") else None
         samples = sample_array(entry.get("bootstrap_theta"), law.n_params)
         predicted = predict_points(law, np.asarray(entry["theta"], float), samples, points, compute, fitted, errors)

@@ -469,7 +469,9 @@ def _error_model_blocks(sweep: Mapping[str, Any], runs: pl.DataFrame, label: str
             check = F.interval_check(view, sweep, runs)
             if check["total"]:
                 text += (f" {check['inside']} of {check['total']} held-out backtest runs fall inside the 95% "
-                         "envelope.")
+                         "envelope (the multiplier is calibrated on the rolling backtests, so about 95% is "
+                         "expected by construction; benchmarks/extrapolation.py scores the intervals on runs "
+                         "that no fit saw).")
         sentences.append(text)
         for b in em.get("backtests") or []:
             cut = (f"C <= {_num(b.get('cut'), 3)}" if b.get("axis") == "compute" else

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaler.config import ConfigError, mix_label
+from scaler.config import FLOPS_CONVENTION, ConfigError, mix_label
 from scaler.model.family import count_params, flops_per_token, training_flops
 from scaler.sweep.spec import SweepRun, SweepSpec
 
@@ -53,7 +53,8 @@ class Plan:
     provisional_ids: bool  # the data is not built yet: ids change once it is
 
     def to_json(self) -> dict[str, Any]:
-        return {**{k: v for k, v in asdict(self).items() if k != "rows"}, "runs": [asdict(r) for r in self.rows]}
+        return {**{k: v for k, v in asdict(self).items() if k != "rows"}, "flops_convention": FLOPS_CONVENTION,
+                "runs": [asdict(r) for r in self.rows]}
 
 
 def machine_key() -> str:
