@@ -483,7 +483,10 @@ def _print_excluded(excluded: dict[str, list[str]] | None) -> None:
     for state, ids in (excluded or {}).items():
         if ids:
             shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-            _warn(f"{len(ids)} {state} run{'s' if len(ids) != 1 else ''} not in the fit: {shown}", "left out")
+            runs = f"{len(ids)} run{'s' if len(ids) != 1 else ''}"
+            what = (f"{runs} of the store outside the sweep (another data build or spec version)"
+                    if state == "outside the sweep" else f"{len(ids)} {state} run{'s' if len(ids) != 1 else ''}")
+            _warn(f"{what} not in the fit: {shown}", "left out")
 
 
 def _print_fit(out: dict[str, Any]) -> None:
@@ -516,8 +519,8 @@ def _print_fit(out: dict[str, Any]) -> None:
                       f"{model['multiplier']:.2f} ({calibrated})")
     noise = out.get("seed_noise")
     if noise:
-        console.print(f"seed noise: {noise['sd_nats']:.4f} nats ({100 * noise['sd_log']:.2f}%) over {noise['n_configs']} "
-                      f"configurations trained with {noise['n_runs']} seeds in all")
+        console.print(f"seed noise: {noise['sd_nats']:.4f} nats ({100 * noise['sd_log']:.2f}%), the spread of "
+                      f"{noise['n_runs']} runs of {noise['n_configs']} configurations trained more than once")
     if out.get("candidates"):
         table = Table("law", "held-out error", "objective", "parameters", "converged",
                       title=f"candidate laws, chosen by the {out.get('chosen_by', 'rolling backtest')}")
@@ -684,12 +687,14 @@ def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = N
     """The sweep's fit under its [fit] settings (each overridden when given), from the store's
     fit.json when the key matches."""
     from scaler.fit.pipeline import Objective, fit_store
+    from scaler.sweep.spec import expand
 
     s = spec.fit
     goal = _objective(objective, delta, asymmetry, Objective(s.objective, s.delta, s.asymmetry))
     return fit_store(spec.store_root, eval_set or s.eval_set, law or s.law,
                      s.bootstrap if n_bootstrap is None else n_bootstrap, s.seed if seed is None else seed,
-                     reference or s.reference, refit=refit, objective=goal)
+                     reference or s.reference, refit=refit, objective=goal,
+                     run_ids={r.run_id for r in expand(spec)})  # the sweep's own runs, not the whole store's
 
 
 def _read_fit_json(path: Path) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def test_recommend_for_runs_trained_anywhere_warns_then_refuses_far_out(group_fi
     assert bad.exit_code == 2 and "GROUP=NUMBER" in bad.stderr
 
 
-def test_diverged_and_failed_runs_are_named_not_dropped(tmp_path: Path) -> None:
+def test_diverged_and_failed_runs_are_named_not_dropped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from scaler.fit.data import from_store
 
     store = Store(str(tmp_path / "store"))
@@ -138,13 +138,17 @@ def test_diverged_and_failed_runs_are_named_not_dropped(tmp_path: Path) -> None:
         store.write_status(run_id, state)
     data = from_store(store.root)
     assert data.excluded == {"diverged": ["blew-up"], "failed": ["crashed"]} and data.n_points == 8
-    spec = tmp_path / "spec.toml"
-    spec.write_text(f'name = "t"\nstore = "{store.root}"\n[model]\nseq_len = 32\n[train]\nbatch_size = 8\n'
-                    '[design.grid]\nsizes = [20_000]\ntokens = [4_096]\n[fit]\nbootstrap = 0\n')
-    result = CliRunner().invoke(app, ["fit", str(spec)])
-    assert result.exit_code == 0, result.output
-    assert "1 diverged run not in the fit: blew-up" in result.stderr and "1 failed run not in the fit: crashed" in result.stderr
-    assert json.loads((tmp_path / "store" / "fit.json").read_text())["excluded"]["diverged"] == ["blew-up"]
+    from scaler.cli import _print_sweep_fit
+    from scaler.fit.pipeline import fit_store
+
+    sweep_ids = {f"run{i}" for i in range(7)} | {"blew-up"}  # run7 belongs to an earlier build of the sweep
+    result = fit_store(store, n_bootstrap=0, run_ids=sweep_ids)
+    assert result["excluded"] == {"outside the sweep": ["crashed", "run7"], "diverged": ["blew-up"]}
+    assert result["n_points"] == 7 and json.loads((tmp_path / "store" / "fit.json").read_text())["excluded"]
+    _print_sweep_fit(result)
+    err = capsys.readouterr().err
+    assert "1 diverged run not in the fit: blew-up" in err
+    assert "2 runs of the store outside the sweep (another data build or spec version) not in the fit: crashed, run7" in err
 
 
 def test_a_fit_whose_every_group_failed_exits_non_zero(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ single model size, non-positive losses, NaN rows (dropped only on request, and t
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,16 +189,28 @@ def load_table(
     return with_clusters(drop_top_loss(check(data, drop_nan), drop_top))
 
 
-def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = False) -> FitData:
+def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = False,
+               run_ids: Collection[str] | None = None) -> FitData:
     """The finished runs of a store: N = n_params, D = tokens, C = flops (flops_v1), the final
-    loss on `eval_set`, the mix as group and `w_<tier>` weights, and per-tier pools `U_<tier>`."""
+    loss on `eval_set`, the mix as group and `w_<tier>` weights, and per-tier pools `U_<tier>`.
+    `run_ids` (a sweep's runs, e.g. its current expansion) keeps only those: runs of an earlier
+    data build or spec that share the store are listed in `excluded` as "outside the sweep"."""
     from scaler.store import load_runs
 
     runs = load_runs(store_root)
     if runs.is_empty():
         raise FitDataError(f"{store_root}: no runs in the store")
-    excluded = {state: sorted(runs.filter(pl.col("state") == state)["run_id"].to_list())
-                for state in sorted(set(runs["state"].to_list()) - {"done"})}
+    excluded: dict[str, list[str]] = {}
+    if run_ids is not None:
+        inside = pl.col("run_id").is_in(list(run_ids))
+        outside = sorted(runs.filter(~inside)["run_id"].to_list())
+        runs = runs.filter(inside)
+        if outside:
+            excluded["outside the sweep"] = outside
+        if runs.is_empty():
+            raise FitDataError(f"{store_root}: none of the sweep's runs is in the store")
+    excluded.update({state: sorted(runs.filter(pl.col("state") == state)["run_id"].to_list())
+                     for state in sorted(set(runs["state"].to_list()) - {"done"})})
     runs = runs.filter(pl.col("state") == "done")
     if runs.is_empty():
         counts = ", ".join(f"{len(ids)} {state}" for state, ids in excluded.items())

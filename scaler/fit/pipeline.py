@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,13 +289,14 @@ def fit_key(data: FitData, law: str, eval_set: str, n_bootstrap: int, seed: int,
 
 
 def fit_store(store: Store | str, eval_set: str = "heldout", law: str = "chinchilla", n_bootstrap: int = 1000,
-              seed: int = 0, reference: str = "raw", refit: bool = False, objective: Objective = Objective()
-              ) -> dict[str, Any]:
-    """`fit_sweep` over a store's finished runs, cached in the store's fit.json: the saved fit is
-    returned when its key matches (same law, reference, eval set, bootstrap, seed, objective and
-    runs), else the runs are refitted and fit.json is replaced atomically."""
+              seed: int = 0, reference: str = "raw", refit: bool = False, objective: Objective = Objective(),
+              run_ids: Collection[str] | None = None) -> dict[str, Any]:
+    """`fit_sweep` over a store's finished runs (only `run_ids` when given: a sweep's own runs),
+    cached in the store's fit.json: the saved fit is returned when its key matches (same law,
+    reference, eval set, bootstrap, seed, objective and runs), else the runs are refitted and
+    fit.json is replaced atomically."""
     store = store if isinstance(store, Store) else Store(str(store))
-    data = from_store(store.root, eval_set)
+    data = from_store(store.root, eval_set, run_ids=run_ids)
     key = fit_key(data, law, eval_set, n_bootstrap, seed, reference, objective)
     try:
         saved = None if refit else store.read_sweep_json(FIT_FILE)

@@ -85,7 +85,9 @@ FIGURES: dict[str, tuple[str, str, str]] = {
 
 STATE_WORDS = {"diverged": ("diverged", "diverged"), "failed": ("failed", "failed"),  # (one run, several)
                "running": ("was still running", "were still running"),
-               "pending": ("had not started", "had not started")}
+               "pending": ("had not started", "had not started"),
+               "outside the sweep": ("belongs to another data build or spec version",
+                                     "belong to another data build or spec version")}
 MAX_IDS = 20  # run ids listed per state before "... and k more"
 
 
@@ -592,8 +594,10 @@ def _caveats(runs: pl.DataFrame, sweep: Mapping[str, Any], target_flops: float |
     return out
 
 
-def _runs(store_root: str, eval_set: str = "heldout", compute: Any = None
+def _runs(store_root: str, eval_set: str = "heldout", compute: Any = None, run_ids: Sequence[str] | None = None
           ) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+    """The store's runs and curves; only `run_ids` (the fit's own runs) when given, so runs of
+    another data build or spec version sharing the store are not drawn."""
     from scaler.store import load_curves, load_runs
 
     try:
@@ -601,6 +605,10 @@ def _runs(store_root: str, eval_set: str = "heldout", compute: Any = None
         curves = load_curves(store_root)
     except Exception as err:  # noqa: BLE001 - a broken store should still give a report
         return F.runs_table(pl.DataFrame()), pl.DataFrame(), f"{type(err).__name__}: {err}"
+    if run_ids is not None and "run_id" in raw.columns:
+        raw = raw.filter(pl.col("run_id").is_in(list(run_ids)))
+        if "run_id" in curves.columns:
+            curves = curves.filter(pl.col("run_id").is_in(list(run_ids)))
     return F.runs_table(raw, eval_set, compute), curves, None
 
 
@@ -639,7 +647,8 @@ def build_report(
     curves = pl.DataFrame()
     runs = F.runs_from_fit(None)
     if store_root is not None:
-        runs, curves, store_error = _runs(str(store_root), eval_set, compute)
+        fitted_ids = (sweep.get("data") or {}).get("run_id")
+        runs, curves, store_error = _runs(str(store_root), eval_set, compute, fitted_ids)
     from_store = runs.height > 0
     if not from_store:
         runs = F.runs_from_fit(sweep)
