@@ -209,6 +209,14 @@ CHINCHILLA_GRID = {
 }
 
 
+def _distinct_names(names: Sequence[Any], law: str, what: str) -> tuple[str, ...]:
+    """The names as a tuple of strings; a ValueError unless there is at least one and none repeats."""
+    out = tuple(str(n) for n in names)
+    if len(out) < 1 or len(set(out)) != len(out):
+        raise ValueError(f"{law} needs one or more distinct {what} names, got {list(out)}")
+    return out
+
+
 def _grid(*axes: Sequence[float]) -> np.ndarray:
     return np.array(list(itertools.product(*axes)), dtype=np.float64)
 
@@ -350,9 +358,7 @@ def quality(tiers: Sequence[str], reference: str = "raw", pools: bool = False, e
     `allocation` is the base law's (reference tier, no repetition): N_opt and
     reference-equivalent D_opt.
     """
-    tiers = tuple(str(t) for t in tiers)
-    if len(tiers) < 1 or len(set(tiers)) != len(tiers):
-        raise ValueError(f"quality law needs one or more distinct tier names, got {list(tiers)}")
+    tiers = _distinct_names(tiers, "quality law", "tier")
     if reference not in tiers:
         raise ValueError(f"quality law: reference tier {reference!r} is not among the tiers {list(tiers)}")
     return _quality(tiers, str(reference), bool(pools), bool(e_shift), _base_tuple(base))
@@ -437,9 +443,7 @@ def mixing(domains: Sequence[str]) -> Law:
     {-1, 0, 0.5, 1}, log_k in {-3, -1, 0}, t_j in {-2, 0, 2} (up to five domains; more domains
     use 3,000 seeded random starts in the same box).
     """
-    domains = tuple(str(d) for d in domains)
-    if len(domains) < 1 or len(set(domains)) != len(domains):
-        raise ValueError(f"mixing law needs one or more distinct domain names, got {list(domains)}")
+    domains = _distinct_names(domains, "mixing law", "domain")
     return _mixing(domains)
 
 
@@ -494,9 +498,7 @@ def chinchilla_group_e(groups: Sequence[str]) -> Law:
     Start grid: the Chinchilla grid's a, b, alpha, beta with every e_g equal to the same value
     in {-1, -0.5, 0, 0.5, 1} (4,500 starts whatever the number of groups).
     """
-    groups = tuple(str(g) for g in groups)
-    if len(groups) < 1 or len(set(groups)) != len(groups):
-        raise ValueError(f"chinchilla_group_e needs one or more distinct group names, got {list(groups)}")
+    groups = _distinct_names(groups, "chinchilla_group_e", "group")
     return _chinchilla_group_e(groups)
 
 
