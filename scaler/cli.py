@@ -731,24 +731,25 @@ def _table_column(path: Path, name: str, option: str) -> list[Any]:
 
 
 def _points(at: Path | None, n: str | None, d: str | None, flops: str | None, group: str | None,
-            params: float | None, tokens: float | None, tier: str | None) -> dict[str, Any]:
+            params: float | None, tokens: float | None, tier: str | None, unique: str | None = None
+            ) -> dict[str, Any]:
     """The points to predict: columns of a CSV (--at) or one run (--params, --tokens)."""
     if at is None:
         if params is None or tokens is None:
             raise ConfigError("give --at POINTS.csv with --n COL and --d COL (or --flops COL), or --params N --tokens D")
-        return {"n": [params], "d": [tokens], "flops": None, "groups": [tier]}
+        return {"n": [params], "d": [tokens], "flops": None, "groups": [tier], "unique": None}
     if not at.is_file():
         raise ConfigError(f"--at {at}: file not found")
     if not n or (d is None) == (flops is None):
         raise ConfigError(f"--at {at}: give --n COL and one of --d COL or --flops COL")
     try:
         numbers = {key: [float(v) for v in _table_column(at, col, f"--{key}")] for key, col in
-                   (("n", n), ("d", d), ("flops", flops)) if col}
+                   (("n", n), ("d", d), ("flops", flops), ("unique", unique)) if col}
     except (TypeError, ValueError):
         raise ConfigError(f"--at {at}: --n, --d and --flops must name numeric columns with no empty cells") from None
     groups = [None if v is None else str(v) for v in _table_column(at, group, "--group")] if group else None
     return {"n": numbers["n"], "d": numbers.get("d"), "flops": numbers.get("flops"),
-            "groups": groups or [tier] * len(numbers["n"])}
+            "groups": groups or [tier] * len(numbers["n"]), "unique": numbers.get("unique")}
 
 
 @app.command()
@@ -759,6 +760,7 @@ def predict(
     d: Annotated[str | None, typer.Option(help="--at: the training tokens column")] = None,
     flops: Annotated[str | None, typer.Option(help="--at: a training FLOPs column (D from the fit's convention)")] = None,
     group: Annotated[str | None, typer.Option(help="--at: the group (tier, dataset) column")] = None,
+    unique: Annotated[str | None, typer.Option(help="--at: the unique tokens column (data_constrained law)")] = None,
     params: Annotated[float | None, typer.Option(help="one point: parameters N")] = None,
     tokens: Annotated[float | None, typer.Option(help="one point: training tokens D")] = None,
     tier: Annotated[str | None, typer.Option(help="the group or tier of every point (when the fit has several)")] = None,
@@ -771,9 +773,10 @@ def predict(
     with _user_errors(PredictError):
         if out is not None:
             _check_output_file(out, "--out")
-        points = _points(at, n, d, flops, group, params, tokens, tier)
+        points = _points(at, n, d, flops, group, params, tokens, tier, unique)
         fit_json = _fit_source(source)
-        result = predict_loss(fit_json, points["n"], d=points["d"], flops=points["flops"], groups=points["groups"])
+        result = predict_loss(fit_json, points["n"], d=points["d"], flops=points["flops"], groups=points["groups"],
+                              unique=points["unique"])
         if out is not None:
             _write_json_file(out, result)
     rows = result["points"]

@@ -165,3 +165,19 @@ def test_seeds_are_repeats_kept_together_and_their_noise_is_measured() -> None:
     assert noise["n_configs"] == 18 and noise["n_runs"] == 36 and 0.001 < noise["sd_log"] < 0.01
     fitted = fit(data, "chinchilla", 40, 0, backtests=False)
     assert fitted["bootstrap_clusters"] == 18 and fitted["seed_noise"]["n_configs"] == 18
+
+
+def test_the_data_constrained_law_predicts_with_unique_tokens() -> None:
+    law = laws.data_constrained()
+    theta = np.array([*CHINCHILLA_THETA, math.log(15.0), math.log(5.0)])
+    n = np.repeat(np.geomspace(1e7, 3e8, 5), 6)
+    d = n * np.tile([10.0, 20.0, 40.0], 10)
+    u = np.tile(np.repeat([3e8, 3e10], 3), 5)
+    loss = law.predict(theta, {"N": n, "D": d, "U": u})
+    data = with_clusters(FitData("dc", {"N": n, "D": d, "U": u, "C": 6 * n * d}, loss, compute=Compute(SIX_ND)))
+    fitted = fit(data, "data_constrained", 0, 0, backtests=False)
+    scarce, plenty = predict(fitted, [1e8, 1e8], d=[1e10, 1e10], unique=[1e8, 1e11])["points"]
+    assert scarce["loss"] > plenty["loss"]  # 100 epochs of a small pool cost loss
+    assert plenty["loss"] == pytest.approx(law.predict(theta, {"N": 1e8, "D": 1e10, "U": 1e11}), rel=1e-3)
+    with pytest.raises(PredictError, match="--unique"):
+        predict(fitted, [1e8], d=[1e10])

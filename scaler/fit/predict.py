@@ -346,9 +346,10 @@ def _checked(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = None,
-            groups: Sequence[str | None] | None = None) -> dict[str, Any]:
+            groups: Sequence[str | None] | None = None, unique: Any = None) -> dict[str, Any]:
     """`{"points": [{"n", "d", "group", "loss", "interval", "extrapolation", ...}]}` for every
-    (n, d) (or (n, flops): D = flops / flops_per_token(N) in the fit's convention), in input order."""
+    (n, d) (or (n, flops): D = flops / flops_per_token(N) in the fit's convention), in input order.
+    `unique`: the unique tokens U of each point, for the data-constrained law."""
     from scaler.fit import laws
 
     n = np.atleast_1d(np.asarray(n, dtype=np.float64))
@@ -367,9 +368,12 @@ def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = Non
         d_rows = (np.asarray(d, np.float64)[rows] if d is not None
                   else compute.tokens(n_rows, np.asarray(flops, np.float64)[rows]))
         points = {"N": n_rows, "D": d_rows, **{k: np.full(len(rows), v) for k, v in mix.items()}}
+        if unique is not None:
+            points["U"] = np.asarray(unique, np.float64)[rows]
         missing = [c for c in law.columns if c not in points]
         if missing:
-            raise PredictError(f"the {law.name} law needs columns {missing} for a prediction")
+            hint = " (give --unique COL)" if missing == ["U"] else ""
+            raise PredictError(f"the {law.name} law needs columns {missing} for a prediction{hint}")
         if not (np.all(n_rows > 0) and np.all(d_rows > 0) and np.all(np.isfinite(n_rows)) and np.all(np.isfinite(d_rows))):
             raise PredictError("parameters and tokens must be positive finite numbers")
         fitted = FittedRange.from_json(entry.get("fitted_range"), entry["largest_run_flops"])
