@@ -1,9 +1,10 @@
 """Orbax checkpoints of a run: parameters, optimizer state, and the position in the data.
 
 The data sampler is a pure function of (seed, step), so the step is the whole data position; it
-is saved beside the arrays with the metrics rows written so far, so a resumed run continues its
-metrics exactly where the checkpoint left them. Orbax writes each step to a temporary folder and
-renames it when complete: a killed save leaves the previous checkpoint intact.
+is saved beside the arrays. The run loop writes the metrics rows up to a step before it saves
+that step's checkpoint, so a checkpoint only counts once its rows are durable (scaler/train/loop.py
+`resume_point`). Orbax writes each step to a temporary folder and renames it when complete: a
+killed save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """The saved steps, oldest first."""
+        return sorted(self.manager.all_steps())
+
+    def discard_after(self, step: int) -> None:
+        """Delete every checkpoint later than `step` (a run resuming from `step` saves them again)."""
+        for later in self.all_steps():
+            if later > step:
+                self.manager.delete(later)
 
     def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))

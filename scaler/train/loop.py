@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -176,14 +177,12 @@ def _train(
     eval_sets = load_eval_sets(source, config)
 
     ckpt = Checkpointer(store.ckpt_dir(run_id))
-    start = ckpt.latest_step() or 0
-    rows: list[dict[str, Any]] = []
+    start, rows = resume_point(ckpt, store, run_id)
     if start:
         restored, position = ckpt.restore(start, {"params": params, "opt_state": opt_state})
         params, opt_state = restored["params"], restored["opt_state"]
         if (position["seed"], position["next_batch"]) != (train.seed, start):
             raise ValueError(f"checkpoint {start} of run {run_id} holds data position {position}")
-        rows = store.read_metrics(run_id).filter(pl.col("step") <= start).to_dicts()
     params, opt_state = step_lib.replicate((params, opt_state), train.batch_size)
 
     steps, per_step, warmup = info["steps"], info["step_tokens"], info["warmup_steps"]
@@ -223,10 +222,10 @@ def _train(
             row.update(evaluate(eval_step, params, eval_sets, train.batch_size, source))
         rows.append(row)
         last_metrics = row
-        if is_ckpt:
+        if is_ckpt:  # the rows first: a checkpoint counts only once the metrics up to it are durable
+            store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
             position = {"seed": train.seed, "next_batch": done_steps}  # batch i = f(seed, i)
             ckpt.save(done_steps, {"params": params, "opt_state": opt_state}, position)
-            store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
         if time.time() - last_beat > HEARTBEAT_EVERY_S:
             store.heartbeat(run_id)
             last_beat = time.time()
@@ -238,6 +237,27 @@ def _train(
     final = {k: v for k, v in (last_metrics or (rows[-1] if rows else {})).items() if k != "lr"}
     store.write_status(run_id, "done", final=final, finished_at=time.time())
     return RunResult(run_id, store.run_dir(run_id), "done", final)
+
+
+def resume_point(ckpt: Checkpointer, store: Store, run_id: str) -> tuple[int, list[dict[str, Any]]]:
+    """Where a run resumes: the latest checkpoint whose metrics rows are all on disk, and those rows.
+
+    The loop writes rows before the checkpoint they lead to, so normally that is the latest
+    checkpoint. A checkpoint without its rows (a store written by an older scaler, killed between
+    the two writes) is not used: the run falls back to the previous one, or starts afresh, and the
+    later checkpoints are deleted, so no row is lost and no stale row becomes the final one. Rows
+    past the resume point are dropped: the run writes them again, identically.
+    """
+    metrics = store.read_metrics(run_id)
+    covered = int(metrics["step"].max()) if "step" in metrics.columns and metrics.height else 0
+    saved = ckpt.all_steps()
+    start = max((s for s in saved if s <= covered), default=0)
+    if saved and start < saved[-1]:
+        print(f"warning: run {run_id}: checkpoint {saved[-1]} has no metrics rows after step {covered} on disk; "
+              f"resuming from {'step ' + str(start) if start else 'the start'}", file=sys.stderr)
+        ckpt.discard_after(start)
+    rows = metrics.filter(pl.col("step") <= start).to_dicts() if start else []
+    return start, rows
 
 
 def _diverge(
