@@ -285,10 +285,11 @@ def _load_sweep(spec_file: Path):
 
 
 def _states(store_root: str, runs) -> dict[str, str]:
+    """Each run's state; "corrupt" for a run with an unreadable file."""
     from scaler.store import Store
 
     store = Store(store_root)
-    return {r.run_id: store.read_status(r.run_id)["state"] for r in runs}
+    return {r.run_id: store.state_of(r.run_id) for r in runs}
 
 
 @app.command()
@@ -422,6 +423,9 @@ def run(
             raise ConfigError("; ".join(problems) + " (--force to go ahead)")
         for warning in unchecked_budgets(spec, sweep_plan):
             _warn(warning)
+    for r in runs:
+        if states[r.run_id] == "corrupt":
+            states[r.run_id] = _set_aside(spec.store_root, r)
     left = [r for r in runs if states[r.run_id] not in ("done", "diverged")]
     todo = left[:max_runs]
     _note(f"sweep {spec.name}: {len(runs)} runs, {len(runs) - len(left)} done, {len(todo)} to run now ({runner}); "
@@ -445,6 +449,24 @@ def run(
         raise typer.Exit(1)
 
 
+def _set_aside(store_root: str, run) -> str:
+    """Move a corrupt run's unreadable files aside (never deleted), put back its config from the
+    spec, and return the state it resumes from: a done run whose rows are intact stays done, a
+    run whose metrics were lost trains again (from its checkpoints only when their rows survive)."""
+    from scaler.store import Store, run_id_of
+
+    store = Store(store_root)
+    problems = "; ".join(error for _, error in store.problems(run.run_id))
+    moved = store.set_aside(run.run_id)
+    identity = run.config.identity()
+    if run_id_of(identity) == run.run_id:
+        store.write_config(run.run_id, identity)  # config.json from the spec, if it was the damaged file
+    if any(path.rsplit("/", 1)[-1].startswith("metrics.parquet") for path in moved):
+        store.write_status(run.run_id, "pending", reset_reason="metrics set aside")
+    _warn(f"run {run.run_id}: {problems}; moved aside to {', '.join(moved)}; queued again", "corrupt")
+    return store.read_status(run.run_id)["state"]
+
+
 @app.command()
 def status(
     spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
@@ -465,6 +487,8 @@ def status(
     _console().print(table)
     for failed in result.failed:
         _say(("failed ", "red"), f"{failed['run_id']} after {failed['attempts']} attempts: {failed['error']}")
+    for bad in result.corrupt:
+        _say(("corrupt ", "red"), f"{bad['run_id']}: {bad['error']} (`scaler run` moves it aside and trains the run again)")
     _say(f"time spent: {_seconds(result.spent_s)}; estimated time left: {_seconds(result.left_s)} "
          f"({result.left_runs} runs)")
 

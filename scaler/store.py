@@ -44,6 +44,7 @@ import polars as pl
 from fsspec.implementations.local import LocalFileSystem
 
 RUN_STATES = ("pending", "running", "done", "failed", "diverged")
+CORRUPT = "corrupt"  # not written to status.json: a run with an unreadable file (Store.problems)
 
 # One lock per process for status read-modify-write, so a heartbeat thread cannot undo a state
 # change made by the main thread. (Module-level, so Store objects stay picklable for Ray.)
@@ -62,6 +63,11 @@ def canonical_json(obj: Any) -> str:
 def run_id_of(config: Mapping[str, Any]) -> str:
     """The run id: first 16 hex characters of sha256 of the config's canonical JSON."""
     return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:16]
+
+
+def _number(value: Any, default: float) -> float:
+    """A JSON number as a float; `default` for anything else (a hand-edited or damaged file)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
 def _alive(claim: Mapping[str, Any]) -> bool:
@@ -286,10 +292,13 @@ class Store:
             return False
 
     def read_claim(self, run_id: str) -> dict[str, Any] | None:
+        """The claim, or None when there is none or it is not a claim object (being written, torn,
+        or garbage such as `[]`: `claim` takes such a file over once it is stale)."""
         try:
-            return self._read_json_file(self._path(run_id, "claim.json"))
+            held = self._read_json_file(self._path(run_id, "claim.json"))
         except StoreError:
-            return None  # being written or torn: treat as held
+            return None
+        return held if isinstance(held, dict) else None
 
     def _raw(self, path: str) -> bytes | None:
         try:
@@ -323,10 +332,12 @@ class Store:
             held = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
             held = None
+        if not isinstance(held, dict):  # torn or garbage: stale once it is old enough
+            held = None
         if held is None:
             if self._age_s(path) < stale_after_s:
                 return False  # being written
-        elif now - float(held.get("heartbeat", now)) < stale_after_s and _alive(held):
+        elif now - _number(held.get("heartbeat"), 0.0) < stale_after_s and _alive(held):
             return False
         lock = f"{path}.takeover-{hashlib.sha256(raw).hexdigest()[:16]}"
         if not self._create_exclusive(lock, data) or self._raw(path) != raw:
@@ -352,6 +363,38 @@ class Store:
                 self.fs.rm(path)
             except FileNotFoundError:
                 pass
+
+    # -- damaged files -------------------------------------------------------------------------
+    def problems(self, run_id: str) -> list[tuple[str, str]]:
+        """The run's files that cannot be read, as (file name, what is wrong); [] for a sound run."""
+        has_config = self.fs.exists(self._path(run_id, "config.json"))  # none: half-created, or set aside
+        checks = {"config.json": lambda: self.read_config(run_id) if has_config else None,
+                  "status.json": lambda: self.read_status(run_id),
+                  "run_info.json": lambda: self.read_json(run_id, "run_info.json"),
+                  "metrics.parquet": lambda: self.read_metrics(run_id)}
+        found = []
+        for name, read in checks.items():
+            try:
+                read()
+            except StoreError as err:
+                found.append((name, str(err)))
+        return found
+
+    def state_of(self, run_id: str) -> str:
+        """status.json's state, or "corrupt" when one of the run's files cannot be read."""
+        return CORRUPT if self.problems(run_id) else self.read_status(run_id)["state"]
+
+    def set_aside(self, run_id: str) -> list[str]:
+        """Move the run's unreadable files aside (renamed `<name>.corrupt-<unix time>`, never
+        deleted), so the run can be trained again from what is sound; the new names."""
+        moved = []
+        stamp = int(time.time())
+        for name, _ in self.problems(run_id):
+            source = self._path(run_id, name)
+            target = f"{source}.corrupt-{stamp}"
+            self.fs.mv(source, target)
+            moved.append(target)
+        return moved
 
     # -- metrics -------------------------------------------------------------------------------
     def write_metrics(self, run_id: str, metrics: pl.DataFrame) -> None:
@@ -413,15 +456,22 @@ def _as_store(root: str | Store) -> Store:
 def load_runs(root: str | Store) -> pl.DataFrame:
     """One row per run: run_id, state, flattened config, run_info.json scalars, final metrics.
 
-    On a name clash the earlier source wins (run_id/state, then config, run_info, metrics).
+    On a name clash the earlier source wins (run_id/state, then config, run_info, metrics). A run
+    with an unreadable file is a row with state "corrupt" and `problem` (the file and the cause):
+    the good runs come back whole, and the problems with them.
     """
     store = _as_store(root)
     rows = []
     for run_id in store.run_ids():
-        row: dict[str, Any] = {"run_id": run_id, "state": store.read_status(run_id)["state"]}
-        info = store.read_json(run_id, "run_info.json")
-        scalars = {k: v for k, v in (info or {}).items() if isinstance(v, (bool, int, float, str))}
-        for part in (_flatten(store.read_config(run_id)), scalars, _final_metrics(store.read_metrics(run_id))):
+        try:
+            row: dict[str, Any] = {"run_id": run_id, "state": store.read_status(run_id)["state"]}
+            info = store.read_json(run_id, "run_info.json")
+            scalars = {k: v for k, v in (info or {}).items() if isinstance(v, (bool, int, float, str))}
+            parts = (_flatten(store.read_config(run_id)), scalars, _final_metrics(store.read_metrics(run_id)))
+        except StoreError as err:  # one bad file never hides the other runs: this one is "corrupt"
+            rows.append(pl.DataFrame({"run_id": [run_id], "state": [CORRUPT], "problem": [str(err)]}))
+            continue
+        for part in parts:
             for key, value in part.items():
                 row.setdefault(key, value)
         rows.append(pl.DataFrame({k: [v] for k, v in row.items()}))
@@ -435,7 +485,10 @@ def load_curves(root: str | Store) -> pl.DataFrame:
     store = _as_store(root)
     frames = []
     for run_id in store.run_ids():
-        metrics = store.read_metrics(run_id)
+        try:
+            metrics = store.read_metrics(run_id)
+        except StoreError:
+            continue  # a corrupt run (load_runs reports it)
         if metrics.height:
             frames.append(metrics.select(pl.lit(run_id).alias("run_id"), pl.all()))
     if not frames:

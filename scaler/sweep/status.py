@@ -10,7 +10,7 @@ from scaler.store import Store
 from scaler.sweep.plan import make_plan
 from scaler.sweep.spec import SweepRun, SweepSpec
 
-STATES = ("done", "running", "stopped", "pending", "failed", "diverged")
+STATES = ("done", "running", "stopped", "pending", "failed", "diverged", "corrupt")
 FINAL_STATES = ("done", "diverged")
 
 
@@ -21,10 +21,11 @@ class SweepStatus:
     left_s: float | None  # estimated seconds to finish the runs not done (None: no estimate)
     left_runs: int
     failed: list[dict[str, Any]] = field(default_factory=list)  # run_id, attempts, error
+    corrupt: list[dict[str, Any]] = field(default_factory=list)  # run_id, file, error: `scaler run` sets them aside
 
     def to_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "spent_s": self.spent_s, "left_s": self.left_s, "left_runs": self.left_runs,
-                "failed": self.failed}
+                "failed": self.failed, "corrupt": self.corrupt}
 
 
 def _spent_s(status: dict[str, Any], now_s: float) -> float:
@@ -43,7 +44,10 @@ def _spent_s(status: dict[str, Any], now_s: float) -> float:
 def sweep_status(spec: SweepSpec, runs: list[SweepRun], store: Store | None = None) -> SweepStatus:
     """The state of each of the spec's runs in its store, and the time accounting."""
     store = store or Store(spec.store_root)
-    statuses = {r.run_id: store.read_status(r.run_id) for r in runs}
+    corrupt = [{"run_id": r.run_id, "file": name, "error": error}
+               for r in runs for name, error in store.problems(r.run_id)]
+    damaged = {c["run_id"] for c in corrupt}
+    statuses = {r.run_id: {"state": "corrupt"} if r.run_id in damaged else store.read_status(r.run_id) for r in runs}
     plan = make_plan(spec, runs, states={k: v["state"] for k, v in statuses.items()})
     counts = {state: 0 for state in STATES}
     spent_s, now_s, failed = 0.0, time.time(), []
@@ -56,4 +60,4 @@ def sweep_status(spec: SweepSpec, runs: list[SweepRun], store: Store | None = No
         if state == "failed":
             failed.append({"run_id": run_id, "attempts": status.get("attempts", 0), "error": status.get("error", "?")})
     left = [row.est_seconds for row in plan.rows if row.state not in FINAL_STATES]
-    return SweepStatus(counts, spent_s, None if None in left else float(sum(left)), len(left), failed)
+    return SweepStatus(counts, spent_s, None if None in left else float(sum(left)), len(left), failed, corrupt)
