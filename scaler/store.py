@@ -80,7 +80,20 @@ def _alive(claim: Mapping[str, Any]) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(claim["pid"])
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but not been reaped (its parent was killed and nothing has reaped
+    it yet). Told by psutil where it is installed (it comes with Ray); else assumed not."""
+    try:
+        import psutil
+    except ImportError:
+        return False
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -344,6 +357,12 @@ class Store:
             return False  # another taker won, or the owner came back
         atomic_write_bytes(self.fs, path, data)
         return True
+
+    def claim_is_live(self, run_id: str) -> bool:
+        """Whether a worker may still hold the run: a claim exists and its process is not known to
+        be dead (on this host a dead pid is known at once; elsewhere the heartbeat goes stale)."""
+        held = self.read_claim(run_id)
+        return held is not None and _alive(held)
 
     def refresh_claim(self, run_id: str, owner: str) -> bool:
         """Renew the heartbeat of our claim; False if it is no longer ours (taken over)."""

@@ -10,12 +10,16 @@ sweep and each run trains once.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +45,16 @@ def new_owner() -> str:
 
 class ClaimLost(Exception):
     """Another worker took this run over (our heartbeat had gone stale): stop training it."""
+
+
+class RunClaimed(Exception):
+    """A live worker holds the run: it is being trained elsewhere (or by another command here)."""
+
+    def __init__(self, run_id: str, claim: dict[str, Any] | None):
+        who = (f"{claim.get('owner')} on {claim.get('host')}, pid {claim.get('pid')}" if claim else "another worker")
+        super().__init__(f"run {run_id} is being trained by {who} (its claim.json is live); "
+                         "wait for it, or run the same command once it has stopped")
+        self.run_id, self.claim = run_id, claim
 
 
 class _ClaimKeeper:
@@ -78,6 +92,19 @@ class _ClaimKeeper:
             self.store.release(self.run_id, self.owner)
 
 
+@contextlib.contextmanager
+def held_claim(store: Any, run_id: str, owner: str | None = None,
+               stale_after_s: float = STALE_AFTER_S) -> Iterator[_ClaimKeeper]:
+    """Hold the run's claim while the body trains it (heartbeat refreshed, released at the end):
+    the claim every sweep worker and `scaler train` take, so no run is trained twice at once.
+    RunClaimed when a live worker holds it."""
+    owner = owner or new_owner()
+    if not store.claim(run_id, owner, stale_after_s):
+        raise RunClaimed(run_id, store.read_claim(run_id))
+    with _ClaimKeeper(store, run_id, owner) as keeper:
+        yield keeper
+
+
 def execute_run(
     config: dict[str, Any],
     store_root: str,
@@ -107,36 +134,43 @@ def execute_run(
     from scaler.config import parse_run_config
     from scaler.store import Store, run_id_of
     from scaler.train.defaults import resolve
-    from scaler.train.loop import train_run
 
     run = resolve(parse_run_config(config, source="sweep run"))
     store, run_id, owner = Store(store_root), run_id_of(run.identity()), owner or new_owner()
     state = store.read_status(run_id)["state"]
     if state in ("done", "diverged"):
         return Outcome(run_id, state, store.read_status(run_id).get("attempts", 0)).to_dict()
-    if not store.claim(run_id, owner, stale_after_s):
+    try:
+        with held_claim(store, run_id, owner, stale_after_s) as keeper:
+            return _attempts(run, store, run_id, retries, keeper, progress)
+    except RunClaimed:  # raised on entry only: a live worker holds the run
         return Outcome(run_id, "claimed").to_dict()
-    with _ClaimKeeper(store, run_id, owner) as keeper:
 
-        def on_row(row: dict[str, Any]) -> None:
-            keeper.check(row)
-            if progress:
-                progress(row)
 
-        for attempt in range(retries + 1):
-            try:
-                result = train_run(run, store, progress=on_row)
-                status = store.read_status(run_id)
-                return Outcome(run_id, result.state, status.get("attempts", 0), result.final).to_dict()
-            except KeyboardInterrupt:
-                raise
-            except ClaimLost:
-                return Outcome(run_id, "claimed").to_dict()
-            except Exception as err:  # noqa: BLE001 - recorded in status.json by train_run; retried
-                error = f"{type(err).__name__}: {err}"
-                if attempt == retries:
-                    return Outcome(run_id, "failed", store.read_status(run_id).get("attempts", 0), error=error).to_dict()
-                time.sleep(min(2.0**attempt, 30.0))
+def _attempts(run: Any, store: Any, run_id: str, retries: int, keeper: _ClaimKeeper,
+              progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """Train (resuming) under a held claim, retrying failures; the outcome."""
+    from scaler.train.loop import train_run
+
+    def on_row(row: dict[str, Any]) -> None:
+        keeper.check(row)
+        if progress:
+            progress(row)
+
+    for attempt in range(retries + 1):
+        try:
+            result = train_run(run, store, progress=on_row)
+            status = store.read_status(run_id)
+            return Outcome(run_id, result.state, status.get("attempts", 0), result.final).to_dict()
+        except KeyboardInterrupt:
+            raise
+        except ClaimLost:
+            return Outcome(run_id, "claimed").to_dict()
+        except Exception as err:  # noqa: BLE001 - recorded in status.json by train_run; retried
+            error = f"{type(err).__name__}: {err}"
+            if attempt == retries:
+                return Outcome(run_id, "failed", store.read_status(run_id).get("attempts", 0), error=error).to_dict()
+            time.sleep(min(2.0**attempt, 30.0))
     raise AssertionError("unreachable")
 
 
@@ -185,7 +219,7 @@ def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
     flags = os.environ.get("XLA_FLAGS", "")
     kept = " ".join(f for f in flags.split() if not f.startswith(DEVICE_COUNT_FLAG))
     os.environ["XLA_FLAGS"] = f"{kept} {DEVICE_COUNT_FLAG}={max(1, (os.cpu_count() or 1) // workers)}".strip()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent)
     try:  # the workers share the cores: each gets its share of XLA host devices
         futures = {pool.submit(execute_run, configs[i], store_root, retries): i for i in indices}
         for future in as_completed(futures):
@@ -199,6 +233,21 @@ def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
             os.environ["XLA_FLAGS"] = flags
         else:
             os.environ.pop("XLA_FLAGS", None)
+
+
+def die_with_parent() -> None:
+    """In a pool worker: be killed (SIGKILL) when the parent process dies, so a killed `scaler run`
+    leaves no worker training on (Linux prctl PR_SET_PDEATHSIG; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the call: go now
+        os._exit(1)
 
 
 # -- one interface over the engines ------------------------------------------------------------

@@ -53,8 +53,8 @@ def sweep_status(spec: SweepSpec, runs: list[SweepRun], store: Store | None = No
     spent_s, now_s, failed = 0.0, time.time(), []
     for run_id, status in statuses.items():
         state = status["state"]
-        if state == "running" and store.read_claim(run_id) is None:
-            state = "stopped"  # killed; `scaler run` resumes it
+        if state == "running" and not store.claim_is_live(run_id):
+            state = "stopped"  # killed (no claim, or its process on this host is gone); `scaler run` resumes it
         counts[state] = counts.get(state, 0) + 1
         spent_s += _spent_s(status, now_s)
         if state == "failed":
