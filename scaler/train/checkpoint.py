@@ -4,21 +4,43 @@ The data sampler is a pure function of (seed, step), so the step is the whole da
 is saved beside the arrays. The run loop writes the metrics rows up to a step before it saves
 that step's checkpoint, so a checkpoint only counts once its rows are durable (scaler/train/loop.py
 `resume_point`). Orbax writes each step to a temporary folder and renames it when complete: a
-killed save leaves the previous checkpoint intact.
+killed save leaves the previous checkpoint intact. Each step keeps a sha256 of its arrays in its
+metadata; a restore that orbax cannot read or whose arrays differ from it is CheckpointCorrupt, and
+the run loop sets the step aside and falls back to the previous one (or a fresh start).
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Any
 
+import fsspec
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+
+class CheckpointCorrupt(Exception):
+    """A saved step that cannot be restored, or whose arrays do not match the digest saved with them."""
+
+
+def state_digest(state: Any) -> str:
+    """sha256 over every array of `state` (tree order, with its shape and dtype): what a restore must
+    give back bit for bit."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(state):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 class Checkpointer:
     def __init__(self, directory: str, max_to_keep: int = 2):
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
-        self.manager = ocp.CheckpointManager(directory, options=options)
+        self.directory = directory
+        self.options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(directory, options=self.options)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -34,16 +56,38 @@ class Checkpointer:
                 self.manager.delete(later)
 
     def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Save the arrays, with `meta` and the arrays' digest beside them."""
+        meta = {**meta, "state_sha256": state_digest(state)}
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self.manager.save(step, args=args)
         self.manager.wait_until_finished()
 
     def restore(self, step: int, like_state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Arrays shaped like `like_state`, and the saved metadata."""
+        """Arrays shaped like `like_state`, and the saved metadata, verified: CheckpointCorrupt when
+        orbax cannot read the step or the arrays differ from the digest saved with them (garbage is
+        never handed back). A step saved before digests were kept is trusted as orbax reads it."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        restored = self.manager.restore(step, args=args)
-        return restored.state, restored.meta
+        try:
+            restored = self.manager.restore(step, args=args)
+            state, meta = restored.state, dict(restored.meta)
+        except Exception as err:  # noqa: BLE001 - orbax and tensorstore raise many kinds on damaged files
+            raise CheckpointCorrupt(f"checkpoint {step}: cannot be read ({type(err).__name__}: {err})") from None
+        saved = meta.pop("state_sha256", None)
+        if saved is not None and saved != state_digest(state):
+            raise CheckpointCorrupt(f"checkpoint {step}: its arrays do not match the digest saved with them")
+        return state, meta
+
+    def set_aside(self, step: int) -> str:
+        """Move a damaged step out of the checkpoint folder (beside it, `ckpt-corrupt/<step>-<unix
+        time>`; never deleted) and forget it; the new path."""
+        fs, path = fsspec.core.url_to_fs(self.directory)
+        target = f"{path.rstrip('/')}-corrupt/{step}-{int(time.time())}"
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(f"{path.rstrip('/')}/{step}", target, recursive=True)
+        self.manager.close()
+        self.manager = ocp.CheckpointManager(self.directory, options=self.options)
+        return target
 
     def close(self) -> None:
         self.manager.close()

@@ -35,7 +35,7 @@ from scaler.model.family import count_params, count_params_nonembed, flops_per_t
 from scaler.model.transformer import init_model
 from scaler.store import Store, run_id_of
 from scaler.train import step as step_lib
-from scaler.train.checkpoint import Checkpointer
+from scaler.train.checkpoint import CheckpointCorrupt, Checkpointer
 from scaler.train.defaults import resolve, step_tokens
 from scaler.train.schedule import lr_at
 
@@ -178,8 +178,16 @@ def _train(
 
     ckpt = Checkpointer(store.ckpt_dir(run_id))
     start, rows = resume_point(ckpt, store, run_id)
+    while start:  # the latest sound checkpoint whose rows are on disk; none: a fresh start
+        try:
+            restored, position = ckpt.restore(start, {"params": params, "opt_state": opt_state})
+            break
+        except CheckpointCorrupt as err:
+            moved = ckpt.set_aside(start)
+            start, rows = resume_point(ckpt, store, run_id)
+            print(f"warning: run {run_id}: {err}; moved to {moved}; resuming from "
+                  f"{'step ' + str(start) if start else 'the start'}", file=sys.stderr)
     if start:
-        restored, position = ckpt.restore(start, {"params": params, "opt_state": opt_state})
         params, opt_state = restored["params"], restored["opt_state"]
         if (position["seed"], position["next_batch"]) != (train.seed, start):
             raise ValueError(f"checkpoint {start} of run {run_id} holds data position {position}")

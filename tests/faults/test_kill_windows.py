@@ -92,3 +92,51 @@ def test_a_store_whose_checkpoint_ran_ahead_of_its_rows(rows_up_to: int, uninter
     assert resumed.state == "done" and resumed.final["eval_heldout_loss"] == final["eval_heldout_loss"]
     same_rows(store.read_metrics(run_id), rows)
     assert f"no metrics rows after step {rows_up_to} on disk" in capfd.readouterr().err
+
+
+def _stopped_at_35(tmp_path: Path) -> tuple[Store, str]:
+    """A run killed after step 35: checkpoints 20 and 30 on disk, rows up to 30."""
+    store = Store(str(tmp_path / "store"))
+
+    def die(row: dict) -> None:
+        if row["step"] >= 35:
+            raise Killed
+
+    with pytest.raises(Killed):
+        loop.train_run(config(), store, progress=die)
+    run_id = store.run_ids()[0]
+    assert Checkpointer(store.ckpt_dir(run_id)).all_steps() == [20, 30]
+    return store, run_id
+
+
+def _largest_array_file(step_dir: Path) -> Path:
+    return max((p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"),
+               key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "both checkpoints"])
+def test_a_damaged_checkpoint_is_never_loaded(damage: str, uninterrupted, tmp_path: Path,
+                                              capfd: pytest.CaptureFixture) -> None:
+    """Random bytes inside the arrays, or a truncated file: the restore fails verification, the
+    step is moved aside (kept), the run falls back to the previous checkpoint (or starts afresh)
+    and ends exactly as an uninterrupted run."""
+    _, _, rows, final = uninterrupted
+    store, run_id = _stopped_at_35(tmp_path)
+    ckpt_dir = Path(store.ckpt_dir(run_id))
+    for step in ([30, 20] if damage == "both checkpoints" else [30]):
+        target = _largest_array_file(ckpt_dir / str(step))
+        data = bytearray(target.read_bytes())
+        if damage == "truncated":
+            target.write_bytes(bytes(data[: len(data) // 2]))
+        else:
+            rng = np.random.default_rng(step)
+            middle = len(data) // 2
+            data[middle:middle + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+            target.write_bytes(bytes(data))
+    resumed = loop.train_run(config(), store)
+    assert resumed.state == "done" and resumed.final["eval_heldout_loss"] == final["eval_heldout_loss"]
+    same_rows(store.read_metrics(run_id), rows)
+    err = capfd.readouterr().err
+    assert "checkpoint 30: " in err and "moved to" in err
+    kept = list(Path(f"{ckpt_dir}-corrupt").iterdir())
+    assert len(kept) == (2 if damage == "both checkpoints" else 1)  # set aside, never deleted
