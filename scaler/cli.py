@@ -456,6 +456,11 @@ def run(
     for outcome in outcomes:
         if outcome["state"] == "failed":
             _say(("failed ", "red"), f"{outcome['run_id']}: {outcome['error']}")
+    store_errors = {o["error"].removeprefix("StoreError: ") for o in outcomes
+                    if o["state"] == "failed" and o["error"].startswith("StoreError: ")}
+    if store_errors:  # the store cannot be written (full disk, read-only): the runs were not the problem
+        _say(("error: ", "red"), f"the store cannot be written: {sorted(store_errors)[0]}", stderr=True)
+        raise typer.Exit(2)
     if counts.get("failed"):
         raise typer.Exit(1)
 

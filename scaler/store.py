@@ -116,11 +116,13 @@ def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) ->
         else:
             fs.pipe_file(tmp, data)
             fs.mv(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             fs.rm(tmp)
-        except FileNotFoundError:
+        except (FileNotFoundError, OSError):
             pass
+        if isinstance(err, OSError):  # a full disk, a read-only or vanished folder: say where and why
+            raise StoreError(f"{path}: cannot write ({err.strerror or err})") from err
         raise
 
 

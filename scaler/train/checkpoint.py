@@ -12,13 +12,20 @@ the run loop sets the step aside and falls back to the previous one (or a fresh 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import fsspec
+import fsspec.implementations.local
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from scaler.store import StoreError
 
 
 class CheckpointCorrupt(Exception):
@@ -58,9 +65,38 @@ class Checkpointer:
     def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
         """Save the arrays, with `meta` and the arrays' digest beside them."""
         meta = {**meta, "state_sha256": state_digest(state)}
+        self._check_room(step, state)
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        self.manager.save(step, args=args)
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(step, args=args)
+            self.manager.wait_until_finished()
+        except Exception as err:  # a full disk or an unwritable folder: no half-written step is left
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's abandoned writes would log tracebacks
+            self._remove_unfinished(step)
+            cause = err.strerror if isinstance(err, OSError) and err.strerror else f"{type(err).__name__}: {err}"
+            raise StoreError(f"{self.directory}/{step}: cannot save the checkpoint ({cause})") from err
+
+    def _check_room(self, step: int, state: dict[str, Any]) -> None:
+        """On a local disk, refuse a save that cannot fit before orbax starts it (orbax's own
+        failure on a full disk leaves threads that print tracebacks): the arrays' bytes plus 1 MiB."""
+        fs, path = fsspec.core.url_to_fs(self.directory)
+        if not isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+            return
+        existing = next(p for p in [path, *map(str, Path(path).parents)] if os.path.isdir(p))
+        need = sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree.leaves(state)) + (1 << 20)
+        free = shutil.disk_usage(existing).free
+        if free < need:
+            raise StoreError(f"{self.directory}/{step}: cannot save the checkpoint (No space left on device: "
+                             f"{need:,} bytes needed, {free:,} free)")
+
+    def _remove_unfinished(self, step: int) -> None:
+        """Delete what a failed save left: orbax's temporary folder of `step`."""
+        fs, path = fsspec.core.url_to_fs(self.directory)
+        for leftover in fs.glob(f"{path.rstrip('/')}/{step}.orbax-checkpoint-tmp*"):
+            try:
+                fs.rm(leftover, recursive=True)
+            except OSError:
+                pass
 
     def restore(self, step: int, like_state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Arrays shaped like `like_state`, and the saved metadata, verified: CheckpointCorrupt when

@@ -33,7 +33,7 @@ from scaler.config import ConfigError, DataConfig, RunConfig, parse_run_config
 from scaler.data.source import TokenSource, stdlib_source
 from scaler.model.family import count_params, count_params_nonembed, flops_per_token, training_flops
 from scaler.model.transformer import init_model
-from scaler.store import Store, run_id_of
+from scaler.store import Store, StoreError, run_id_of
 from scaler.train import step as step_lib
 from scaler.train.checkpoint import CheckpointCorrupt, Checkpointer
 from scaler.train.defaults import resolve, step_tokens
@@ -149,12 +149,21 @@ def train_run(
         store.write_status(run_id, result.state, elapsed_s=spent + time.time() - started)  # over all attempts
         return result
     except KeyboardInterrupt:
-        store.write_status(run_id, "pending", interrupted_at=time.time(), elapsed_s=spent + time.time() - started)
+        _record(store, run_id, "pending", interrupted_at=time.time(), elapsed_s=spent + time.time() - started)
         raise  # the run resumes from its checkpoint
     except BaseException as err:
         last = traceback.format_exception_only(type(err), err)[-1].strip()
-        store.write_status(run_id, "failed", error=last or type(err).__name__, elapsed_s=spent + time.time() - started)
+        _record(store, run_id, "failed", error=last or type(err).__name__, elapsed_s=spent + time.time() - started)
         raise
+
+
+def _record(store: Store, run_id: str, state: str, **fields: Any) -> None:
+    """The run's state after an error; when the store cannot take even that (a full disk), the
+    error that stopped the run is the one that is raised."""
+    try:
+        store.write_status(run_id, state, **fields)
+    except StoreError:
+        pass
 
 
 def _train(
