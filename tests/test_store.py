@@ -248,7 +248,7 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch, local):
         monkeypatch.setattr(store_mod.os, "replace", boom)
     else:
         monkeypatch.setattr(store.fs, "mv", boom)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(StoreError, match=r"metrics\.parquet: cannot write \(disk on fire\)"):  # path and cause
         store.write_metrics("r1", metrics_frame(10))
     monkeypatch.undo()
     assert store.read_metrics("r1").equals(old)
