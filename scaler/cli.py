@@ -105,7 +105,7 @@ def _user_errors(*kinds: type[Exception]) -> Iterator[None]:
     try:
         yield
     except (ConfigError, StoreError, FitDataError, *kinds) as err:
-        _say(("error: ", "red"), str(err), stderr=True)
+        _say(("error: ", "red"), " ".join(str(err).split()), stderr=True)  # one line, whatever a library wrote
         raise typer.Exit(2) from None
 
 
