@@ -64,8 +64,8 @@ class _Strict(BaseModel):
 
 class GridDesign(_Strict):
     sizes: list[PositiveInt] = Field(min_length=1, description="target parameter counts")
-    tokens: list[PositiveInt] | None = None
-    tokens_per_param: list[PositiveFloat] | None = None
+    tokens: list[PositiveInt] | None = Field(default=None, min_length=1)
+    tokens_per_param: list[PositiveFloat] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_token_axis(self) -> GridDesign:
@@ -80,7 +80,7 @@ class IsoflopDesign(_Strict):
     span: float = Field(default=8.0, gt=1, description="largest / smallest size at each budget")
     tokens_per_param: float = Field(default=20.0, gt=0, description="where the span is centred: N* = sqrt(C / 6r)")
     sizes: list[PositiveInt] | None = Field(
-        default=None, description="the same sizes at every budget instead of points/span (small models, whose "
+        default=None, min_length=1, description="the same sizes at every budget instead of points/span (small models, whose "
                                   "family shapes are coarse)")
 
 
@@ -366,8 +366,13 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
         base_lr = spec.train.get("lr") or default_lr(n_params)
         for seed in spec.design.seeds:
             for multiplier in spec.design.lr_multipliers:
-                train = TrainConfig(**{**spec.train, "tokens": point.tokens, "seed": seed, "lr": base_lr * multiplier})
-                base = resolve(RunConfig(model=point.shape, train=train))  # data does not enter the defaults
+                try:
+                    train = TrainConfig(**{**spec.train, "tokens": point.tokens, "seed": seed, "lr": base_lr * multiplier})
+                    base = resolve(RunConfig(model=point.shape, train=train))  # data does not enter the defaults
+                except ValidationError as err:  # e.g. a design point shorter than one step
+                    raise ConfigError(format_validation_error(
+                        err, f"sweep {spec.name}: the run at design point {point.label}, N={n_params:,}",
+                    ).replace("(top level): ", "")) from None
                 name = f"{spec.name}/{point.label}/N={n_params}/{{mix}}/s{seed}" + (
                     f"/lr*{multiplier:g}" if multiplier != 1.0 else "")
                 for mix, data_config in mixes:
