@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from scaler.fit.compute import SIX_ND, Compute, minimise_log_n
+from scaler.fit.compute import SIX_ND, Compute, max_log_n, minimise_log_n
 from scaler.fit.data import json_safe
 from scaler.fit.laws import chinchilla_log_loss, tier_tokens
 from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, ErrorModel, FittedRange
@@ -374,14 +374,10 @@ def _loss_at(n: float, d: float, pool: float, p: dict[str, Any], tier: str) -> n
     return _loss_nd(np.full((len(p["a"]), 1), math.log(n)), d, pool, p, tier)[:, 0]
 
 
-def _log_n_max(c_train: Any) -> Any:
-    return np.log(np.asarray(c_train, dtype=np.float64) / MIN_FLOPS_PER_PARAM_TOKEN)
-
-
 def _optimise(c_train: float, pool: float, p: dict[str, Any], tier: str, compute: Compute
               ) -> tuple[np.ndarray, np.ndarray]:
     """Per sample, the log N in [0, log(C/6)] minimising the loss: (log_n (S,), loss (S,))."""
-    return minimise_log_n(lambda x: _loss(x, c_train, pool, p, tier, compute), 0.0, float(_log_n_max(c_train)),
+    return minimise_log_n(lambda x: _loss(x, c_train, pool, p, tier, compute), 0.0, float(max_log_n(c_train)),
                           len(p["a"]))
 
 
@@ -397,7 +393,7 @@ def _row_best(train_flops: np.ndarray, pool: float, q: dict[str, Any], tier: str
     ok = train_flops >= MIN_FLOPS_PER_PARAM_TOKEN
     if ok.any():
         c = train_flops[ok][:, None]
-        top, rows = _log_n_max(c), _take(q, ok)
+        top, rows = max_log_n(c), _take(q, ok)
         _, best = minimise_log_n(lambda x: _loss(x * top, c, pool, rows, tier, compute), 0.0, 1.0, len(c),
                                  grid=CROSSOVER_GRID, iters=CROSSOVER_ITERS)
         out[ok] = best

@@ -30,7 +30,8 @@ import numpy as np
 
 from scaler.config import Family, ModelShape, count_params, flops_per_token
 
-__all__ = ["Compute", "SIX_ND", "FLOPS_V1", "family_of_shapes", "minimise_log_n", "allocate", "law_columns_fixed"]
+__all__ = ["Compute", "SIX_ND", "FLOPS_V1", "family_of_shapes", "minimise_log_n", "max_log_n", "allocate",
+           "law_columns_fixed"]
 
 SIX_ND = "6ND"
 FLOPS_V1 = "flops_v1"
@@ -163,6 +164,12 @@ def minimise_log_n(loss: Callable[[np.ndarray], np.ndarray], lo: float, hi: floa
     return np.where(use_grid, xs[i], x), np.where(use_grid, grid_best, fx)
 
 
+def max_log_n(flops: Any) -> Any:
+    """log of the largest N a budget can train: C / 6, one token per parameter under 6ND (under
+    flops_v1 such a run costs a little more; the search's upper end, never its answer)."""
+    return np.log(np.asarray(flops, dtype=np.float64) / 6.0)
+
+
 def law_columns_fixed(law: Any) -> dict[str, float] | None:
     """The columns other than N and D a law needs, fixed for an allocation: the reference tier alone
     (w = 1 for it, 0 for the others; the first group for a per-group law) and no repetition (unique
@@ -198,6 +205,6 @@ def allocate(law: Any, thetas: Any, flops: float, compute: Compute,
         data = {"N": n, "D": compute.tokens(n, flops), **{k: np.full_like(n, v) for k, v in columns.items()}}
         return np.exp(law.predict_log(params, data, np))
 
-    x, best = minimise_log_n(loss, 0.0, math.log(flops / 6.0), theta.shape[0])
+    x, best = minimise_log_n(loss, 0.0, float(max_log_n(flops)), theta.shape[0])
     n_opt = np.exp(x)
     return n_opt, compute.tokens(n_opt, flops), best

@@ -101,8 +101,8 @@ class Law:
     log_loss: Callable[[Any, Mapping[str, Any], Any], Any]
     start_grid: Callable[[], np.ndarray]
     derived: Callable[[np.ndarray], dict[str, float]]
-    allocation: Callable[[np.ndarray, float], tuple[float, float] | None]
     spec: Mapping[str, Any]
+    allocation: Callable[[np.ndarray, float], tuple[float, float] | None] = lambda theta, C: None  # closed form, if any
     constants: Mapping[str, float] = field(default_factory=dict)
     positive_columns: tuple[str, ...] = ()
     description: str = ""
@@ -477,7 +477,6 @@ def _mixing(domains: tuple[str, ...]) -> Law:
         log_loss=log_loss,
         start_grid=start_grid,
         derived=derived,
-        allocation=lambda theta, C: None,
         spec={"family": "mixing", "domains": domains},
         description="L = c + k exp(sum_j t_j r_j)",
     )
@@ -532,7 +531,6 @@ def _chinchilla_group_e(groups: tuple[str, ...]) -> Law:
         log_loss=log_loss,
         start_grid=start_grid,
         derived=derived,
-        allocation=lambda theta, C: None,
         spec={"family": "chinchilla_group_e", "groups": groups},
         positive_columns=("N", "D"),
         description="log L = LSE(a - alpha log N, b - beta log D, sum_g w_g e_g)",
@@ -580,7 +578,6 @@ def kaplan() -> Law:
         log_loss=log_loss,
         start_grid=start_grid,
         derived=derived,
-        allocation=lambda theta, C: None,
         spec={"family": "kaplan"},
         positive_columns=("N", "D"),
         description="log L = alpha_D * LSE((alpha_N/alpha_D)(log N_c - log N), log D_c - log D)",
@@ -645,7 +642,6 @@ def overtrain() -> Law:
         log_loss=log_loss,
         start_grid=start_grid,
         derived=derived,
-        allocation=lambda theta, C: None,
         spec={"family": "overtrain"},
         positive_columns=("N", "D"),
         description="L = E + (a M^eta + b M^-eta) C^-c, C = 6 N D, M = D / N",
@@ -695,7 +691,6 @@ def broken() -> Law:
         log_loss=log_loss,
         start_grid=start_grid,
         derived=derived,
-        allocation=lambda theta, C: None,
         spec={"family": "broken"},
         positive_columns=("N", "D"),
         description="log L = LSE(a - alpha log N - delta_alpha log(1 + N/N_b), b - beta log D, e)",

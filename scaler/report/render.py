@@ -123,8 +123,7 @@ def _with_interval(value: Any, iv: Any) -> str:
     return f"{text} {ivs}" if ivs else text
 
 
-def _ok(entry: Any) -> bool:
-    return isinstance(entry, Mapping) and not entry.get("error")
+_ok = F._ok  # an entry that holds a result, not {"error": ...}
 
 
 def _err(entry: Any) -> str:
