@@ -28,6 +28,8 @@ JSON files are strict JSON: NaN and infinities are refused (ValueError), write n
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -290,21 +292,42 @@ class Store:
 
     # -- claims --------------------------------------------------------------------------------
     def _create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create `path` holding `data` unless it exists; False if it did. On a local disk the file
+        appears whole (a hard link to a written temporary file), so a kill never leaves an empty
+        claim that would block the run until it goes stale."""
         if _is_local(self.fs):
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.link(tmp, path)
+                return True
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return True
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+                    raise
+                return self._create_exclusive_in_place(path, data)  # a filesystem without hard links
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         try:
             with self.fs.open(path, "xb") as f:
                 f.write(data)
             return True
         except FileExistsError:
             return False
+
+    @staticmethod
+    def _create_exclusive_in_place(path: str, data: bytes) -> bool:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
 
     def read_claim(self, run_id: str) -> dict[str, Any] | None:
         """The claim, or None when there is none or it is not a claim object (being written, torn,

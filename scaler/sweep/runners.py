@@ -218,9 +218,10 @@ def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: JAX is not fork-safe
     flags = os.environ.get("XLA_FLAGS", "")
     kept = " ".join(f for f in flags.split() if not f.startswith(DEVICE_COUNT_FLAG))
-    os.environ["XLA_FLAGS"] = f"{kept} {DEVICE_COUNT_FLAG}={max(1, (os.cpu_count() or 1) // workers)}".strip()
+    devices = int(os.environ.get("SCALER_CPU_DEVICES", "0")) or max(1, (os.cpu_count() or 1) // workers)
+    os.environ["XLA_FLAGS"] = f"{kept} {DEVICE_COUNT_FLAG}={devices}".strip()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent)
-    try:  # the workers share the cores: each gets its share of XLA host devices
+    try:  # the workers share the cores: each gets its share of XLA host devices (or SCALER_CPU_DEVICES)
         futures = {pool.submit(execute_run, configs[i], store_root, retries): i for i in indices}
         for future in as_completed(futures):
             yield futures[future], future.result()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from killing import alive, claims, scaler, states, wait_for
 from typer.testing import CliRunner
 
 from scaler.cli import app
@@ -18,48 +16,6 @@ from scaler.store import Store
 
 LONG_RUN = ("[model]\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 96\nvocab_size = 257\nseq_len = 32\n"
             "[train]\ntokens = 1_024_000\nbatch_size = 8\nlr = 1e-2\neval_tokens = 256\n")
-
-
-def scaler(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scaler.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
-def wait_for(condition, timeout_s: float = 120.0) -> None:
-    deadline = time.time() + timeout_s
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-def claims(root: Path) -> list[dict]:
-    out = []
-    for path in root.glob("runs/*/claim.json"):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            pass  # being written
-    return out
-
-
-def states(root: Path) -> list[str]:
-    out = []
-    for path in root.glob("runs/*/status.json"):
-        try:
-            out.append(json.loads(path.read_text())["state"])
-        except (OSError, ValueError, KeyError):
-            pass  # being written
-    return out
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie that no init has reaped yet counts as dead)."""
-    import psutil  # installed with ray
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_two_scaler_train_of_one_run_train_it_once(tmp_path: Path) -> None:
