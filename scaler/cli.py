@@ -303,6 +303,18 @@ def _states(store_root: str, runs) -> dict[str, str]:
     return {r.run_id: store.state_of(r.run_id) for r in runs}
 
 
+def _stack_option(value: str | None):
+    """--stack: None (the spec's), "auto" or a whole number >= 1."""
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--stack {value}: expected auto or a whole number of runs >= 1")
+    return int(value)
+
+
+STACK_HELP = "runs trained together by one vmapped step: 1, K or auto (default: the spec's `stack`)"
+
+
 @app.command()
 def plan(
     spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
@@ -311,13 +323,16 @@ def plan(
     mfu: Annotated[float | None, typer.Option(help="model FLOPs utilisation expected there (default 0.4)")] = None,
     usd_per_hour: Annotated[float | None, typer.Option(help="price of one device hour")] = None,
     force: Annotated[bool, typer.Option(help="exit 0 even if the plan exceeds the spec's budgets")] = False,
+    stack: Annotated[str | None, typer.Option(help=STACK_HELP)] = None,
+    workers: Annotated[int, typer.Option(help="local processes the sweep will run with (shares memory for --stack auto)")] = 1,
 ) -> None:
-    """One row per run (id, shape, parameters, tokens, FLOPs, epochs per tier, estimated time), then totals."""
-    from scaler.sweep.plan import make_plan, over_budget, unchecked_budgets
+    """One row per run (id, shape, parameters, tokens, FLOPs, epochs per tier, stack, estimated time), then totals."""
+    from scaler.sweep.plan import make_plan, over_budget, sweep_stacks, unchecked_budgets
 
     with _user_errors():
         spec, runs = _load_sweep(spec_file)
-        result = make_plan(spec, runs, peak_flops, mfu, usd_per_hour, _states(spec.store_root, runs))
+        stacks = sweep_stacks(spec, runs, _stack_option(stack), workers=max(1, workers))
+        result = make_plan(spec, runs, peak_flops, mfu, usd_per_hour, _states(spec.store_root, runs), stacks)
     for warning in unchecked_budgets(spec, result):
         _warn(warning)
     problems = over_budget(spec, result)
@@ -337,13 +352,19 @@ def _epochs(value: float | None) -> str:
 
 def _print_plan(spec, result) -> None:
     tiers = sorted({t for r in result.rows for t in r.epochs})
+    stacked = any(r.stack_size > 1 for r in result.rows)
     table = Table("run id", "design", "mix", "seed", "shape", "params", "tokens", "FLOPs (flops_v1)",
-                  *[f"epochs {t}" for t in tiers], "est.", "state", title=f"sweep {spec.name}: {len(result.rows)} runs")
+                  *[f"epochs {t}" for t in tiers], *(["stack"] if stacked else []), "est.", "state",
+                  title=f"sweep {spec.name}: {len(result.rows)} runs")
     for r in result.rows:
         table.add_row(r.run_id, r.point, r.mix, str(r.seed), f"{r.d_model}x{r.n_layers}", f"{r.n_params:,}",
                       f"{r.tokens:,}", f"{r.flops:.3g}", *[_epochs(r.epochs.get(t)) for t in tiers],
-                      _seconds(r.est_seconds), r.state)
+                      *([f"{r.stack} (of {r.stack_size})"] if stacked else []), _seconds(r.est_seconds), r.state)
     _console().print(table)
+    if stacked:
+        sizes = {r.stack: r.stack_size for r in result.rows}
+        _say(f"stacks: {len(result.rows)} runs in {len(sizes)} stacks of {min(sizes.values())}-{max(sizes.values())} "
+             "runs (one vmapped step each; est. = each run's share of its stack's time)")
     usd = f", ${result.total_usd:,.2f}" if result.total_usd is not None else ""
     left = [r.est_seconds for r in result.rows if r.state not in ("done", "diverged")]
     hours = f" = {result.total_seconds / 3600:.2f} device-hours" if result.total_seconds is not None else ""
@@ -355,15 +376,21 @@ def _print_plan(spec, result) -> None:
 
 
 @app.command()
-def calibrate(spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")]) -> None:
-    """Measure training throughput of every shape in the spec on this machine (used by `scaler plan`)."""
-    from scaler.sweep.plan import cache_path, calibrate as measure
+def calibrate(
+    spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
+    stack: Annotated[str | None, typer.Option(help=STACK_HELP)] = None,
+    workers: Annotated[int, typer.Option(help="local processes the sweep will run with")] = 1,
+) -> None:
+    """Measure training throughput of every shape (and stack size) in the spec on this machine (used by `scaler plan`)."""
+    from scaler.sweep.plan import cache_path, calibrate as measure, sweep_stacks
 
     with _user_errors():
-        _, runs = _load_sweep(spec_file)
+        spec, runs = _load_sweep(spec_file)
+        stacks = sweep_stacks(spec, runs, _stack_option(stack), workers=max(1, workers))
     with _progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()) as bar:
         task = bar.add_task("calibrating shapes", total=None)
-        measured = measure(runs, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        measured = measure(runs, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                           stacks=stacks)
     table = Table("shape", "tokens/s", "GFLOP/s", title=f"throughput on this machine ({cache_path()})")
     for key, entry in sorted(measured.items()):
         table.add_row(key, f"{entry['tokens_per_s']:,.0f}", f"{entry['flops_per_s'] / 1e9:.1f}")
@@ -385,7 +412,8 @@ def _prepare_data(spec, spec_file: Path) -> None:
                           "or run `scaler data build` first")
 
 
-def _run_progress(runner, configs: list[dict[str, Any]], store_root: str, retries: int, names: dict[str, str]):
+def _run_progress(runner, configs: list[dict[str, Any]], store_root: str, retries: int, names: dict[str, str],
+                  stacks: list[list[int]]):
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with _progress(*columns) as bar:
@@ -400,7 +428,7 @@ def _run_progress(runner, configs: list[dict[str, Any]], store_root: str, retrie
             bar.advance(sweep_task)
             bar.update(sweep_task, info=f"last: {outcome['run_id']} {outcome['state']}")
 
-        return runner.run(configs, store_root, retries, on_outcome=on_outcome, on_step=on_step)
+        return runner.run(configs, store_root, retries, on_outcome=on_outcome, on_step=on_step, stacks=stacks)
 
 
 @app.command()
@@ -412,9 +440,10 @@ def run(
     address: Annotated[str | None, typer.Option(help="ray: HOST:PORT of the head (or RAY_ADDRESS)")] = None,
     slurm_cluster: Annotated[str | None, typer.Option(help="slurm: submitit cluster (None: auto, 'local', 'debug')")] = None,
     force: Annotated[bool, typer.Option(help="run even if the plan exceeds the spec's budgets")] = False,
+    stack: Annotated[str | None, typer.Option(help=STACK_HELP)] = None,
 ) -> None:
     """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
-    from scaler.sweep.plan import make_plan, over_budget, unchecked_budgets
+    from scaler.sweep.plan import make_plan, over_budget, sweep_stacks, unchecked_budgets
     from scaler.sweep.runners import make_runner
     from scaler.sweep.spec import expand, load_sweep_spec
 
@@ -428,7 +457,9 @@ def run(
         _prepare_data(spec, spec_file)
         runs = expand(spec)  # now with the data's build id
         states = _states(spec.store_root, runs)
-        sweep_plan = make_plan(spec, runs, states=states)
+        stack_size = _stack_option(stack)
+        sweep_plan = make_plan(spec, runs, states=states,
+                               stacks=sweep_stacks(spec, runs, stack_size, runner, max(1, workers)))
         problems = over_budget(spec, sweep_plan)
         if problems and not force:
             raise ConfigError("; ".join(problems) + " (--force to go ahead)")
@@ -442,10 +473,13 @@ def run(
     _note(f"sweep {spec.name}: {len(runs)} runs, {len(runs) - len(left)} done, {len(todo)} to run now ({runner}); "
           f"store {spec.store_root}")
     configs = [r.config.model_dump(mode="json") for r in todo]
+    stacks = sweep_stacks(spec, todo, stack_size, runner, workers)
+    if any(len(group) > 1 for group in stacks):
+        _note(f"{len(todo)} runs in {len(stacks)} stacks (up to {max(map(len, stacks))} runs trained by one step)")
     try:
         with _user_errors(ValueError, ConnectionError):
             outcomes = _run_progress(engine, configs, spec.store_root, spec.retries,
-                                     {r.run_id: r.config.name for r in todo}) if configs else []
+                                     {r.run_id: r.config.name for r in todo}, stacks) if configs else []
     except KeyboardInterrupt:
         _warn("the current run is back to pending; run the same command to resume", "interrupted")
         raise typer.Exit(130) from None

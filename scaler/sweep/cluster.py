@@ -1,8 +1,9 @@
 """Cluster engines: run a sweep's runs as Ray tasks or SLURM jobs (through submitit).
 
-Each run becomes one task or job that calls `scaler.sweep.runners.execute_run` on a worker: claim
-the run in the store, train it (resuming from its checkpoint), retry application failures up to
-`retries` times, release the claim. A run already done is not trained again, and a run that a live
+Each stack of runs (one run by default; scaler/train/stacked.py) becomes one task or job that
+calls `scaler.sweep.runners.execute_stack` on a worker: claim its runs in the store, train them
+(resuming from their checkpoints), retry application failures up to `retries` times, release the
+claims. A run already done is not trained again, and a run that a live
 worker elsewhere holds comes back as state "claimed". Both engines return one Outcome dict per
 config (run_id, state, attempts, final, error), in the input order, and call `progress(outcome)` as
 each run finishes. A task or job that raised (a config that cannot be resolved on the worker, a
@@ -62,7 +63,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scaler.sweep.runners import STALE_AFTER_S, Outcome, execute_run
+from scaler.sweep.runners import STALE_AFTER_S, Outcome, Stacks, execute_stack
 
 Progress = Callable[[dict[str, Any]], None] | None
 
@@ -143,20 +144,22 @@ def ray_task_options(resources: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _ray_task(config: dict[str, Any], store_root: str, retries: int, owner: str, workdir: str) -> dict[str, Any]:
-    """One run on a Ray worker, under an owner fixed for the task: when Ray retries the task after
-    its worker crashed, the retry takes back the claim the dead attempt left (instead of finding
-    the run "claimed" until the claim goes stale)."""
+def _ray_task(configs: list[dict[str, Any]], store_root: str, retries: int, owner: str,
+              workdir: str) -> list[dict[str, Any]]:
+    """One stack of runs on a Ray worker, under an owner fixed for the task: when Ray retries the
+    task after its worker crashed, the retry takes back the claims the dead attempt left (instead
+    of finding the runs "claimed" until the claims go stale)."""
     from scaler.store import Store
 
-    Store(store_root).release(run_id_for(config), owner)  # only removes a claim held by `owner`
+    for config in configs:
+        Store(store_root).release(run_id_for(config), owner)  # only removes a claim held by `owner`
     with _cancel_latch() as cancelled:
 
         def stop_if_cancelled(row: dict[str, Any]) -> None:
             if cancelled.is_set():
                 raise KeyboardInterrupt  # ray.cancel's own interrupt was swallowed: raise it again
 
-        return execute_run(config, store_root, retries, owner=owner, progress=stop_if_cancelled, workdir=workdir)
+        return execute_stack(configs, store_root, retries, owner=owner, progress=stop_if_cancelled, workdir=workdir)
 
 
 @contextlib.contextmanager
@@ -188,10 +191,11 @@ def run_on_ray(
     retries: int = 0,
     address: str | None = None,
     progress: Progress = None,
+    stacks: Stacks | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every config as one Ray task on the cluster at `address` (else RAY_ADDRESS); outcomes
-    in input order. Ctrl-C cancels the unfinished tasks (they record "pending" and release their
-    claims), disconnects and re-raises."""
+    """Run every stack of configs (default: each config alone) as one Ray task on the cluster at
+    `address` (else RAY_ADDRESS); outcomes in input order. Ctrl-C cancels the unfinished tasks
+    (they record "pending" and release their claims), disconnects and re-raises."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
@@ -206,8 +210,10 @@ def run_on_ray(
         task = ray.remote(_ray_task).options(**options)
         batch = uuid.uuid4().hex[:12]
         workdir = os.getcwd()  # where relative data folders are (workers start elsewhere)
-        refs = [task.remote(c, store_root, retries, f"ray:{batch}:{i}", workdir) for i, c in enumerate(configs)]
-        return _gather_ray(refs, configs, progress)
+        stacks = stacks or [[i] for i in range(len(configs))]
+        refs = [task.remote([configs[i] for i in stack], store_root, retries, f"ray:{batch}:{j}", workdir)
+                for j, stack in enumerate(stacks)]
+        return _gather_ray(refs, stacks, configs, progress)
     finally:
         ray.shutdown()
 
@@ -224,26 +230,29 @@ def _check_reachable(address: str) -> None:
                               "and pass the address it prints") from None
 
 
-def _gather_ray(refs: list[Any], configs: list[dict[str, Any]], progress: Progress) -> list[dict[str, Any]]:
-    """Wait for the tasks as they finish; on Ctrl-C (or any error) cancel the rest."""
+def _gather_ray(refs: list[Any], stacks: Stacks, configs: list[dict[str, Any]],
+                progress: Progress) -> list[dict[str, Any]]:
+    """Wait for the tasks (one per stack) as they finish; on Ctrl-C (or any error) cancel the rest."""
     import ray
 
-    index = {ref: i for i, ref in enumerate(refs)}
-    outcomes: list[dict[str, Any] | None] = [None] * len(refs)
+    index = {ref: j for j, ref in enumerate(refs)}
+    outcomes: list[dict[str, Any] | None] = [None] * len(configs)
     pending = list(refs)
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            i = index[ready[0]]
+            stack = stacks[index[ready[0]]]
             try:
-                outcomes[i] = ray.get(ready[0])
+                stack_outcomes = ray.get(ready[0])
             except ray.exceptions.RayError as err:
-                outcomes[i] = failed_outcome(configs[i], _error_text(err))
-            if progress:
-                progress(outcomes[i])
+                stack_outcomes = [failed_outcome(configs[i], _error_text(err)) for i in stack]
+            for i, outcome in zip(stack, stack_outcomes):
+                outcomes[i] = outcome
+                if progress:
+                    progress(outcome)
     except BaseException:
         for ref in pending:
-            ray.cancel(ref)  # a KeyboardInterrupt in the task: it records "pending", releases its claim
+            ray.cancel(ref)  # a KeyboardInterrupt in the task: it records "pending", releases its claims
         if pending:
             ray.wait(pending, num_returns=len(pending), timeout=CANCEL_GRACE_S)
         raise
@@ -270,8 +279,10 @@ def run_on_slurm(
     folder: str | None = None,
     cluster: str | None = None,
     progress: Progress = None,
+    stacks: Stacks | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every config as one job of a submitit job array; outcomes in input order.
+    """Run every stack of configs (default: each config alone) as one job of a submitit job
+    array; outcomes in input order.
 
     `cluster`: None picks SLURM when `sbatch` is available (else submitit's local executor),
     "slurm", "local" (subprocesses on this machine) or "debug" (in this process, one after the
@@ -285,28 +296,33 @@ def run_on_slurm(
         raise ValueError(f"folder: needed for a store at {store_root}: a shared local path for submitit's job files")
     executor = submitit.AutoExecutor(folder=folder or f"{store_root}/slurm", cluster=cluster)
     executor.update_parameters(**slurm_parameters(resources, executor.cluster))
-    n = len(configs)
-    jobs = executor.map_array(execute_run, configs, [store_root] * n, [retries] * n, [None] * n, [STALE_AFTER_S] * n,
-                              [None] * n, [os.getcwd()] * n)
-    return _gather_jobs(jobs, configs, progress)
+    stacks = stacks or [[i] for i in range(len(configs))]
+    n = len(stacks)
+    jobs = executor.map_array(execute_stack, [[configs[i] for i in stack] for stack in stacks], [store_root] * n,
+                              [retries] * n, [None] * n, [STALE_AFTER_S] * n, [None] * n, [os.getcwd()] * n)
+    return _gather_jobs(jobs, stacks, configs, progress)
 
 
-def _gather_jobs(jobs: list[Any], configs: list[dict[str, Any]], progress: Progress) -> list[dict[str, Any]]:
-    """Poll the jobs until all finished; a job that raised gives a failed outcome."""
-    outcomes: list[dict[str, Any] | None] = [None] * len(jobs)
+def _gather_jobs(jobs: list[Any], stacks: Stacks, configs: list[dict[str, Any]],
+                 progress: Progress) -> list[dict[str, Any]]:
+    """Poll the jobs (one per stack) until all finished; a job that raised gives failed outcomes."""
+    outcomes: list[dict[str, Any] | None] = [None] * len(configs)
     pending = dict(enumerate(jobs))
     try:
         while pending:
-            for i, job in list(pending.items()):
+            for j, job in list(pending.items()):
                 if not job.done():
                     continue
-                del pending[i]
+                del pending[j]
                 try:
-                    outcomes[i] = job.result()
+                    stack_outcomes = job.result()
                 except Exception as err:  # noqa: BLE001 - submitit re-raises the job's error here
-                    outcomes[i] = failed_outcome(configs[i], f"{_error_text(err)} (log: {job.paths.stderr})")
-                if progress:
-                    progress(outcomes[i])
+                    error = f"{_error_text(err)} (log: {job.paths.stderr})"
+                    stack_outcomes = [failed_outcome(configs[i], error) for i in stacks[j]]
+                for i, outcome in zip(stacks[j], stack_outcomes):
+                    outcomes[i] = outcome
+                    if progress:
+                        progress(outcome)
             if pending:
                 time.sleep(POLL_S)
     except BaseException:
@@ -401,8 +417,9 @@ class RayRunner:
     name: str = "ray"
 
     def run(self, configs: list[dict[str, Any]], store_root: str, retries: int = 0,
-            on_outcome: Progress = None, on_step: Progress = None) -> list[dict[str, Any]]:
-        return run_on_ray(configs, store_root, self.resources, retries, address=self.address, progress=on_outcome)
+            on_outcome: Progress = None, on_step: Progress = None, stacks: Stacks | None = None) -> list[dict[str, Any]]:
+        return run_on_ray(configs, store_root, self.resources, retries, address=self.address, progress=on_outcome,
+                          stacks=stacks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -414,5 +431,6 @@ class SlurmRunner:
     name: str = "slurm"
 
     def run(self, configs: list[dict[str, Any]], store_root: str, retries: int = 0,
-            on_outcome: Progress = None, on_step: Progress = None) -> list[dict[str, Any]]:
-        return run_on_slurm(configs, store_root, self.resources, retries, cluster=self.cluster, progress=on_outcome)
+            on_outcome: Progress = None, on_step: Progress = None, stacks: Stacks | None = None) -> list[dict[str, Any]]:
+        return run_on_slurm(configs, store_root, self.resources, retries, cluster=self.cluster, progress=on_outcome,
+                            stacks=stacks)

@@ -24,6 +24,7 @@ from typing import Any
 from scaler.config import FLOPS_CONVENTION, ConfigError, mix_label
 from scaler.model.family import count_params, flops_per_token, training_flops
 from scaler.sweep.spec import SweepRun, SweepSpec
+from scaler.train.stacks import StackSize
 
 
 @dataclass
@@ -39,8 +40,10 @@ class PlanRow:
     tokens: int
     flops: float
     epochs: dict[str, float | None] = field(default_factory=dict)
-    est_seconds: float | None = None
+    est_seconds: float | None = None  # a stacked run: its share of its stack's time
     state: str = "pending"
+    stack: int = 0  # runs with one number train together (scaler/train/stacked.py)
+    stack_size: int = 1
 
 
 @dataclass
@@ -63,9 +66,22 @@ def machine_key() -> str:
     return f"{platform.node()}|{platform.machine()}|{os.cpu_count()}cpu"
 
 
-def shape_key(run: SweepRun) -> str:
+def shape_key(run: SweepRun, stack_size: int = 1) -> str:
+    """The calibration's key: shape and batch, and the stack size when runs are stacked."""
     s, b = run.config.model, run.config.train.batch_size
-    return f"d{s.d_model}-l{s.n_layers}-h{s.n_heads}-f{s.d_ff}-v{s.vocab_size}-t{s.seq_len}-b{b}"
+    key = f"d{s.d_model}-l{s.n_layers}-h{s.n_heads}-f{s.d_ff}-v{s.vocab_size}-t{s.seq_len}-b{b}"
+    return key if stack_size == 1 else f"{key}-k{stack_size}"
+
+
+def sweep_stacks(spec: SweepSpec, runs: list[SweepRun], stack: StackSize | None = None, runner: str = "local",
+                 workers: int = 1) -> list[list[int]]:
+    """The runs' indices grouped into stacks (`stack`, default the spec's). "auto" fills half the
+    memory of one worker: this machine's RAM shared by `workers` local processes, or
+    resources.memory_gb on a cluster."""
+    from scaler.train.stacks import group_stacks, host_memory_bytes
+
+    memory = host_memory_bytes() // workers if runner == "local" else int(spec.resources.memory_gb * 2**30)
+    return group_stacks([r.config for r in runs], spec.stack if stack is None else stack, memory)
 
 
 def cache_path() -> Path:
@@ -90,8 +106,10 @@ def save_calibration(entries: dict[str, dict[str, float]]) -> None:
     tmp.replace(path)
 
 
-def calibrate(runs: list[SweepRun], steps: int = 8, progress=None) -> dict[str, dict[str, float]]:
-    """Time `steps` training steps (after compiling) of every distinct shape; cache the rates."""
+def calibrate(runs: list[SweepRun], steps: int = 8, progress=None,
+              stacks: list[list[int]] | None = None) -> dict[str, dict[str, float]]:
+    """Time `steps` training steps (after compiling) of every distinct shape, and of every distinct
+    (shape, stack size) of `stacks` (tokens/s of the whole stack); cache the rates."""
     import time
 
     import jax
@@ -100,32 +118,38 @@ def calibrate(runs: list[SweepRun], steps: int = 8, progress=None) -> dict[str, 
     from flax import nnx
 
     from scaler.model.transformer import init_model
+    from scaler.train import stacked
     from scaler.train import step as step_lib
 
-    shapes = {shape_key(r): r for r in runs}
+    cases = {shape_key(r): (r, 1) for r in runs}
+    for group in stacks or []:
+        cases[shape_key(runs[group[0]], len(group))] = (runs[group[0]], len(group))
     measured = {}
-    for i, (key, run) in enumerate(sorted(shapes.items())):
+    for i, (key, (run, size)) in enumerate(sorted(cases.items())):
         shape, train = run.config.model, run.config.train
         graphdef, params = nnx.split(init_model(shape, 0))
         optimizer = step_lib.make_optimizer(train)
-        opt_state = optimizer.init(params)
-        params, opt_state = step_lib.replicate((params, opt_state), train.batch_size)
-        step = step_lib.make_train_step(graphdef, optimizer, jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16,
-                                        train.batch_size)
+        state = stacked.join([{"params": params, "opt_state": optimizer.init(params)}] * size)
+        state = step_lib.replicate(state, train.batch_size)
+        params, opt_state = state["params"], state["opt_state"]
+        dtype = jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+        step = stacked.make_train_step(graphdef, optimizer, dtype, train.batch_size, size)
         batch = np.random.default_rng(0).integers(0, shape.vocab_size, (train.batch_size, shape.seq_len + 1), np.int32)
+        batch = stacked.stack_arrays([batch] * size)
+        lr = jnp.float32(1e-3) if size == 1 else jnp.full((size,), 1e-3, jnp.float32)
         t_compile = time.perf_counter()
-        params, opt_state, metrics = step(params, opt_state, batch, jnp.float32(1e-3))  # compile
+        params, opt_state, metrics = step(params, opt_state, batch, lr)  # compile
         jax.block_until_ready(metrics["loss"])
         compile_s = time.perf_counter() - t_compile
         t0 = time.perf_counter()
         for _ in range(steps):
-            params, opt_state, metrics = step(params, opt_state, batch, jnp.float32(1e-3))
+            params, opt_state, metrics = step(params, opt_state, batch, lr)
         jax.block_until_ready(metrics["loss"])
-        tokens_per_s = steps * train.batch_size * shape.seq_len / (time.perf_counter() - t0)
+        tokens_per_s = size * steps * train.batch_size * shape.seq_len / (time.perf_counter() - t0)
         measured[key] = {"tokens_per_s": tokens_per_s, "flops_per_s": tokens_per_s * flops_per_token(shape),
                          "startup_s": 2 * compile_s, "backend": jax.default_backend()}  # train and eval steps
         if progress:
-            progress(i + 1, len(shapes))
+            progress(i + 1, len(cases))
     save_calibration(measured)
     return measured
 
@@ -157,18 +181,29 @@ def make_plan(
     mfu: float | None = None,
     usd_per_hour: float | None = None,
     states: dict[str, str] | None = None,
+    stacks: list[list[int]] | None = None,
 ) -> Plan:
+    """The plan of `runs`, trained in `stacks` (default: one run each). A stack's time comes from
+    the calibration of its (shape, size) when there is one, else from its runs' solo times (an
+    upper bound: stacking is faster on small shapes)."""
     check_rates(peak_flops, mfu, usd_per_hour)
     calibration = {} if peak_flops else load_calibration()
-    rate_s = statistics.median(v["flops_per_s"] for v in calibration.values()) if calibration else None
-    startup_s = statistics.median(v.get("startup_s", 0.0) for v in calibration.values()) if calibration else 0.0
+    solo = {k: v for k, v in calibration.items() if "-k" not in k}
+    rate_s = statistics.median(v["flops_per_s"] for v in solo.values()) if solo else None
+    startup_s = statistics.median(v.get("startup_s", 0.0) for v in solo.values()) if solo else 0.0
     tier_tokens = _tier_tokens(spec)
+    stacks = stacks or [[i] for i in range(len(runs))]
+    stack_of = {i: (j, len(group)) for j, group in enumerate(stacks) for i in group}
     rows = []
-    for run in runs:
+    for i, run in enumerate(runs):
         shape, train = run.config.model, run.config.train
         flops = training_flops(shape, train.tokens, run.config.flops_convention)
+        stack, size = stack_of[i]
         if peak_flops:
             seconds = flops / (peak_flops * (mfu or 0.4))
+        elif shape_key(run, size) in calibration:
+            entry = calibration[shape_key(run, size)]  # a stack's rate counts all its runs' tokens
+            seconds = entry.get("startup_s", 0.0) / size + train.tokens / entry["tokens_per_s"]
         elif shape_key(run) in calibration:
             entry = calibration[shape_key(run)]
             seconds = entry.get("startup_s", 0.0) + train.tokens / entry["tokens_per_s"]
@@ -178,13 +213,16 @@ def make_plan(
             run_id=run.run_id, name=run.config.name, point=run.point.label, mix=mix_label(run.mix), seed=train.seed,
             d_model=shape.d_model, n_layers=shape.n_layers, n_params=count_params(shape), tokens=train.tokens,
             flops=flops, epochs=tier_epochs(run, tier_tokens), est_seconds=seconds,
-            state=(states or {}).get(run.run_id, "pending"),
+            state=(states or {}).get(run.run_id, "pending"), stack=stack, stack_size=size,
         ))
     seconds = [r.est_seconds for r in rows]
     total_s = sum(seconds) if rows and None not in seconds else None
+    uncalibrated = {shape_key(runs[g[0]], len(g)) for g in stacks if len(g) > 1} - set(calibration)
     estimate = (f"peak {peak_flops:.3g} FLOP/s x MFU {mfu or 0.4:g}" if peak_flops
-                else f"calibration on this machine ({len(calibration)} shapes)" if calibration
+                else f"calibration on this machine ({len(calibration)} shapes and stacks)" if calibration
                 else "none: run `scaler calibrate SPEC`, or give --peak-flops and --mfu")
+    if calibration and uncalibrated:
+        estimate += f"; {len(uncalibrated)} stack sizes not calibrated: timed as solo runs (an upper bound)"
     return Plan(rows, sum(r.flops for r in rows), total_s,
                 total_s / 3600 * usd_per_hour if total_s is not None and usd_per_hour else None,
                 estimate, spec.data.dir is not None and not tier_tokens)

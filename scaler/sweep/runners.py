@@ -1,11 +1,12 @@
 """Engines: run a sweep's runs locally (the default), on a Ray cluster or on SLURM.
 
-Every engine calls `execute_run` for each run, wherever it runs: claim the run in the store
-(scaler/store.py: an exclusive claim file with a heartbeat), train it (`train_run` resumes from
-its checkpoint and returns at once for a run already done or diverged), retry failures up to
-`retries` times (a divergence is a result, not a failure), and release the claim. A run claimed by
-a live worker elsewhere is skipped, so any number of submitters and cluster tasks can work on one
-sweep and each run trains once.
+Every engine calls `execute_stack` for each stack of runs (a stack of one by default; see
+scaler/train/stacked.py), wherever it runs: claim each run in the store (scaler/store.py: an
+exclusive claim file with a heartbeat), train the claimed runs together (`train_stack` resumes
+from their checkpoints and returns at once for a run already done or diverged), retry failures up
+to `retries` times (a divergence is a result, not a failure), and release the claims. A run claimed
+by a live worker elsewhere is skipped, so any number of submitters and cluster tasks can work on
+one sweep and each run trains once.
 """
 
 from __future__ import annotations
@@ -105,26 +106,36 @@ def held_claim(store: Any, run_id: str, owner: str | None = None,
         yield keeper
 
 
-def execute_run(
-    config: dict[str, Any],
+def execute_run(config: dict[str, Any], store_root: str, retries: int = 0, owner: str | None = None,
+                stale_after_s: float = STALE_AFTER_S, progress: Callable[[dict[str, Any]], None] | None = None,
+                workdir: str | None = None) -> dict[str, Any]:
+    """One run: `execute_stack` of one."""
+    return execute_stack([config], store_root, retries, owner, stale_after_s, progress, workdir)[0]
+
+
+def execute_stack(
+    configs: list[dict[str, Any]],
     store_root: str,
     retries: int = 0,
     owner: str | None = None,
     stale_after_s: float = STALE_AFTER_S,
     progress: Callable[[dict[str, Any]], None] | None = None,
     workdir: str | None = None,
-) -> dict[str, Any]:
-    """Claim, train (resuming), retry failures, release; the outcome as a dict (picklable).
+) -> list[dict[str, Any]]:
+    """Claim each run, train the claimed ones together (one stack, scaler/train/stacked.py;
+    resuming), retry failures, release; the outcomes as dicts (picklable), in input order.
 
-    `config` is a RunConfig as JSON (`RunConfig.model_dump(mode="json")`). JAX is imported here,
-    inside the worker, so a cluster driver never needs it. `workdir`: the submitter's working
-    folder, where a relative `data.dir` is found (a cluster worker starts elsewhere).
+    `configs` are RunConfigs as JSON (`RunConfig.model_dump(mode="json")`) that stack
+    (`stacked.stack_key` equal). JAX is imported here, inside the worker, so a cluster driver never
+    needs it. `workdir`: the submitter's working folder, where a relative `data.dir` is found (a
+    cluster worker starts elsewhere). A run done or diverged already, or held by a live worker
+    elsewhere ("claimed"), is left out of the stack.
     """
     if workdir is not None and os.path.abspath(workdir) != os.getcwd():
         previous = os.getcwd()
         os.chdir(workdir)
         try:
-            return execute_run(config, store_root, retries, owner, stale_after_s, progress)
+            return execute_stack(configs, store_root, retries, owner, stale_after_s, progress)
         finally:
             os.chdir(previous)
     from scaler.runtime import configure_compilation_cache, configure_cpu
@@ -135,43 +146,60 @@ def execute_run(
     from scaler.store import Store, run_id_of
     from scaler.train.defaults import resolve
 
-    run = resolve(parse_run_config(config, source="sweep run"))
-    store, run_id, owner = Store(store_root), run_id_of(run.identity()), owner or new_owner()
-    state = store.read_status(run_id)["state"]
-    if state in ("done", "diverged"):
-        return Outcome(run_id, state, store.read_status(run_id).get("attempts", 0)).to_dict()
-    try:
-        with held_claim(store, run_id, owner, stale_after_s) as keeper:
-            return _attempts(run, store, run_id, retries, keeper, progress)
-    except RunClaimed:  # raised on entry only: a live worker holds the run
-        return Outcome(run_id, "claimed").to_dict()
+    runs = [resolve(parse_run_config(c, source="sweep run")) for c in configs]
+    run_ids = [run_id_of(run.identity()) for run in runs]
+    store, owner = Store(store_root), owner or new_owner()
+    outcomes: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as held:
+        keepers: dict[str, _ClaimKeeper] = {}
+        for run_id in run_ids:
+            status = store.read_status(run_id)
+            if status["state"] in ("done", "diverged"):
+                outcomes[run_id] = Outcome(run_id, status["state"], status.get("attempts", 0)).to_dict()
+                continue
+            try:
+                keepers[run_id] = held.enter_context(held_claim(store, run_id, owner, stale_after_s))
+            except RunClaimed:  # a live worker holds the run
+                outcomes[run_id] = Outcome(run_id, "claimed").to_dict()
+        claimed = [run for run, run_id in zip(runs, run_ids) if run_id in keepers]
+        if claimed:
+            outcomes.update(_attempts(claimed, store, retries, keepers, progress))
+    return [outcomes[run_id] for run_id in run_ids]
 
 
-def _attempts(run: Any, store: Any, run_id: str, retries: int, keeper: _ClaimKeeper,
-              progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-    """Train (resuming) under a held claim, retrying failures; the outcome."""
-    from scaler.train.loop import train_run
+def _attempts(runs: list[Any], store: Any, retries: int, keepers: dict[str, _ClaimKeeper],
+              progress: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
+    """Train (resuming) under held claims, retrying failures; the outcomes by run id."""
+    from scaler.store import run_id_of
+    from scaler.train.loop import train_stack
+
+    run_ids = [run_id_of(run.identity()) for run in runs]
 
     def on_row(row: dict[str, Any]) -> None:
-        keeper.check(row)
+        keepers[row["run_id"]].check(row)
         if progress:
             progress(row)
 
+    def attempts(run_id: str) -> int:
+        return store.read_status(run_id).get("attempts", 0)
+
     for attempt in range(retries + 1):
         try:
-            result = train_run(run, store, progress=on_row)
-            status = store.read_status(run_id)
-            return Outcome(run_id, result.state, status.get("attempts", 0), result.final).to_dict()
+            results = train_stack(runs, store, progress=on_row)
+            return {r.run_id: Outcome(r.run_id, r.state, attempts(r.run_id), r.final).to_dict() for r in results}
         except KeyboardInterrupt:
             raise
-        except ClaimLost:
-            return Outcome(run_id, "claimed").to_dict()
-        except Exception as err:  # noqa: BLE001 - recorded in status.json by train_run; retried
+        except ClaimLost:  # every run of the stack goes back to the queue; the lost one is trained elsewhere
+            return {run_id: Outcome(run_id, "claimed").to_dict() for run_id in run_ids}
+        except Exception as err:  # noqa: BLE001 - recorded in status.json by train_stack; retried
             error = f"{type(err).__name__}: {err}"
             if attempt == retries:
-                return Outcome(run_id, "failed", store.read_status(run_id).get("attempts", 0), error=error).to_dict()
+                return {run_id: Outcome(run_id, "failed", attempts(run_id), error=error).to_dict() for run_id in run_ids}
             time.sleep(min(2.0**attempt, 30.0))
     raise AssertionError("unreachable")
+
+
+Stacks = list[list[int]]  # indices of configs trained together (scaler/train/stacked.py); None: one run each
 
 
 def run_local(
@@ -182,34 +210,38 @@ def run_local(
     on_outcome: Callable[[dict[str, Any]], None] | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     poll_s: float = 2.0,
+    stacks: Stacks | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every config here: in this process (workers=1, with per-step progress) or in a pool of
-    `workers` processes. Runs held by another live submitter are waited for, and taken over if
-    their claim goes stale, so the call returns when every run has an outcome."""
+    """Run every config here, stack by stack: in this process (workers=1, with per-step progress)
+    or in a pool of `workers` processes. Runs held by another live submitter are waited for, and
+    taken over if their claim goes stale, so the call returns when every run has an outcome."""
     owner = new_owner()
     outcomes: dict[int, dict[str, Any]] = {}
-    pending = list(range(len(configs)))
+    pending = stacks or [[i] for i in range(len(configs))]
     while pending:
         if workers == 1:
-            results = ((i, execute_run(configs[i], store_root, retries, owner, progress=on_step)) for i in pending)
+            results = ((stack, execute_stack([configs[i] for i in stack], store_root, retries, owner,
+                                             progress=on_step)) for stack in pending)
         else:
             results = _run_pool(configs, pending, store_root, retries, workers)
         waiting = []
-        for i, outcome in results:
-            if outcome["state"] == "claimed":
-                waiting.append(i)
-                continue
-            outcomes[i] = outcome
-            if on_outcome:
-                on_outcome(outcome)
+        for stack, stack_outcomes in results:
+            claimed = [i for i, outcome in zip(stack, stack_outcomes) if outcome["state"] == "claimed"]
+            if claimed:
+                waiting.append(claimed)
+            for i, outcome in zip(stack, stack_outcomes):
+                if outcome["state"] != "claimed":
+                    outcomes[i] = outcome
+                    if on_outcome:
+                        on_outcome(outcome)
         pending = waiting
         if pending:
             time.sleep(poll_s)
     return [outcomes[i] for i in range(len(configs))]
 
 
-def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
-    """(index, outcome) pairs as the runs finish, from `workers` fresh processes."""
+def _run_pool(configs, stacks: Stacks, store_root: str, retries: int, workers: int):
+    """(stack, outcomes) pairs as the stacks finish, from `workers` fresh processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -222,7 +254,8 @@ def _run_pool(configs, indices, store_root: str, retries: int, workers: int):
     os.environ["XLA_FLAGS"] = f"{kept} {DEVICE_COUNT_FLAG}={devices}".strip()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent)
     try:  # the workers share the cores: each gets its share of XLA host devices (or SCALER_CPU_DEVICES)
-        futures = {pool.submit(execute_run, configs[i], store_root, retries): i for i in indices}
+        futures = {pool.submit(execute_stack, [configs[i] for i in stack], store_root, retries): stack
+                   for stack in stacks}
         for future in as_completed(futures):
             yield futures[future], future.result()
         pool.shutdown(wait=True)
@@ -264,15 +297,18 @@ class LocalRunner:
     name: str = "local"
 
     def run(self, configs: list[dict[str, Any]], store_root: str, retries: int = 0,
-            on_outcome: OutcomeHook | None = None, on_step: OutcomeHook | None = None) -> list[dict[str, Any]]:
-        return run_local(configs, store_root, retries, self.workers, on_outcome=on_outcome, on_step=on_step)
+            on_outcome: OutcomeHook | None = None, on_step: OutcomeHook | None = None,
+            stacks: Stacks | None = None) -> list[dict[str, Any]]:
+        return run_local(configs, store_root, retries, self.workers, on_outcome=on_outcome, on_step=on_step,
+                         stacks=stacks)
 
 
 def make_runner(name: str, *, workers: int = 1, address: str | None = None, slurm_cluster: str | None = None,
                 resources: dict[str, Any] | None = None):
     """The engine called `name` (local | ray | slurm). Every engine has `run(configs, store_root,
-    retries, on_outcome=None, on_step=None) -> outcomes in input order`; only the local engine
-    with one worker reports steps. Bad settings raise ConfigError before anything runs."""
+    retries, on_outcome=None, on_step=None, stacks=None) -> outcomes in input order` (`stacks`:
+    lists of indices of configs trained together); only the local engine with one worker reports
+    steps. Bad settings raise ConfigError before anything runs."""
     from scaler.config import ConfigError
 
     if name not in RUNNER_NAMES:

@@ -168,6 +168,8 @@ class SweepSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     store: str | None = None  # default store/<name>
     retries: int = Field(default=1, ge=0, description="retries of a failed run (not of a divergence)")
+    stack: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default=1, description="runs trained together by one vmapped step: 1, a number K, or auto (by memory)")
     max_flops: PositiveFloat | None = None  # a budget the plan refuses to exceed without --force
     max_hours: PositiveFloat | None = None
     data: SweepData = SweepData()

@@ -1,6 +1,7 @@
-"""Train one run into the store: resume from its checkpoint, log, evaluate, stop on divergence.
+"""Train runs into the store: resume from checkpoints, log, evaluate, stop on divergence.
 
-`train_run(config, store)` is the whole life of a run:
+`train_run(config, store)` is the whole life of a run, and `train_stack(configs, store)` that of
+K runs of one shape trained by one vmapped step (scaler/train/stacked.py); a run is a stack of one:
 
 1. resolve defaults; the run id is the hash of the resolved config; write config.json;
 2. a run already `done` or `diverged` is returned as it is (finished runs are never redone);
@@ -8,9 +9,9 @@
    data position is the step, since batch i is a pure function of (seed, i));
 4. step with a jitted pure function; every `log_every` steps append a metrics row (mean train
    loss of the window, lr, grad norm, tokens/s), every `eval_every_steps` and at the end evaluate
-   every eval set, every `checkpoint_every_steps` save a checkpoint and the metrics;
-5. a non-finite loss, or one above `max_loss`, marks the run `diverged` and stops it.
-"""
+   every eval set, every `checkpoint_every_steps` write the metrics, then save a checkpoint;
+5. a non-finite loss, or one above `max_loss`, marks the run `diverged` and stops it (in a stack:
+   its slot trains on at learning rate 0, unlogged, and the other runs go on)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import polars as pl
 from flax import nnx
 
@@ -34,6 +36,7 @@ from scaler.data.source import TokenSource, stdlib_source
 from scaler.model.family import count_params, count_params_nonembed, flops_per_token, training_flops
 from scaler.model.transformer import init_model
 from scaler.store import Store, StoreError, run_id_of
+from scaler.train import stacked, stacks
 from scaler.train import step as step_lib
 from scaler.train.checkpoint import CheckpointCorrupt, Checkpointer
 from scaler.train.defaults import resolve, step_tokens
@@ -104,14 +107,19 @@ def run_info(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def evaluate(eval_step, params, eval_sets: dict[str, np.ndarray], batch_size: int, source: TokenSource):
-    """Mean loss (nats/token) and bits per byte on every eval set."""
-    out: dict[str, float] = {}
-    for name, tokens in eval_sets.items():
-        losses = [float(eval_step(params, tokens[i : i + batch_size])) for i in range(0, len(tokens), batch_size)]
-        loss = float(np.mean(losses))
-        out[f"eval_{name}_loss"] = loss
-        out[f"eval_{name}_bpb"] = loss / math.log(2) / source.eval_bytes_per_token(name)
+def evaluate(eval_step: Callable, params: Any, members: list[Member], batch_size: int) -> list[dict[str, float]]:
+    """Each member's mean loss (nats/token) and bits per byte on every eval set; `params` stacked
+    over the members (a stack of one: the run's own parameters)."""
+    size, out = len(members), [{} for _ in members]
+    for name in members[0].eval_sets:
+        tokens = stacked.stack_arrays([m.eval_sets[name] for m in members])  # (n, T+1), or (K, n, T+1)
+        n = members[0].eval_sets[name].shape[0]
+        losses_NK = np.stack([stacked.per_member(eval_step(params, tokens[..., i : i + batch_size, :]), size)
+                              for i in range(0, n, batch_size)])
+        for k, m in enumerate(members):
+            loss = float(np.mean(losses_NK[:, k].astype(np.float64)))
+            out[k][f"eval_{name}_loss"] = loss
+            out[k][f"eval_{name}_bpb"] = loss / math.log(2) / m.source.eval_bytes_per_token(name)
     return out
 
 
@@ -133,28 +141,61 @@ def train_run(
     source: TokenSource | None = None,
     progress: ProgressFn | None = None,
 ) -> RunResult:
-    config = resolve(config)
-    run_id = run_id_of(config.identity())
-    store.write_config(run_id, config.identity())
-    state = store.read_status(run_id)["state"]
-    if state in ("done", "diverged"):
-        return _finished(store, run_id, state)
+    """Train one run (a stack of one)."""
+    return train_stack([config], store, [source], progress)[0]
 
-    info = run_info(config)
-    status = store.read_status(run_id)
-    attempts, spent, started = status.get("attempts", 0) + 1, status.get("elapsed_s", 0.0), time.time()
-    store.write_status(run_id, "running", attempts=attempts, started_at=started, heartbeat=started)
+
+def train_stack(
+    configs: list[RunConfig],
+    store: Store,
+    sources: list[TokenSource | None] | None = None,
+    progress: ProgressFn | None = None,
+) -> list[RunResult]:
+    """Train runs of one stack (`stacks.stack_key` equal) together, each into its own folder of
+    the store; their results in input order. Runs already done or diverged are returned as they
+    are. Each run records its own attempts and time; an interruption leaves every unfinished run
+    `pending`, an error every unfinished run `failed` (and is raised)."""
+    configs = [resolve(c) for c in configs]
+    sources = sources or [None] * len(configs)
+    keys = {stacks.stack_key(c) for c in configs}
+    if len(keys) > 1:
+        raise ValueError("train_stack: the runs differ in more than seed, data and learning-rate schedule")
+    results: dict[str, RunResult] = {}
+    todo: list[tuple[RunConfig, str, TokenSource | None, float]] = []
+    for config, source in zip(configs, sources):
+        run_id = run_id_of(config.identity())
+        store.write_config(run_id, config.identity())
+        state = store.read_status(run_id)["state"]
+        if state in ("done", "diverged"):
+            results[run_id] = _finished(store, run_id, state)
+            continue
+        status = store.read_status(run_id)
+        started = time.time()
+        store.write_status(run_id, "running", attempts=status.get("attempts", 0) + 1, started_at=started,
+                           heartbeat=started)
+        todo.append((config, run_id, source, status.get("elapsed_s", 0.0)))
+    started = time.time()
+
+    def spent(previous_s: float) -> float:
+        return previous_s + time.time() - started  # over all attempts
+
     try:
-        result = _train(config, run_id, info, store, source or open_source(config.data), progress)
-        store.write_status(run_id, result.state, elapsed_s=spent + time.time() - started)  # over all attempts
-        return result
+        for result in _train(todo, store, progress):
+            results[result.run_id] = result
+            previous = next(p for _, run_id, _, p in todo if run_id == result.run_id)
+            store.write_status(result.run_id, result.state, elapsed_s=spent(previous))
     except KeyboardInterrupt:
-        _record(store, run_id, "pending", interrupted_at=time.time(), elapsed_s=spent + time.time() - started)
-        raise  # the run resumes from its checkpoint
+        for _, run_id, _, previous in todo:
+            if run_id not in results:
+                _record(store, run_id, "pending", interrupted_at=time.time(), elapsed_s=spent(previous))
+        raise  # the runs resume from their checkpoints
     except BaseException as err:
         last = traceback.format_exception_only(type(err), err)[-1].strip()
-        _record(store, run_id, "failed", error=last or type(err).__name__, elapsed_s=spent + time.time() - started)
+        for _, run_id, _, previous in todo:
+            if run_id not in results:
+                _record(store, run_id, "failed", error=last or type(err).__name__, elapsed_s=spent(previous))
         raise
+    return [results[run_id_of(c.identity())] for c in configs]
 
 
 def _record(store: Store, run_id: str, state: str, **fields: Any) -> None:
@@ -166,53 +207,103 @@ def _record(store: Store, run_id: str, state: str, **fields: Any) -> None:
         pass
 
 
-def _train(
-    config: RunConfig, run_id: str, info: dict[str, Any], store: Store, source: TokenSource, progress: ProgressFn | None
-) -> RunResult:
+@dataclass
+class Member:
+    """One run of a stack while it trains."""
+
+    config: RunConfig
+    run_id: str
+    info: dict[str, Any]
+    source: TokenSource
+    eval_sets: dict[str, np.ndarray]
+    ckpt: Checkpointer
+    start: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    active: bool = True  # False once it diverged: its slot trains on at lr 0, unlogged
+
+
+def _open_member(config: RunConfig, run_id: str, store: Store, source: TokenSource | None, platform: str,
+                 dtype: jnp.dtype, sources: dict[str, TokenSource]) -> Member:
+    """Open the run's data (shared between members with the same data) and write run_info.json."""
+    if source is None:
+        key = config.data.model_dump_json()
+        source = sources[key] if key in sources else sources.setdefault(key, open_source(config.data))
     shape, train = config.model, config.train
     if source.vocab_size > shape.vocab_size:
         raise ConfigError(f"the data has {source.vocab_size} token ids but model.vocab_size is {shape.vocab_size}")
-    platform = jax.default_backend()
-    dtype = step_lib.compute_dtype_for(train.compute_dtype, platform)
+    info = run_info(config)
     usage = source.usage(train.seed, info["steps"], train.batch_size, shape.seq_len)  # tokens drawn per pool, epochs
     store.write_json(run_id, "run_info.json", {**info, "platform": platform, "compute_dtype": jnp.dtype(dtype).name,
                                                **usage, "data": source.describe()})
+    return Member(config, run_id, info, source, load_eval_sets(source, config), Checkpointer(store.ckpt_dir(run_id)))
 
-    graphdef, params = nnx.split(init_model(shape, train.seed))
-    optimizer = step_lib.make_optimizer(train)
-    opt_state = optimizer.init(params)
-    train_step = step_lib.make_train_step(graphdef, optimizer, dtype, train.batch_size)
-    eval_step = step_lib.make_eval_step(graphdef, dtype, train.batch_size)
-    eval_sets = load_eval_sets(source, config)
 
-    ckpt = Checkpointer(store.ckpt_dir(run_id))
-    start, rows = resume_point(ckpt, store, run_id)
-    while start:  # the latest sound checkpoint whose rows are on disk; none: a fresh start
+def _restore(m: Member, store: Store, like: dict[str, Any]) -> dict[str, Any]:
+    """The member's state at the latest sound checkpoint whose rows are on disk (`like`, its fresh
+    state, when there is none); sets m.start and m.rows."""
+    m.start, m.rows = resume_point(m.ckpt, store, m.run_id)
+    while m.start:
         try:
-            restored, position = ckpt.restore(start, {"params": params, "opt_state": opt_state})
+            restored, position = m.ckpt.restore(m.start, like)
             break
         except CheckpointCorrupt as err:
-            moved = ckpt.set_aside(start)
-            start, rows = resume_point(ckpt, store, run_id)
-            print(f"warning: run {run_id}: {err}; moved to {moved}; resuming from "
-                  f"{'step ' + str(start) if start else 'the start'}", file=sys.stderr)
-    if start:
-        params, opt_state = restored["params"], restored["opt_state"]
-        if (position["seed"], position["next_batch"]) != (train.seed, start):
-            raise ValueError(f"checkpoint {start} of run {run_id} holds data position {position}")
-    params, opt_state = step_lib.replicate((params, opt_state), train.batch_size)
+            moved = m.ckpt.set_aside(m.start)
+            m.start, m.rows = resume_point(m.ckpt, store, m.run_id)
+            print(f"warning: run {m.run_id}: {err}; moved to {moved}; resuming from "
+                  f"{'step ' + str(m.start) if m.start else 'the start'}", file=sys.stderr)
+    if not m.start:
+        return like
+    if (position["seed"], position["next_batch"]) != (m.config.train.seed, m.start):
+        raise ValueError(f"checkpoint {m.start} of run {m.run_id} holds data position {position}")
+    return restored
 
-    steps, per_step, warmup = info["steps"], info["step_tokens"], info["warmup_steps"]
+
+def _train(todo: list[tuple[RunConfig, str, TokenSource | None, float]], store: Store,
+           progress: ProgressFn | None) -> Iterator[RunResult]:
+    """Open, restore and train the members; members whose checkpoints stand at different steps
+    (a stack killed between two members' saves) train as separate stacks, one after the other."""
+    if not todo:
+        return
+    first = todo[0][0]
+    platform = jax.default_backend()
+    dtype = step_lib.compute_dtype_for(first.train.compute_dtype, platform)
+    sources: dict[str, TokenSource] = {}
+    members = [_open_member(c, run_id, store, source, platform, dtype, sources) for c, run_id, source, _ in todo]
+    optimizer = step_lib.make_optimizer(first.train)
+    states = []
+    for m in members:
+        graphdef, params = nnx.split(init_model(m.config.model, m.config.train.seed))  # one graph: one shape
+        states.append(_restore(m, store, {"params": params, "opt_state": optimizer.init(params)}))
+    for start in sorted({m.start for m in members}):
+        group = [k for k, m in enumerate(members) if m.start == start]
+        yield from _train_members([members[k] for k in group], [states[k] for k in group], graphdef, optimizer,
+                                  dtype, store, progress)
+
+
+def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef: nnx.GraphDef,
+                   optimizer: optax.GradientTransformation, dtype: jnp.dtype, store: Store,
+                   progress: ProgressFn | None) -> Iterator[RunResult]:
+    """The loop: one (vmapped) step for all members from their common start; rows, evaluations,
+    checkpoints and divergence per member. Yields each member's result as it ends."""
+    size, train, shape = len(members), members[0].config.train, members[0].config.model
+    train_step = stacked.make_train_step(graphdef, optimizer, dtype, train.batch_size, size)
+    eval_step = stacked.make_eval_step(graphdef, dtype, train.batch_size, size)
+    state = step_lib.replicate(stacked.join(states), train.batch_size)
+    params, opt_state = state["params"], state["opt_state"]
+
+    steps, per_step, start = members[0].info["steps"], members[0].info["step_tokens"], members[0].start
     eval_every, ckpt_every = train.eval_every_steps, train.checkpoint_every_steps
     log_every = max(1, min(10, eval_every))
     window: list[jax.Array] = []
     window_t0, last_beat = time.perf_counter(), time.time()
-    last_metrics: dict[str, Any] = {}
 
     for step in range(start, steps):
-        batch = source.train_batch(train.seed, step, train.batch_size, shape.seq_len)
-        lr = lr_at(train, step, steps, warmup)
-        params, opt_state, metrics = train_step(params, opt_state, batch, jnp.float32(lr))
+        batch = stacked.stack_arrays([m.source.train_batch(m.config.train.seed, step, train.batch_size, shape.seq_len)
+                        for m in members])
+        lrs = [lr_at(m.config.train, step, steps, m.info["warmup_steps"]) if m.active else 0.0 for m in members]
+        lr = jnp.float32(lrs[0]) if size == 1 else jnp.asarray(lrs, jnp.float32)
+        params, opt_state, metrics = train_step(params, opt_state, batch, lr)
         window.append(metrics["loss"])
         done_steps = step + 1
         is_eval = done_steps % eval_every == 0 or done_steps == steps
@@ -220,40 +311,60 @@ def _train(
         if not (done_steps % log_every == 0 or is_eval or is_ckpt):
             continue
 
-        losses = np.asarray(jnp.stack(window))
+        losses_WK = np.asarray(jnp.stack(window)).reshape(len(window), size)
+        grad_norms = stacked.per_member(metrics["grad_norm"], size)
         elapsed = time.perf_counter() - window_t0
-        row = {
-            "step": done_steps,
-            "tokens": done_steps * per_step,
-            "flops": float(info["flops_per_token"]) * done_steps * per_step,
-            "train_loss": float(losses.mean()),
-            "lr": lr,
-            "grad_norm": float(metrics["grad_norm"]),
-            "tokens_per_s": len(losses) * per_step / max(elapsed, 1e-9),
-        }
-        bad = ~np.isfinite(losses) | (losses > train.max_loss)
-        if bad.any():
-            first_bad_step = done_steps - len(losses) + int(np.argmax(bad)) + 1
-            return _diverge(store, run_id, rows + [row], losses, first_bad_step)
-        if is_eval:
-            row.update(evaluate(eval_step, params, eval_sets, train.batch_size, source))
-        rows.append(row)
-        last_metrics = row
+        rows: dict[int, dict[str, Any]] = {}
+        for k, m in enumerate(members):
+            if not m.active:
+                continue
+            row = {
+                "step": done_steps,
+                "tokens": done_steps * per_step,
+                "flops": float(m.info["flops_per_token"]) * done_steps * per_step,
+                "train_loss": float(losses_WK[:, k].mean()),
+                "lr": lrs[k],
+                "grad_norm": float(grad_norms[k]),
+                "tokens_per_s": len(window) * per_step / max(elapsed, 1e-9),
+            }
+            bad = ~np.isfinite(losses_WK[:, k]) | (losses_WK[:, k] > m.config.train.max_loss)
+            if bad.any():
+                m.active = False
+                first_bad_step = done_steps - len(window) + int(np.argmax(bad)) + 1
+                yield _diverge(store, m.run_id, m.rows + [row], losses_WK[:, k], first_bad_step)
+                continue
+            rows[k] = row
+        if is_eval and rows:
+            for k, scores in enumerate(evaluate(eval_step, params, members, train.batch_size)):
+                if k in rows:
+                    rows[k].update(scores)
+        for k, row in rows.items():
+            members[k].rows.append(row)
+            members[k].last_metrics = row
         if is_ckpt:  # the rows first: a checkpoint counts only once the metrics up to it are durable
-            store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
-            position = {"seed": train.seed, "next_batch": done_steps}  # batch i = f(seed, i)
-            ckpt.save(done_steps, {"params": params, "opt_state": opt_state}, position)
+            for k in rows:
+                store.write_metrics(members[k].run_id, pl.DataFrame(members[k].rows, infer_schema_length=None))
+            for k in rows:
+                position = {"seed": members[k].config.train.seed, "next_batch": done_steps}  # batch i = f(seed, i)
+                members[k].ckpt.save(done_steps, stacked.member({"params": params, "opt_state": opt_state}, k, size),
+                                     position)
         if time.time() - last_beat > HEARTBEAT_EVERY_S:
-            store.heartbeat(run_id)
+            for k in rows:
+                store.heartbeat(members[k].run_id)
             last_beat = time.time()
         if progress:
-            progress({**row, "steps": steps, "run_id": run_id})
+            for k, row in rows.items():
+                progress({**row, "steps": steps, "run_id": members[k].run_id})
         window, window_t0 = [], time.perf_counter()
+        if not any(m.active for m in members):
+            return
 
-    ckpt.close()
-    final = {k: v for k, v in (last_metrics or (rows[-1] if rows else {})).items() if k != "lr"}
-    store.write_status(run_id, "done", final=final, finished_at=time.time())
-    return RunResult(run_id, store.run_dir(run_id), "done", final)
+    for m in members:
+        if m.active:
+            m.ckpt.close()
+            final = {k: v for k, v in (m.last_metrics or (m.rows[-1] if m.rows else {})).items() if k != "lr"}
+            store.write_status(m.run_id, "done", final=final, finished_at=time.time())
+            yield RunResult(m.run_id, store.run_dir(m.run_id), "done", final)
 
 
 def resume_point(ckpt: Checkpointer, store: Store, run_id: str) -> tuple[int, list[dict[str, Any]]]:

@@ -69,16 +69,19 @@ def data_mesh(batch_size: int) -> Mesh | None:
     return Mesh(np.array(devices[:n]), ("data",)) if n > 1 else None
 
 
-def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
-    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+def _shardings(mesh: Mesh, batch_axis: int = 0) -> tuple[NamedSharding, NamedSharding]:
+    """(replicated, split over the data mesh along `batch_axis`)."""
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(*[None] * batch_axis, "data"))
 
 
-def _jit_over_batch(fn: Callable, batch_size: int, batch_argnum: int, n_args: int, **jit_kwargs: Any) -> Callable:
-    """jax.jit, with argument `batch_argnum` split over the data mesh and the rest replicated."""
+def jit_over_batch(fn: Callable, batch_size: int, batch_argnum: int, n_args: int, batch_axis: int = 0,
+                   **jit_kwargs: Any) -> Callable:
+    """jax.jit, with argument `batch_argnum` split over the data mesh along `batch_axis` (1 for a
+    stack's (K, B, T+1) tokens) and the rest replicated."""
     mesh = data_mesh(batch_size)
     if mesh is None:
         return jax.jit(fn, **jit_kwargs)
-    whole, split = _shardings(mesh)
+    whole, split = _shardings(mesh, batch_axis)
     in_shardings = tuple(split if i == batch_argnum else whole for i in range(n_args))
     return jax.jit(fn, in_shardings=in_shardings, out_shardings=whole, **jit_kwargs)
 
@@ -107,12 +110,12 @@ def make_train_step(
 ) -> StepFn:
     """The compiled step; data-parallel over the local devices that split the batch."""
     train_step = pure_train_step(graphdef, optimizer, dtype)
-    return _jit_over_batch(train_step, batch_size, batch_argnum=2, n_args=4, donate_argnums=(0, 1))
+    return jit_over_batch(train_step, batch_size, batch_argnum=2, n_args=4, donate_argnums=(0, 1))
 
 
 def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable[[Params, jax.Array], jax.Array]:
     """Mean loss of one batch of `batch_size` sequences."""
-    return _jit_over_batch(make_loss_fn(graphdef, dtype), batch_size, batch_argnum=1, n_args=2)
+    return jit_over_batch(make_loss_fn(graphdef, dtype), batch_size, batch_argnum=1, n_args=2)
 
 
 def make_sequence_loss_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable:

@@ -1,0 +1,69 @@
+"""Which runs train together as one stack (scaler/train/stacked.py), decided without JAX so that
+a sweep's driver and `scaler plan` can group.
+
+Runs stack when they differ only in seed, data (mix, tier, folder, unique tokens) and learning-rate
+schedule (lr, schedule, warmup, cooldown, final fraction): those reach the vmapped step as
+per-member arrays or streams. `stack = K` groups at most K compatible runs; `stack = "auto"` as many
+as fit in half of the memory given (by default this machine's RAM: the CPU's device memory; on
+GPUs give K, or `resources.memory_gb`), at most 16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+from scaler.config import RunConfig
+from scaler.model.family import count_params
+
+# Train fields that may differ between the members of a stack (they reach the step as arrays).
+PER_MEMBER_TRAIN = ("lr", "seed", "schedule", "warmup_tokens", "cooldown_fraction", "final_lr_fraction")
+MAX_AUTO_STACK = 16  # "auto" never stacks more: the CPU gains flatten out by K = 9-16 (benchmarks/stacked.py)
+MEMORY_SHARE = 0.5  # of the device's memory that an automatic stack may fill
+
+StackSize = int | Literal["auto"]
+
+
+def stack_key(config: RunConfig) -> str:
+    """Runs with equal keys can train in one stack. `config` must be resolved."""
+    identity = config.identity()
+    train = {k: v for k, v in identity["train"].items() if k not in PER_MEMBER_TRAIN}
+    rest = {k: v for k, v in identity.items() if k not in ("train", "data")}
+    return json.dumps({**rest, "train": train, "eval_sets": identity["data"]["eval_sets"]}, sort_keys=True)
+
+
+def bytes_per_member(config: RunConfig) -> int:
+    """Device memory one member of a stack needs, roughly: fp32 parameters, gradients and two Adam
+    moments (16 bytes a parameter), and activations kept for the backward pass (about 34 values
+    per token per layer and width, plus the logits, in 4 bytes)."""
+    shape, batch = config.model, config.train.batch_size
+    tokens = batch * shape.seq_len
+    activations = tokens * (34 * shape.d_model * shape.n_layers + 2 * shape.vocab_size) * 4
+    return 16 * count_params(shape) + activations
+
+
+def host_memory_bytes() -> int:
+    """This machine's RAM."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def auto_stack_size(config: RunConfig, memory_bytes: int | None = None) -> int:
+    """The K that `stack = "auto"` uses for runs like `config`: as many as fit in MEMORY_SHARE of
+    `memory_bytes` (default: this machine's RAM), at most MAX_AUTO_STACK."""
+    memory = memory_bytes if memory_bytes is not None else host_memory_bytes()
+    return int(max(1, min(MAX_AUTO_STACK, MEMORY_SHARE * memory // bytes_per_member(config))))
+
+
+def group_stacks(configs: Sequence[RunConfig], stack: StackSize, memory_bytes: int | None = None) -> list[list[int]]:
+    """Indices of `configs` (resolved) in stacks of compatible runs, each at most `stack` long
+    ("auto": `auto_stack_size`), in the order of their first members; stack=1: one run each."""
+    by_key: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        by_key.setdefault(stack_key(config), []).append(i)
+    groups = []
+    for indices in by_key.values():
+        k = auto_stack_size(configs[indices[0]], memory_bytes) if stack == "auto" else int(stack)
+        groups += [indices[j : j + k] for j in range(0, len(indices), k)]
+    return sorted(groups, key=lambda g: g[0])
