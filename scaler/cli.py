@@ -93,7 +93,10 @@ def _print_json(obj: Any) -> None:
 
 
 def _progress(*columns: Any) -> Progress:
-    return Progress(*columns, console=_console(stderr=True))
+    """Progress bars on stderr; on a stream that is not a terminal they leave nothing behind (an
+    error is then the only line a failed command prints)."""
+    console = _console(stderr=True)
+    return Progress(*columns, console=console, transient=not console.is_terminal)
 
 
 @contextlib.contextmanager
@@ -443,6 +446,7 @@ def run(
     stack: Annotated[str | None, typer.Option(help=STACK_HELP)] = None,
 ) -> None:
     """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
+    from scaler.store import Store
     from scaler.sweep.plan import make_plan, over_budget, sweep_stacks, unchecked_budgets
     from scaler.sweep.runners import make_runner
     from scaler.sweep.spec import expand, load_sweep_spec
@@ -465,9 +469,12 @@ def run(
             raise ConfigError("; ".join(problems) + " (--force to go ahead)")
         for warning in unchecked_budgets(spec, sweep_plan):
             _warn(warning)
+    store = Store(spec.store_root)
     for r in runs:
         if states[r.run_id] == "corrupt":
             states[r.run_id] = _set_aside(spec.store_root, r)
+        if states[r.run_id] in ("done", "diverged"):
+            store.remove_dead_claim(r.run_id)  # left by a worker killed between finishing and releasing
     left = [r for r in runs if states[r.run_id] not in ("done", "diverged")]
     todo = left[:max_runs]
     _note(f"sweep {spec.name}: {len(runs)} runs, {len(runs) - len(left)} done, {len(todo)} to run now ({runner}); "

@@ -389,6 +389,18 @@ class Store:
         held = self.read_claim(run_id)
         return held is not None and _alive(held)
 
+    def remove_dead_claim(self, run_id: str, stale_after_s: float = 120.0) -> None:
+        """Delete a claim whose worker is gone (a dead process on this host, or a heartbeat older
+        than `stale_after_s`): what a worker killed after finishing its run, before releasing it,
+        leaves behind. A live claim is left alone."""
+        held = self.read_claim(run_id)
+        if held is None or (_alive(held) and time.time() - _number(held.get("heartbeat"), 0.0) < stale_after_s):
+            return
+        try:
+            self.fs.rm(self._path(run_id, "claim.json"))
+        except FileNotFoundError:
+            pass
+
     def refresh_claim(self, run_id: str, owner: str) -> bool:
         """Renew the heartbeat of our claim; False if it is no longer ours (taken over)."""
         held = self.read_claim(run_id)

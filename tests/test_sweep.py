@@ -331,6 +331,21 @@ def test_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path: Path) -> N
     assert store.claim("r2", "c")  # same host, process gone: stale at once
 
 
+def test_dead_claims_of_finished_runs_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    """A worker killed after its run finished, before it released the claim, leaves a claim
+    nobody takes (finished runs are skipped); `remove_dead_claim` deletes it, never a live one."""
+    store = Store(str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for run_id, pid, heartbeat in (("dead", dead.pid, time.time()), ("old", os.getpid(), 0.0),
+                                   ("live", os.getpid(), time.time())):
+        Path(store.run_dir(run_id)).mkdir(parents=True)
+        (Path(store.run_dir(run_id)) / "claim.json").write_text(json.dumps(
+            {"owner": "x", "host": os.uname().nodename, "pid": pid, "heartbeat": heartbeat}))
+        store.remove_dead_claim(run_id)
+    assert [store.read_claim(r) is None for r in ("dead", "old", "live")] == [True, True, False]
+
+
 def test_a_stale_claim_is_taken_over_once_and_a_torn_one_only_when_old(tmp_path: Path) -> None:
     store = Store(str(tmp_path))
     path = Path(store.run_dir("r")) / "claim.json"

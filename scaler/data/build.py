@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import json
 import shutil
 import sys
@@ -53,11 +54,12 @@ from scaler.data import clean, minhash, perplexity
 from scaler.data.corpus import CorpusOptions, assign_split, collect, source_kind
 from scaler.data.documents import StepOutput
 from scaler.data.folder import (
-    BUILD_FILE, REPORT_FILE, BuildFolderError, BuildInfo, BuildReport, TokenCount, TokenMeta, meta_path, read_report,
-    write_record,
+    BUILD_FILE, REPORT_FILE, BuildFolderError, BuildInfo, BuildReport, TokenCount, TokenMeta, meta_path,
+    open_for_writing, read_report, write_file, write_record,
 )
 from scaler.data.perplexity import ReferenceScorer
 from scaler.data.tokenize import ByteTokenizer, Tokenizer, pack, parse_tokenizer_name, save_tokenizer, train_bpe
+from scaler.store import StoreError
 
 BUILD_FORMAT = "data_v1"
 EXAMPLES_PER_REASON = 3
@@ -413,8 +415,12 @@ def _tokenizer(name: str, spec: BuildSpec, tiers: dict[str, pl.DataFrame], work:
 
 
 def _save_tokens(path: Path, tokens: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, tokens)
+    """`tokens` as a .npy file. The data goes through a plain file write, not numpy's `tofile`,
+    which reports a full disk as a short write without the cause."""
+    tokens = np.ascontiguousarray(tokens)
+    with open_for_writing(path) as f:
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(tokens))
+        f.write(memoryview(tokens).cast("B"))
 
 
 def _token_count(tokens: np.ndarray, n_bytes: int, documents: int) -> TokenCount:
@@ -510,6 +516,8 @@ def build(
         _remove_empty(created)
         if isinstance(err, OSError):
             raise _file_system_error(err, given, work) from err
+        if isinstance(err, StoreError) and work is not None:  # the perplexity reference's run, in `work`
+            raise ConfigError(f"{given}: the data build failed: {str(err).replace(str(work), str(given))}") from err
         raise
 
 
@@ -555,11 +563,17 @@ def _finished_build(out_dir: Path, build_id: str) -> BuildReport | None:
 
 
 def _write_tables(work: Path, manifest, documents, tiers, removed) -> None:
-    manifest.write_parquet(work / "manifest.parquet")
-    documents.write_parquet(work / "documents.parquet")
     membership = pl.concat([d.select(pl.lit(t).alias("tier"), "row") for t, d in tiers.items()])
-    membership.write_parquet(work / "tiers.parquet")
-    removed.write_parquet(work / "removed.parquet")
+    for name, frame in {"manifest": manifest, "documents": documents, "tiers": membership, "removed": removed}.items():
+        _write_parquet(work / f"{name}.parquet", frame)
+
+
+def _write_parquet(path: Path, frame: pl.DataFrame) -> None:
+    """Encoded in memory and written as a file: polars reports a failed write (a full disk) as a
+    ComputeError that names no file."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    write_file(path, buffer.getbuffer())
 
 
 def _check_output_folder(out_dir: Path, given: Path) -> None:

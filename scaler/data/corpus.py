@@ -9,11 +9,13 @@ A source is named by a string:
 
 Every file or row read is listed in the manifest with the sha256 of its raw bytes and a status
 (ok, non-utf8, unreadable, bad-json, no-text), so two builds can be compared and nothing is
-dropped silently. Documents come out in a deterministic order: sources in the order given, then
-package, then path. The package is the unit of the held-out split: a top-level package or module
-for the interpreter's sources, the first folder under PATH for dir:, and a configurable column
-(else the document itself) for tables. A corpus whose whole packages cannot make the held-out share
-(a few packages) holds out files within packages instead, and its split says so.
+dropped silently; a file name, or a table's path or package value, that is not valid UTF-8 is kept
+with backslash escapes (`\\xff`, `\\ud800`). Documents come out in a deterministic order: sources
+in the order given, then package, then path. The package is the unit of the held-out split: a
+top-level package or module for the interpreter's sources, the first folder under PATH for dir:,
+and a configurable column (else the document itself) for tables. A corpus whose whole packages
+cannot make the held-out share (a few packages) holds out files within packages instead, and its
+split says so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import json
 import site
 import sysconfig
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +102,20 @@ def _package_of(relative: Path) -> str:
     return relative.parts[0].removesuffix(".py") if len(relative.parts) > 1 else relative.stem
 
 
+def utf8_name(name: str) -> str:
+    """`name` as valid UTF-8, for the tables: a file name's bytes that are not UTF-8 (which Python
+    keeps as lone surrogates) written as `\\xff`, a JSON string's lone surrogate as `\\ud800`."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _read(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -110,7 +127,7 @@ def _file_records(roots: list[Path], pattern: str, skip: Callable[[Path], bool] 
     for root in roots:
         for path in _files_under(root, pattern, skip):
             relative = path.relative_to(root)
-            yield Record(_package_of(relative), relative.as_posix(), _read(path))
+            yield Record(utf8_name(_package_of(relative)), utf8_name(relative.as_posix()), _read(path))
 
 
 def _table_files(path: Path, suffix: str) -> list[Path]:
@@ -128,7 +145,7 @@ def _row_records(rows: list[tuple[int, dict]], file: Path, options: CorpusOption
     path_column = options.path_column or "path"
     for i, row in rows:
         text = row.get(options.text_column)
-        path = str(row[path_column]) if row.get(path_column) is not None else f"{file.name}:{i}"
+        path = utf8_name(str(row[path_column]) if row.get(path_column) is not None else f"{file.name}:{i}")
         if not isinstance(text, str):
             yield Record("", path, None, status="no-text")
             continue
@@ -138,7 +155,7 @@ def _row_records(rows: list[tuple[int, dict]], file: Path, options: CorpusOption
             yield Record("", path, text.encode("utf-8", "surrogatepass"), status="non-utf8")
             continue
         package = row.get(package_column) if package_column else None
-        package = str(package) if package is not None else content_id(text)[:16]
+        package = utf8_name(str(package)) if package is not None else content_id(text)[:16]
         yield Record(package, path, raw, text=text)
 
 
@@ -154,8 +171,8 @@ def _jsonl_records(path: Path, options: CorpusOptions) -> Iterator[Record]:
                     if not isinstance(row, dict):
                         raise ValueError("not an object")
                     rows.append((i, row))
-                except ValueError:
-                    bad.append(Record("", f"{file.name}:{i}", line, status="bad-json"))
+                except (ValueError, RecursionError):  # RecursionError: nested deeper than json can read
+                    bad.append(Record("", utf8_name(f"{file.name}:{i}"), line, status="bad-json"))
         yield from bad
         yield from _row_records(rows, file, options)
 
@@ -205,14 +222,14 @@ def collect(
         raise CorpusError("no sources given")
     records = []
     for source in sources:
-        found = source_records(source, options)
-        if not any(r.status == "ok" and r.raw is not None for r in found):
-            statuses = {s: sum(r.status == s for r in found) for s in sorted({r.status for r in found})}
-            raise CorpusError(f"source {source!r}: no readable documents ({len(found)} files or rows read: {statuses})")
-        records += [(source, r) for r in found]
+        found = [(record, *_decode(record)) for record in source_records(source, options)]
+        if not any(text is not None for _, text, _ in found):
+            statuses = Counter(status for _, _, status in found)
+            raise CorpusError(f"source {source!r}: no readable documents ({len(found)} files or rows read: "
+                              f"{dict(sorted(statuses.items()))})")
+        records += [(utf8_name(source), *decoded) for decoded in found]
     docs, manifest = [], []
-    for i, (source, record) in enumerate(records):
-        text, status = _decode(record)
+    for i, (source, record, text, status) in enumerate(records):
         digest = hashlib.sha256(record.raw).hexdigest() if record.raw is not None else ""
         manifest.append((source, record.path, digest, len(record.raw or b""), status))
         if text is not None:
@@ -229,7 +246,7 @@ def collect(
             })
         if progress and (i % 500 == 0 or i == len(records) - 1):
             progress(i + 1, len(records))
-    order = {s: i for i, s in enumerate(sources)}
+    order = {utf8_name(s): i for i, s in enumerate(sources)}
     frame = pl.DataFrame(docs, schema=DOC_SCHEMA)
     frame = frame.with_columns(pl.col("source").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
     frame = frame.sort(["_order", "package", "path"], maintain_order=True).drop("_order")

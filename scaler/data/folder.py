@@ -9,13 +9,18 @@ every key the writer has always written is required.
     read_build_info(dir)              build.json: build id, spec, tiers, tokenizers, eval tier, versions
     read_report(dir)                  report.json: sources, split, steps, tiers, tokenizers, notes
     read_token_meta(dir, tokenizer)   tokens/<tokenizer>/meta.json: vocabulary, EOS, tokens per tier and eval set
+
+The build writes every file through `open_for_writing`, so a failed write (a full disk) is an
+OSError that names the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -195,8 +200,26 @@ def read_token_meta(data_dir: str | Path, tokenizer: str) -> TokenMeta:
 
 
 def write_record(path: Path, record: BaseModel) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record.model_dump(mode="json"), indent=1))
+    write_file(path, json.dumps(record.model_dump(mode="json"), indent=1).encode())
+
+
+@contextlib.contextmanager
+def open_for_writing(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for writing, its folder made. A failed write names the file: a full disk
+    raises OSError(ENOSPC) from a write or the close, which do not say which file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            yield f
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
+
+
+def write_file(path: Path, data: bytes) -> None:
+    with open_for_writing(path) as f:
+        f.write(data)
 
 
 def _read(path: Path, model: type[Model]) -> Model:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from scaler.config import ConfigError
+from scaler.data.folder import write_file
 
 BYTE_VOCAB_SIZE = 257  # 256 byte values + EOS
 BYTE_EOS_ID = 256
@@ -103,9 +104,9 @@ def _bpe(name: str, tokenizer) -> BpeTokenizer:
 
 
 def save_tokenizer(tokenizer: Tokenizer, folder: Path) -> None:
+    """A BPE tokenizer's JSON (written here, not by `tokenizers`, whose errors do not say why)."""
     if isinstance(tokenizer, BpeTokenizer):
-        folder.mkdir(parents=True, exist_ok=True)
-        tokenizer.tokenizer.save(str(folder / f"{tokenizer.name}.json"))
+        write_file(folder / f"{tokenizer.name}.json", tokenizer.tokenizer.to_str(pretty=True).encode())
 
 
 def load_tokenizer(name: str, folder: Path) -> Tokenizer:

@@ -155,6 +155,7 @@ def execute_stack(
         for run_id in run_ids:
             status = store.read_status(run_id)
             if status["state"] in ("done", "diverged"):
+                store.remove_dead_claim(run_id, stale_after_s)  # its worker died between finishing and releasing
                 outcomes[run_id] = Outcome(run_id, status["state"], status.get("attempts", 0)).to_dict()
                 continue
             try:

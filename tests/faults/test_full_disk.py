@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
+from faultkit import SMALL_REFERENCE
 from typer.testing import CliRunner
 
 from scaler.cli import app
@@ -73,3 +75,55 @@ def test_a_read_only_store_is_one_line(tmp_path: Path) -> None:
     finally:
         store.chmod(0o700)
     assert result.exit_code == 2 and result.stderr.startswith("error: --store") and "ermission denied" in result.stderr
+
+
+# --- a data build on a full disk ------------------------------------------------------------------
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+MODULES = {"alpha": ["textwrap", "shlex"], "beta": ["colorsys", "bisect"], "gamma": ["fnmatch", "glob"],
+           "delta": ["keyword", "heapq"]}  # 80 kB of code: an 1.1 MB build (shards, reference, tables)
+ROOM = 200_000  # bytes left free: the reference's checkpoint wants 1.4 MB, the shards of three tiers 0.6 MB
+
+
+def data_build(spec: Path, source: Path, out: Path, *args: str):
+    return CliRunner().invoke(app, ["data", "build", str(spec), "--source", f"dir:{source}", "--tokenizer", "bytes",
+                                    "--heldout-fraction", "0.3", "--out", str(out), *args])
+
+
+def data_leftovers(folder: Path) -> list[str]:
+    """Temporary files or folders: the build's `.OUT.partial-*` and `.OUT.old-*`, the store's `*.tmp-*`."""
+    return [str(p) for p in folder.rglob("*") if any(m in p.name for m in (".partial-", ".old-", ".tmp-"))]
+
+
+@pytest.mark.parametrize(("into", "stage"), [("another", "shards"), ("another", "reference"), ("same", "shards")])
+def test_a_data_build_on_a_full_disk_is_one_line_and_loses_nothing(small_disk: Path, tmp_path: Path, into: str,
+                                                                   stage: str) -> None:
+    """The disk fills while the build writes its token shards (tiers without the perplexity step)
+    or its perplexity reference's checkpoint, building into a new folder or over an earlier build
+    (of other sources): one line naming the output folder, the file and the cause; the earlier
+    build untouched, nothing temporary left."""
+    source = tmp_path / "src"
+    for package, names in MODULES.items():
+        (source / package).mkdir(parents=True)
+        for name in names:
+            (source / package / f"{name}.py").write_bytes((STDLIB / f"{name}.py").read_bytes())
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_REFERENCE)
+    first = small_disk / "first"
+    assert data_build(spec, source, first).exit_code == 0
+    before = fingerprint(first)
+    (source / "gamma" / "more.py").write_bytes((STDLIB / "string.py").read_bytes())  # a new build id
+    disk = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (disk.f_bavail * disk.f_frsize - ROOM))
+
+    out = first if into == "same" else small_disk / "second"
+    result = data_build(spec, source, out, *(["--tiers", "raw,filtered,dedup"] if stage == "shards" else []))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: {out}: the data build failed: "), result.stderr
+    written = f"{out}/tokens/bytes/" if stage == "shards" else f"{out}/reference/"  # what could not be written
+    assert "No space left on device" in errors[0] and written in errors[0], errors[0]
+    assert data_leftovers(small_disk) == []
+    assert fingerprint(first) == before  # the earlier build, untouched
+    assert into == "same" or not out.exists()

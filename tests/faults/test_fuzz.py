@@ -3,7 +3,8 @@ scaler cannot use is one line `error: ...` and exit 2, never a traceback.
 
 Hypothesis mutates valid inputs (a key given a value of another type or out of range, a key
 dropped or added, the text cut short) and also feeds raw bytes (binary, invalid UTF-8, huge
-lines). CI mode runs a few dozen examples per input; SCALER_FAULTS=long runs 2,500 per input.
+lines). CI mode runs 30 examples per input; SCALER_FAULTS=long runs 3,000 sweep specs, 3,500 run
+files and 2,500 tables (with the 1,000 data sources of test_fuzz_data.py: 10,000 inputs).
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from faultkit import documented
 from typer.testing import CliRunner
 
 from scaler.cli import app
 from scaler.config import ConfigError, load_run_config
 
-EXAMPLES = 2500 if os.environ.get("SCALER_FAULTS") == "long" else 30
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+LONG = os.environ.get("SCALER_FAULTS") == "long"
+
+
+def fuzz(long_examples: int) -> settings:
+    return settings(max_examples=long_examples if LONG else 30, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 SPEC = '''name = "fuzz"
 max_flops = 1e15
@@ -96,16 +101,7 @@ def mutated(draw, base: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def documented(result) -> None:
-    """Exit 0, or exit 2 with one line `error: ...` on stderr; never a traceback."""
-    if result.exit_code == 0:
-        return
-    assert result.exit_code == 2, (result.exit_code, result.output, repr(result.exception))
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-
-
-@FUZZ
+@fuzz(3000)
 @given(text=mutated(SPEC))
 @example(text=SPEC.replace("tokens = [4_096]", "tokens = []").encode())  # found by the long runs: tracebacks once
 @example(text=SPEC.replace("tokens = [4_096]", "tokens = [1]").encode())
@@ -120,7 +116,7 @@ def test_fuzzed_sweep_specs_plan_or_fail_in_one_line(text: bytes, tmp_path_facto
     documented(result)
 
 
-@FUZZ
+@fuzz(3500)
 @given(text=mutated(RUN))
 def test_fuzzed_run_files_load_or_raise_config_errors(text: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("run") / "run.toml"
@@ -152,7 +148,7 @@ def tables(draw) -> bytes:
     return ("\n".join(",".join(row) for row in rows) + "\n").encode()
 
 
-@FUZZ
+@fuzz(2500)
 @given(text=tables())
 def test_fuzzed_tables_fit_predict_and_recommend_or_fail_in_one_line(text: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("table")

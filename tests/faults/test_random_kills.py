@@ -14,7 +14,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from killing import LONG, kill_at_random, same_rows, scaler
+from faultkit import LONG, kill_at_random, same_rows, scaler
 
 from scaler.config import load_run_config
 from scaler.store import Store

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from killing import LONG, alive, claims, kill_at_random, same_runs, scaler, wait_for
+from faultkit import LONG, alive, claims, kill_at_random, same_runs, scaler, wait_for
 
 from scaler.store import Store
 from scaler.sweep.spec import expand, load_sweep_spec

@@ -8,7 +8,7 @@ import json
 import signal
 from pathlib import Path
 
-from killing import alive, claims, scaler, states, wait_for
+from faultkit import alive, claims, scaler, states, wait_for
 from typer.testing import CliRunner
 
 from scaler.cli import app

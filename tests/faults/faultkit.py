@@ -1,5 +1,6 @@
-"""Helpers of the kill tests: start scaler commands as real processes, SIGKILL them at random
-instants, and compare a store's runs with runs trained without interruption."""
+"""Helpers of the fault tests: start scaler commands as real processes, SIGKILL them at random
+instants, compare a store's runs with runs trained without interruption, and check that a command
+failed in one documented line."""
 
 from __future__ import annotations
 
@@ -121,3 +122,22 @@ def same_runs(store: Store, reference: Store, run_ids: list[str], rtol: float = 
         np.testing.assert_allclose(status["final"]["eval_heldout_loss"], want["final"]["eval_heldout_loss"],
                                    rtol=rtol, atol=0, err_msg=run_id)
         same_rows(store.read_metrics(run_id), reference.read_metrics(run_id), run_id, rtol)
+
+
+def documented(result) -> None:
+    """A CliRunner result: exit 0, or exit 2 with one line `error: ...` on stderr; never a traceback."""
+    if result.exit_code == 0:
+        return
+    assert result.exit_code == 2, (result.exit_code, result.output, repr(result.exception))
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+# A data build's perplexity reference small enough to train in a second (tests of data builds).
+SMALL_REFERENCE = """[data.build.steps.perplexity]
+reference_params = 20000
+reference_tokens = 4096
+reference_min_tokens = 1024
+reference_seq_len = 64
+reference_batch_size = 16
+"""
