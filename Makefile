@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/ray_overhead.py
 	$(VENV)/bin/python benchmarks/fit_speed.py
 	$(VENV)/bin/python benchmarks/extrapolation.py
+	$(VENV)/bin/python benchmarks/stacked.py
 
 clean:
 	rm -rf $(VENV) store data .pytest_cache

@@ -178,10 +178,11 @@ def load_table(
     columns = {"N": _column(frame, n, "--n", source)}
     if flops:
         columns["C"] = _column(frame, flops, "--flops", source)
-    columns["D"] = _column(frame, d, "--d", source) if d else columns["C"] / (6 * columns["N"])
+    with np.errstate(all="ignore"):  # a zero, inf x 0 or an overflow gives NaN or inf: refused by check()
+        columns["D"] = _column(frame, d, "--d", source) if d else columns["C"] / (6 * columns["N"])
+        columns["C"] = 6 * columns["N"] * columns["D"]  # the table's convention is 6ND, named in the fit
     if unique:
         columns["U"] = _column(frame, unique, "--unique", source)
-    columns["C"] = 6 * columns["N"] * columns["D"]  # the table's convention is 6ND, named in the fit
     if group and group not in frame.columns:
         raise FitDataError(f"{source}: --group {group!r}: no such column (columns: {frame.columns})")
     groups = frame[group].cast(pl.Utf8).to_numpy() if group else None

@@ -2,8 +2,8 @@
 retried) on one sweep: no metrics row lost, no wrong final loss, no finished run trained again,
 and every run ends done with the rows of its uninterrupted twin (issue 12).
 
-CI mode kills a `scaler run --workers 2` twice and one Ray worker; SCALER_FAULTS=long kills the
-sweep 40 times and Ray workers 10 times. Real processes, a real local Ray head on 127.0.0.1.
+CI mode kills a `scaler run --workers 2` once per stack size and one Ray worker; SCALER_FAULTS=long
+kills each kind of sweep 40 times and Ray workers 10 times. Real processes, a real local Ray head on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from faultkit import LONG, alive, claims, kill_at_random, same_runs, scaler, wai
 from scaler.store import Store
 from scaler.sweep.spec import expand, load_sweep_spec
 
-SWEEP_KILLS = 40 if LONG else 2
+SWEEP_KILLS = 40 if LONG else 1
 RAY_KILLS = 10 if LONG else 1
 SPEC = '''name = "kills"
 store = "{store}"
@@ -107,33 +107,44 @@ def test_submitters_and_ray_with_retries_share_one_sweep(reference, tmp_path: Pa
     """Two local submitters and a Ray submission work on one sweep at once; Ray workers are killed
     while they train (Ray retries their tasks, which take back their claims) and one submitter is
     killed and started again. Each run is trained by one worker at a time and ends equal to its
-    uninterrupted twin."""
+    uninterrupted twin. Rounds on fresh sweeps (at most 3 Ray kills each) until RAY_KILLS."""
     from scaler.sweep.cluster import local_ray_head
 
     want, run_ids = reference("1")
-    spec, root = sweep(tmp_path, "shared")
-    store, rng = Store(str(root)), random.Random(11)
+    rng, ray_kills, rounds = random.Random(11), 0, 0
     with local_ray_head(num_cpus=2) as address:
-        ray_submission = scaler("run", str(spec), "--runner", "ray", "--address", address)
-        local: list[subprocess.Popen] = []
-        ray_kills, deadline = 0, time.time() + (900 if LONG else 300)
-        while ray_kills < RAY_KILLS and ray_submission.poll() is None and time.time() < deadline:
-            held = [c for c in claims(root) if str(c.get("owner", "")).startswith("ray:") and alive(c["pid"])]
-            if not held:
-                time.sleep(0.05)
-                continue
-            time.sleep(rng.uniform(0.0, 1.0))  # while it trains, writes rows or saves a checkpoint
-            if alive(held[0]["pid"]):
-                os.kill(held[0]["pid"], signal.SIGKILL)  # a crashed Ray worker: Ray runs the task again
-                ray_kills += 1
-            if not local:  # the other submitters join after the first kill
-                local = [scaler("run", str(spec)), scaler("run", str(spec))]
-        assert ray_kills == RAY_KILLS
-        kill_at_random(local[0], root, rng, anywhere_s=5.0)  # a submitter killed, then started again
-        local[0] = scaler("run", str(spec))
-        for proc in [ray_submission, *local]:
-            assert proc.wait(timeout=600) == 0
-    same_runs(store, want, run_ids)
-    total_attempts = sum(store.read_status(r)["attempts"] for r in run_ids)
-    assert total_attempts <= len(run_ids) + ray_kills + 1  # one attempt per run, one more per kill at most
-    assert not list(root.glob("runs/*/claim.json"))
+        while ray_kills < RAY_KILLS:
+            spec, root = sweep(tmp_path, f"shared-{rounds}")
+            kills = _share_one_sweep(spec, root, address, rng, min(3, RAY_KILLS - ray_kills))
+            store = Store(str(root))
+            same_runs(store, want, run_ids)
+            total_attempts = sum(store.read_status(r)["attempts"] for r in run_ids)
+            assert total_attempts <= len(run_ids) + kills + 1  # one attempt per run, one more per kill at most
+            assert not list(root.glob("runs/*/claim.json"))
+            ray_kills, rounds = ray_kills + kills, rounds + 1
+    print(f"{ray_kills} Ray workers killed over {rounds} sweeps shared with two local submitters")
+
+
+def _share_one_sweep(spec: Path, root: Path, address: str, rng: random.Random, most: int) -> int:
+    """Run the sweep with Ray and two local submitters, killing up to `most` Ray workers while they
+    train (at least one) and one local submitter; the number of Ray workers killed."""
+    ray_submission = scaler("run", str(spec), "--runner", "ray", "--address", address)
+    local: list[subprocess.Popen] = []
+    kills, deadline = 0, time.time() + 300
+    while kills < most and ray_submission.poll() is None and time.time() < deadline:
+        held = [c for c in claims(root) if str(c.get("owner", "")).startswith("ray:") and alive(c["pid"])]
+        if not held:
+            time.sleep(0.05)
+            continue
+        time.sleep(rng.uniform(0.0, 1.0))  # while it trains, writes rows or saves a checkpoint
+        if alive(held[0]["pid"]):
+            os.kill(held[0]["pid"], signal.SIGKILL)  # a crashed Ray worker: Ray runs the task again
+            kills += 1
+        if not local:  # the other submitters join after the first kill
+            local = [scaler("run", str(spec)), scaler("run", str(spec))]
+    assert kills >= 1 and local
+    kill_at_random(local[0], root, rng, anywhere_s=5.0)  # a submitter killed, then started again
+    local[0] = scaler("run", str(spec))
+    for proc in [ray_submission, *local]:
+        assert proc.wait(timeout=600) == 0
+    return kills
