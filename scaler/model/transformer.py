@@ -16,11 +16,14 @@ Shape suffixes: B batch, T time, D d_model, H heads, K head width, F d_ff, V voc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaler.config import ModelShape
+if TYPE_CHECKING:  # the model needs only jax and flax at run time (benchmarks/gpu_bench.py relies on it)
+    from scaler.config import ModelShape
 
 ROPE_THETA = 10_000.0
 CPU_ATTENTION_BLOCKS = 4  # query blocks of causal_block_attention: 4 measured best at T = 256

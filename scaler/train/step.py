@@ -16,7 +16,7 @@ parameters and optimizer state are replicated; XLA inserts the gradient all-redu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,8 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from scaler.config import TrainConfig
+if TYPE_CHECKING:  # the step needs only jax, flax, optax and numpy at run time (benchmarks/gpu_bench.py)
+    from scaler.config import TrainConfig
 
 Params = Any  # an nnx.State of fp32 arrays
 StepFn = Callable[[Params, optax.OptState, jax.Array, jax.Array], tuple[Params, optax.OptState, dict]]
