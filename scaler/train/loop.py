@@ -140,9 +140,15 @@ def train_run(
     store: Store,
     source: TokenSource | None = None,
     progress: ProgressFn | None = None,
+    save_at: frozenset[int] = frozenset(),
+    on_saved: SavedFn | None = None,
 ) -> RunResult:
-    """Train one run (a stack of one)."""
-    return train_stack([config], store, [source], progress)[0]
+    """Train one run (a stack of one). `save_at`: steps to checkpoint besides the run's cadence;
+    `on_saved(run_id, step)` is called after each checkpoint is saved (WSD branches fork there)."""
+    return train_stack([config], store, [source], progress, save_at, on_saved)[0]
+
+
+SavedFn = Callable[[str, int], None]  # (run id, step) after a checkpoint of the run is saved
 
 
 def train_stack(
@@ -150,6 +156,8 @@ def train_stack(
     store: Store,
     sources: list[TokenSource | None] | None = None,
     progress: ProgressFn | None = None,
+    save_at: frozenset[int] = frozenset(),
+    on_saved: SavedFn | None = None,
 ) -> list[RunResult]:
     """Train runs of one stack (`stacks.stack_key` equal) together, each into its own folder of
     the store; their results in input order. Runs already done or diverged are returned as they
@@ -180,7 +188,7 @@ def train_stack(
         return previous_s + time.time() - started  # over all attempts
 
     try:
-        for result in _train(todo, store, progress):
+        for result in _train(todo, store, progress, save_at, on_saved):
             results[result.run_id] = result
             previous = next(p for _, run_id, _, p in todo if run_id == result.run_id)
             store.write_status(result.run_id, result.state, elapsed_s=spent(previous))
@@ -260,7 +268,8 @@ def _restore(m: Member, store: Store, like: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(todo: list[tuple[RunConfig, str, TokenSource | None, float]], store: Store,
-           progress: ProgressFn | None) -> Iterator[RunResult]:
+           progress: ProgressFn | None, save_at: frozenset[int] = frozenset(),
+           on_saved: SavedFn | None = None) -> Iterator[RunResult]:
     """Open, restore and train the members; members whose checkpoints stand at different steps
     (a stack killed between two members' saves) train as separate stacks, one after the other."""
     if not todo:
@@ -278,12 +287,13 @@ def _train(todo: list[tuple[RunConfig, str, TokenSource | None, float]], store: 
     for start in sorted({m.start for m in members}):
         group = [k for k, m in enumerate(members) if m.start == start]
         yield from _train_members([members[k] for k in group], [states[k] for k in group], graphdef, optimizer,
-                                  dtype, store, progress)
+                                  dtype, store, progress, save_at, on_saved)
 
 
 def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef: nnx.GraphDef,
                    optimizer: optax.GradientTransformation, dtype: jnp.dtype, store: Store,
-                   progress: ProgressFn | None) -> Iterator[RunResult]:
+                   progress: ProgressFn | None, save_at: frozenset[int] = frozenset(),
+                   on_saved: SavedFn | None = None) -> Iterator[RunResult]:
     """The loop: one (vmapped) step for all members from their common start; rows, evaluations,
     checkpoints and divergence per member. Yields each member's result as it ends."""
     size, train, shape = len(members), members[0].config.train, members[0].config.model
@@ -307,7 +317,7 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
         window.append(metrics["loss"])
         done_steps = step + 1
         is_eval = done_steps % eval_every == 0 or done_steps == steps
-        is_ckpt = done_steps % ckpt_every == 0 or done_steps == steps
+        is_ckpt = done_steps % ckpt_every == 0 or done_steps == steps or done_steps in save_at
         if not (done_steps % log_every == 0 or is_eval or is_ckpt):
             continue
 
@@ -348,6 +358,8 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
                 position = {"seed": members[k].config.train.seed, "next_batch": done_steps}  # batch i = f(seed, i)
                 members[k].ckpt.save(done_steps, stacked.member({"params": params, "opt_state": opt_state}, k, size),
                                      position)
+                if on_saved:
+                    on_saved(members[k].run_id, done_steps)
         if time.time() - last_beat > HEARTBEAT_EVERY_S:
             for k in rows:
                 store.heartbeat(members[k].run_id)

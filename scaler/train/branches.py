@@ -1,0 +1,94 @@
+"""WSD branches: runs that differ only in their token count share one warmup-stable phase.
+
+A WSD run of D tokens (`schedule = "wsd"`, scaler/train/schedule.py) warms up, holds the peak
+rate, then cools down over its last `cooldown_fraction` of steps (Hägele et al. 2024). Runs of one
+shape, seed, data, learning rate and warmup that differ only in D follow the same trajectory until
+their cooldowns start: batch i is a function of (seed, i) and the rate is the peak. So the longest
+run (the trunk) trains first, checkpointed at each shorter run's cooldown start (its branch point),
+and each shorter run (a branch) is forked there: the trunk's metrics rows up to the branch point,
+then that checkpoint, are copied into the branch's own folder (rows first, as the training loop
+writes them), and the branch trains its cooldown by resuming. A branch is an ordinary run: its
+config is a standalone WSD run's, with the same id, and its final loss equals the standalone run's
+bit for bit on the CPU (tests/test_branches.py). A branch whose fork is missing (the trunk killed
+before its branch point, or trained elsewhere) trains from the start, to the same result.
+
+Rows of a branch before its branch point are the trunk's, at the trunk's logging cadence.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import fsspec
+import polars as pl
+
+from scaler.config import RunConfig
+from scaler.store import Store, run_id_of
+from scaler.train.checkpoint import Checkpointer
+from scaler.train.defaults import resolve, step_tokens
+from scaler.train.loop import ProgressFn, RunResult, train_run
+
+CADENCE = ("tokens", "eval_every_steps", "checkpoint_every_steps")  # may differ between a trunk and its branches
+
+
+def branch_key(config: RunConfig) -> str:
+    """Runs with equal keys are branches of one trunk. `config` must be resolved."""
+    identity = config.identity()
+    train = {k: v for k, v in identity["train"].items() if k not in CADENCE}
+    return json.dumps({**identity, "train": train}, sort_keys=True)
+
+
+def branch_point(config: RunConfig) -> int:
+    """The step at which the run's cooldown starts (`schedule.wsd_lr`'s decay start)."""
+    steps = config.train.tokens // step_tokens(config)
+    return steps - max(1, round(config.train.cooldown_fraction * steps))
+
+
+def check_branches(configs: list[RunConfig]) -> None:
+    """ValueError unless the (resolved) configs are WSD runs that differ only in tokens."""
+    if any(c.train.schedule != "wsd" for c in configs):
+        raise ValueError("WSD branches: every run needs schedule = \"wsd\"")
+    if len({branch_key(c) for c in configs}) > 1:
+        raise ValueError("WSD branches: the runs differ in more than their token count (and its cadence)")
+    if len({c.train.tokens for c in configs}) < len(configs):
+        raise ValueError("WSD branches: two runs have the same token count")
+
+
+def fork(store: Store, trunk_id: str, branch: RunConfig, step: int) -> None:
+    """Start `branch` from the trunk's state at `step`: its rows up to `step`, then its checkpoint.
+    A branch that has a status, rows or checkpoints of its own is left alone."""
+    branch_id = run_id_of(branch.identity())
+    store.write_config(branch_id, branch.identity())
+    ckpt = Checkpointer(store.ckpt_dir(branch_id))
+    has_progress = ckpt.all_steps() or store.read_metrics(branch_id).height
+    ckpt.close()
+    if has_progress or store.read_status(branch_id)["state"] != "pending":
+        return
+    rows = store.read_metrics(trunk_id)
+    store.write_metrics(branch_id, rows.filter(pl.col("step") <= step))
+    fs, source = fsspec.core.url_to_fs(f"{store.ckpt_dir(trunk_id)}/{step}")
+    target = fsspec.core.url_to_fs(f"{store.ckpt_dir(branch_id)}/{step}")[1]
+    partial = f"{target}.orbax-checkpoint-tmp-fork-{uuid.uuid4().hex[:8]}"  # a name orbax ignores and cleans
+    fs.copy(source, partial, recursive=True)
+    fs.mv(partial, target, recursive=True)
+
+
+def train_branches(configs: list[RunConfig], store: Store, progress: ProgressFn | None = None) -> list[RunResult]:
+    """Train WSD runs that differ only in tokens as one trunk (the longest) and its branches; the
+    results in input order."""
+    configs = [resolve(c) for c in configs]
+    check_branches(configs)
+    trunk, *branches = sorted(configs, key=lambda c: -c.train.tokens)
+    trunk_id = run_id_of(trunk.identity())
+    at_step: dict[int, list[RunConfig]] = {}
+    for branch in branches:
+        at_step.setdefault(branch_point(branch), []).append(branch)
+
+    def on_saved(run_id: str, step: int) -> None:
+        for branch in at_step.get(step, []) if run_id == trunk_id else []:
+            fork(store, trunk_id, branch, step)
+
+    results = {trunk_id: train_run(trunk, store, progress=progress, save_at=frozenset(at_step), on_saved=on_saved)}
+    for branch in branches:
+        results[run_id_of(branch.identity())] = train_run(branch, store, progress=progress)
+    return [results[run_id_of(c.identity())] for c in configs]

@@ -1,0 +1,76 @@
+"""WSD branches (scaler/train/branches.py): the longest run is the trunk, the shorter ones fork at
+their cooldown starts; each branch's final loss equals the same WSD run trained alone, bit for bit
+on the CPU, also when the branch is killed during its cooldown and resumed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import tiny_config
+
+from scaler.store import Store
+from scaler.train import branches, loop
+
+STEP_TOKENS = 8 * 32
+
+
+def family():
+    """Three WSD runs of 20, 30 and 40 steps; one warmup for all (the default depends on D)."""
+    return [tiny_config(schedule="wsd", tokens=n * STEP_TOKENS, warmup_tokens=4 * STEP_TOKENS, cooldown_fraction=0.2)
+            for n in (20, 40, 30)]
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    store = Store(str(tmp_path_factory.mktemp("standalone")))
+    return {r.run_id: r.final["eval_heldout_loss"] for r in (loop.train_run(c, store) for c in family())}
+
+
+class Killed(BaseException):
+    """The process died here."""
+
+
+def test_branches_equal_their_standalone_runs(standalone: dict[str, float], tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    first_step: dict[str, int] = {}
+
+    def note(row: dict) -> None:
+        first_step.setdefault(row["run_id"], row["step"])
+
+    results = branches.train_branches(family(), store, progress=note)
+    assert [r.state for r in results] == ["done"] * 3
+    for result in results:
+        assert result.final["eval_heldout_loss"] == standalone[result.run_id]  # bit for bit
+    short, trunk, middle = results
+    assert first_step[short.run_id] > 16 and first_step[middle.run_id] > 24  # forked at steps 16 and 24
+    trunk_rows = store.read_metrics(trunk.run_id)
+    assert store.read_metrics(short.run_id).filter(store.read_metrics(short.run_id)["step"] <= 16).equals(
+        trunk_rows.filter(trunk_rows["step"] <= 16))
+
+
+def test_a_branch_killed_in_its_cooldown_resumes_to_the_same_loss(standalone: dict[str, float],
+                                                                  tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    configs = family()
+    trunk = loop.train_run(configs[1], store, save_at=frozenset({16}),
+                           on_saved=lambda run_id, step: step == 16 and branches.fork(store, run_id, configs[0], 16))
+
+    def die_at_18(row: dict) -> None:
+        if row["step"] >= 18:
+            raise Killed
+
+    with pytest.raises(Killed):
+        loop.train_run(configs[0], store, progress=die_at_18)
+    resumed = loop.train_run(configs[0], store)
+    assert resumed.final["eval_heldout_loss"] == standalone[resumed.run_id]
+    assert trunk.final["eval_heldout_loss"] == standalone[trunk.run_id]
+
+
+def test_only_wsd_runs_that_differ_in_tokens_branch(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    with pytest.raises(ValueError, match="schedule"):
+        branches.train_branches([tiny_config(), tiny_config(tokens=20 * STEP_TOKENS)], store)
+    with pytest.raises(ValueError, match="differ in more"):
+        branches.train_branches([family()[0], tiny_config(schedule="wsd", seed=5, tokens=40 * STEP_TOKENS,
+                                                          warmup_tokens=4 * STEP_TOKENS, cooldown_fraction=0.2)], store)
