@@ -355,7 +355,7 @@ def _epochs(value: float | None) -> str:
 
 def _print_plan(spec, result) -> None:
     tiers = sorted({t for r in result.rows for t in r.epochs})
-    stacked = any(r.stack_size > 1 for r in result.rows)
+    stacked = any(r.stack_size > 1 for r in result.rows) and not spec.branches()
     table = Table("run id", "design", "mix", "seed", "shape", "params", "tokens", "FLOPs (flops_v1)",
                   *[f"epochs {t}" for t in tiers], *(["stack"] if stacked else []), "est.", "state",
                   title=f"sweep {spec.name}: {len(result.rows)} runs")
@@ -364,7 +364,13 @@ def _print_plan(spec, result) -> None:
                       f"{r.tokens:,}", f"{r.flops:.3g}", *[_epochs(r.epochs.get(t)) for t in tiers],
                       *([f"{r.stack} (of {r.stack_size})"] if stacked else []), _seconds(r.est_seconds), r.state)
     _console().print(table)
-    if stacked:
+    if spec.branches():
+        families = len({r.stack for r in result.rows})
+        saved = 1 - result.trained_flops / result.total_flops if result.total_flops else 0.0
+        _say(f"WSD branches: {len(result.rows)} runs in {families} families; {result.trained_flops:.3g} FLOPs trained "
+             f"of the runs' {result.total_flops:.3g} ({saved:.0%} saved against independent runs: each branch "
+             "forks from its family's longest run at its cooldown start)")
+    elif stacked:
         sizes = {r.stack: r.stack_size for r in result.rows}
         _say(f"stacks: {len(result.rows)} runs in {len(sizes)} stacks of {min(sizes.values())}-{max(sizes.values())} "
              "runs (one vmapped step each; est. = each run's share of its stack's time)")
@@ -482,7 +488,8 @@ def run(
     configs = [r.config.model_dump(mode="json") for r in todo]
     stacks = sweep_stacks(spec, todo, stack_size, runner, workers)
     if any(len(group) > 1 for group in stacks):
-        _note(f"{len(todo)} runs in {len(stacks)} stacks (up to {max(map(len, stacks))} runs trained by one step)")
+        what = "families of WSD branches" if spec.branches() else "stacks"
+        _note(f"{len(todo)} runs in {len(stacks)} {what} (up to {max(map(len, stacks))} runs trained together)")
     try:
         with _user_errors(ValueError, ConnectionError):
             outcomes = _run_progress(engine, configs, spec.store_root, spec.retries,

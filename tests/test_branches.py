@@ -74,3 +74,59 @@ def test_only_wsd_runs_that_differ_in_tokens_branch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="differ in more"):
         branches.train_branches([family()[0], tiny_config(schedule="wsd", seed=5, tokens=40 * STEP_TOKENS,
                                                           warmup_tokens=4 * STEP_TOKENS, cooldown_fraction=0.2)], store)
+
+
+SPEC = """name = "branches"
+store = "{store}"
+[model]
+seq_len = 32
+[train]
+batch_size = 8
+eval_tokens = 256
+[design.grid]
+sizes = [20_000]
+tokens = [5_120, 10_240, 20_480]
+schedule = "wsd-branches"
+cooldown_fraction = 0.2
+"""
+
+
+def test_a_sweep_of_wsd_branches_plans_its_saving_and_trains_each_run_as_alone(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from scaler.cli import app
+    from scaler.sweep.spec import expand, load_sweep_spec
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(store=tmp_path / "store"))
+    planned = CliRunner().invoke(app, ["plan", str(spec), "--json"])
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert [r["stack"] for r in plan["runs"]] == [0, 0, 0]  # one family
+    steps = [20, 40, 80]  # the branches train only their cooldowns: 20% of 20 and 40 steps
+    trained = (80 + 0.2 * 20 + 0.2 * 40) / sum(steps)
+    assert plan["trained_flops"] == pytest.approx(trained * plan["total_flops"])
+    assert CliRunner().invoke(app, ["run", str(spec)]).exit_code == 0
+    store, alone = Store(str(tmp_path / "store")), Store(str(tmp_path / "alone"))
+    for run in expand(load_sweep_spec(spec)):
+        assert run.config.train.schedule == "wsd" and run.config.train.warmup_tokens == 5_120 // 4
+        status = store.read_status(run.run_id)
+        assert status["state"] == "done" and status["attempts"] == 1
+        assert status["final"]["eval_heldout_loss"] == loop.train_run(run.config, alone).final["eval_heldout_loss"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [("[train]\nschedule = \"cosine\"\n", "train.schedule: set by the design"),
+                                                ("stack = 2\n", "stack: WSD branches train as families")])
+def test_wsd_branches_refuse_what_they_set(extra: str, message: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from scaler.cli import app
+
+    spec = tmp_path / "spec.toml"
+    text = SPEC.format(store=tmp_path / "store")
+    text = text.replace("[train]\n", extra) if extra.startswith("[train]") else extra + text
+    spec.write_text(text)
+    result = CliRunner().invoke(app, ["plan", str(spec)])
+    assert result.exit_code == 2 and message in result.stderr, result.output

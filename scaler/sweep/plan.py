@@ -42,8 +42,9 @@ class PlanRow:
     epochs: dict[str, float | None] = field(default_factory=dict)
     est_seconds: float | None = None  # a stacked run: its share of its stack's time
     state: str = "pending"
-    stack: int = 0  # runs with one number train together (scaler/train/stacked.py)
+    stack: int = 0  # runs with one number train together (a stack, or a family of WSD branches)
     stack_size: int = 1
+    trained_flops: float = 0.0  # what the run itself trains: a WSD branch only its cooldown
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Plan:
     total_usd: float | None
     estimate: str  # how seconds were estimated
     provisional_ids: bool  # the data is not built yet: ids change once it is
+    trained_flops: float = 0.0  # total_flops less what WSD branches share with their trunks
 
     def to_json(self) -> dict[str, Any]:
         return {**{k: v for k, v in asdict(self).items() if k != "rows"}, "flops_convention": FLOPS_CONVENTION,
@@ -75,11 +77,13 @@ def shape_key(run: SweepRun, stack_size: int = 1) -> str:
 
 def sweep_stacks(spec: SweepSpec, runs: list[SweepRun], stack: StackSize | None = None, runner: str = "local",
                  workers: int = 1) -> list[list[int]]:
-    """The runs' indices grouped into stacks (`stack`, default the spec's). "auto" fills half the
-    memory of one worker: this machine's RAM shared by `workers` local processes, or
-    resources.memory_gb on a cluster."""
-    from scaler.train.stacks import group_stacks, host_memory_bytes
+    """The runs' indices grouped into stacks (`stack`, default the spec's), or into families of WSD
+    branches when the design says so. "auto" fills half the memory of one worker: this machine's
+    RAM shared by `workers` local processes, or resources.memory_gb on a cluster."""
+    from scaler.train.stacks import group_branches, group_stacks, host_memory_bytes
 
+    if spec.branches():
+        return group_branches([r.config for r in runs])  # one family of WSD branches per task
     memory = host_memory_bytes() // workers if runner == "local" else int(spec.resources.memory_gb * 2**30)
     return group_stacks([r.config for r in runs], spec.stack if stack is None else stack, memory)
 
@@ -194,26 +198,31 @@ def make_plan(
     tier_tokens = _tier_tokens(spec)
     stacks = stacks or [[i] for i in range(len(runs))]
     stack_of = {i: (j, len(group)) for j, group in enumerate(stacks) for i in group}
+    trained_tokens = _trained_tokens(spec, runs, stacks)
     rows = []
     for i, run in enumerate(runs):
         shape, train = run.config.model, run.config.train
         flops = training_flops(shape, train.tokens, run.config.flops_convention)
+        trained = flops * trained_tokens[i] / train.tokens
         stack, size = stack_of[i]
+        if spec.branches():
+            size = 1  # a family of branches: each run at the solo rate, for its own steps
         if peak_flops:
-            seconds = flops / (peak_flops * (mfu or 0.4))
+            seconds = trained / (peak_flops * (mfu or 0.4))
         elif shape_key(run, size) in calibration:
             entry = calibration[shape_key(run, size)]  # a stack's rate counts all its runs' tokens
-            seconds = entry.get("startup_s", 0.0) / size + train.tokens / entry["tokens_per_s"]
+            seconds = entry.get("startup_s", 0.0) / size + trained_tokens[i] / entry["tokens_per_s"]
         elif shape_key(run) in calibration:
             entry = calibration[shape_key(run)]
-            seconds = entry.get("startup_s", 0.0) + train.tokens / entry["tokens_per_s"]
+            seconds = entry.get("startup_s", 0.0) + trained_tokens[i] / entry["tokens_per_s"]
         else:
-            seconds = flops / rate_s + startup_s if rate_s else None
+            seconds = trained / rate_s + startup_s if rate_s else None
         rows.append(PlanRow(
             run_id=run.run_id, name=run.config.name, point=run.point.label, mix=mix_label(run.mix), seed=train.seed,
             d_model=shape.d_model, n_layers=shape.n_layers, n_params=count_params(shape), tokens=train.tokens,
             flops=flops, epochs=tier_epochs(run, tier_tokens), est_seconds=seconds,
-            state=(states or {}).get(run.run_id, "pending"), stack=stack, stack_size=size,
+            state=(states or {}).get(run.run_id, "pending"), stack=stack, stack_size=len(stacks[stack]),
+            trained_flops=trained,
         ))
     seconds = [r.est_seconds for r in rows]
     total_s = sum(seconds) if rows and None not in seconds else None
@@ -225,7 +234,24 @@ def make_plan(
         estimate += f"; {len(uncalibrated)} stack sizes not calibrated: timed as solo runs (an upper bound)"
     return Plan(rows, sum(r.flops for r in rows), total_s,
                 total_s / 3600 * usd_per_hour if total_s is not None and usd_per_hour else None,
-                estimate, spec.data.dir is not None and not tier_tokens)
+                estimate, spec.data.dir is not None and not tier_tokens, sum(r.trained_flops for r in rows))
+
+
+def _trained_tokens(spec: SweepSpec, runs: list[SweepRun], groups: list[list[int]]) -> list[int]:
+    """Tokens each run trains itself: all of them, except a WSD branch, which is forked from its
+    trunk (the longest run of its family) at its cooldown start and trains its cooldown only."""
+    from scaler.train.defaults import step_tokens
+    from scaler.train.stacks import branch_point
+
+    tokens = [r.config.train.tokens for r in runs]
+    if not spec.branches():
+        return tokens
+    for group in groups:
+        trunk = max(group, key=lambda i: tokens[i])
+        for i in group:
+            if i != trunk:
+                tokens[i] -= branch_point(runs[i].config) * step_tokens(runs[i].config)
+    return tokens
 
 
 def _tier_tokens(spec: SweepSpec) -> dict[str, int]:

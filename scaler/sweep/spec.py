@@ -62,7 +62,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-class GridDesign(_Strict):
+class _Schedule(_Strict):
+    """How a design's token counts at one size are trained: `independent` runs (the spec's
+    train.schedule), or `wsd-branches`: WSD runs of one warmup-stable trunk per (size, data, seed,
+    lr), each shorter token count a branch forked at its cooldown start (scaler/train/branches.py)."""
+
+    schedule: Literal["independent", "wsd-branches"] = "independent"
+    cooldown_fraction: float = Field(default=0.2, gt=0, le=1, description="wsd-branches: share of each run's steps in cooldown")
+
+
+class GridDesign(_Schedule):
     sizes: list[PositiveInt] = Field(min_length=1, description="target parameter counts")
     tokens: list[PositiveInt] | None = Field(default=None, min_length=1)
     tokens_per_param: list[PositiveFloat] | None = Field(default=None, min_length=1)
@@ -74,7 +83,7 @@ class GridDesign(_Strict):
         return self
 
 
-class IsoflopDesign(_Strict):
+class IsoflopDesign(_Schedule):
     budgets: list[PositiveFloat] = Field(min_length=1, description="training FLOPs per run (flops_v1)")
     points: int = Field(default=5, ge=3, description="sizes per budget")
     span: float = Field(default=8.0, gt=1, description="largest / smallest size at each budget")
@@ -184,6 +193,10 @@ class SweepSpec(_Strict):
         for key in ("tokens", "seed"):
             if key in self.train:
                 raise ValueError(f"train.{key}: set by the design (design.grid/isoflop, design.seeds), not here")
+        if self.branches() and ({"schedule", "cooldown_fraction"} & set(self.train)):
+            raise ValueError("train.schedule: set by the design's schedule = \"wsd-branches\" (with its cooldown_fraction)")
+        if self.branches() and self.stack != 1:
+            raise ValueError("stack: WSD branches train as families, not stacks; use stack = 1 with wsd-branches")
         try:
             TrainConfig.model_validate({**self.train, "tokens": 1})
         except ValidationError as err:
@@ -230,6 +243,11 @@ class SweepSpec(_Strict):
         vocab = self.model.vocab_size or _tokenizer_vocab(self.data.tokenizer)
         return Family(vocab_size=vocab, seq_len=self.model.seq_len, aspect_ratio=self.model.aspect_ratio,
                       head_dim=self.model.head_dim, ffn_ratio=self.model.ffn_ratio, ffn_multiple=self.model.ffn_multiple)
+
+    def branches(self) -> bool:
+        """Whether the design trains its token counts as WSD branches."""
+        design = self.design.grid or self.design.isoflop
+        return design is not None and design.schedule == "wsd-branches"
 
     def all_mixes(self) -> list[dict[str, float]]:
         mixes = [dict(m) for m in self.design.mixes]
@@ -363,13 +381,15 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
     _check_build(spec, f"sweep {spec.name}")  # again: the data may have been built since the spec was read
     mixes = [(mix, _data_config(data, mix, build_id)) for mix in spec.all_mixes()]
     runs = []
-    for point in design_points(spec):
+    points = design_points(spec)
+    for point in points:
         n_params = count_params(point.shape)
         base_lr = spec.train.get("lr") or default_lr(n_params)
         for seed in spec.design.seeds:
             for multiplier in spec.design.lr_multipliers:
                 try:
-                    train = TrainConfig(**{**spec.train, "tokens": point.tokens, "seed": seed, "lr": base_lr * multiplier})
+                    train = TrainConfig(**{**spec.train, **_branch_settings(spec, point, points), "tokens": point.tokens,
+                                           "seed": seed, "lr": base_lr * multiplier})
                     base = resolve(RunConfig(model=point.shape, train=train))  # data does not enter the defaults
                 except ValidationError as err:  # e.g. a design point shorter than one step
                     raise ConfigError(format_validation_error(
@@ -381,6 +401,19 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
                     config = base.model_copy(update={"name": name.format(mix=mix_label(mix)), "data": data_config})
                     runs.append(SweepRun(run_id_of(config.identity()), config, point, mix, multiplier))
     return runs
+
+
+def _branch_settings(spec: SweepSpec, point: Point, points: list[Point]) -> dict[str, Any]:
+    """For wsd-branches: the WSD schedule, and one warmup for every token count of the point's size
+    (the default warmup depends on D; branches of one trunk need the same), that of its shortest."""
+    if not spec.branches():
+        return {}
+    from scaler.train.defaults import default_warmup_tokens
+
+    design = spec.design.grid or spec.design.isoflop
+    shortest = min(p.tokens for p in points if p.shape == point.shape)
+    warmup = spec.train.get("warmup_tokens", default_warmup_tokens(count_params(point.shape), shortest))
+    return {"schedule": "wsd", "cooldown_fraction": design.cooldown_fraction, "warmup_tokens": warmup}
 
 
 def _invalid(source: str, key: str, message: str) -> str:

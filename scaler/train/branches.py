@@ -17,7 +17,6 @@ Rows of a branch before its branch point are the trunk's, at the trunk's logging
 
 from __future__ import annotations
 
-import json
 import uuid
 import fsspec
 import polars as pl
@@ -25,24 +24,9 @@ import polars as pl
 from scaler.config import RunConfig
 from scaler.store import Store, run_id_of
 from scaler.train.checkpoint import Checkpointer
-from scaler.train.defaults import resolve, step_tokens
+from scaler.train.defaults import resolve
 from scaler.train.loop import ProgressFn, RunResult, train_run
-
-CADENCE = ("tokens", "eval_every_steps", "checkpoint_every_steps")  # may differ between a trunk and its branches
-
-
-def branch_key(config: RunConfig) -> str:
-    """Runs with equal keys are branches of one trunk. `config` must be resolved."""
-    identity = config.identity()
-    train = {k: v for k, v in identity["train"].items() if k not in CADENCE}
-    return json.dumps({**identity, "train": train}, sort_keys=True)
-
-
-def branch_point(config: RunConfig) -> int:
-    """The step at which the run's cooldown starts (`schedule.wsd_lr`'s decay start)."""
-    steps = config.train.tokens // step_tokens(config)
-    return steps - max(1, round(config.train.cooldown_fraction * steps))
-
+from scaler.train.stacks import branch_key, branch_point
 
 def check_branches(configs: list[RunConfig]) -> None:
     """ValueError unless the (resolved) configs are WSD runs that differ only in tokens."""

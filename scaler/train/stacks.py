@@ -17,6 +17,7 @@ from typing import Literal
 
 from scaler.config import RunConfig
 from scaler.model.family import count_params
+from scaler.train.defaults import step_tokens
 
 # Train fields that may differ between the members of a stack (they reach the step as arrays).
 PER_MEMBER_TRAIN = ("lr", "seed", "schedule", "warmup_tokens", "cooldown_fraction", "final_lr_fraction")
@@ -67,3 +68,35 @@ def group_stacks(configs: Sequence[RunConfig], stack: StackSize, memory_bytes: i
         k = auto_stack_size(configs[indices[0]], memory_bytes) if stack == "auto" else int(stack)
         groups += [indices[j : j + k] for j in range(0, len(indices), k)]
     return sorted(groups, key=lambda g: g[0])
+
+
+# -- WSD branch families (scaler/train/branches.py) --------------------------------------------
+CADENCE = ("tokens", "eval_every_steps", "checkpoint_every_steps")  # may differ between a trunk and its branches
+
+
+def branch_key(config: RunConfig) -> str:
+    """Runs with equal keys are branches of one trunk. `config` must be resolved."""
+    identity = config.identity()
+    train = {k: v for k, v in identity["train"].items() if k not in CADENCE}
+    return json.dumps({**identity, "train": train}, sort_keys=True)
+
+
+def branch_point(config: RunConfig) -> int:
+    """The step at which the run's cooldown starts (`schedule.wsd_lr`'s decay start)."""
+    steps = config.train.tokens // step_tokens(config)
+    return steps - max(1, round(config.train.cooldown_fraction * steps))
+
+
+def is_branch_family(configs: Sequence[RunConfig]) -> bool:
+    """Whether the (resolved) configs are two or more WSD runs that differ only in tokens."""
+    return (len(configs) > 1 and all(c.train.schedule == "wsd" for c in configs)
+            and len({branch_key(c) for c in configs}) == 1 and len({c.train.tokens for c in configs}) == len(configs))
+
+
+def group_branches(configs: Sequence[RunConfig]) -> list[list[int]]:
+    """Indices of `configs` (resolved) by branch family, in the order of their first members."""
+    by_key: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        key = branch_key(config) if config.train.schedule == "wsd" else f"alone-{i}"
+        by_key.setdefault(key, []).append(i)
+    return sorted(by_key.values(), key=lambda g: g[0])
