@@ -3,7 +3,7 @@ scaler cannot use is one line `error: ...` and exit 2, never a traceback.
 
 Hypothesis mutates valid inputs (a key given a value of another type or out of range, a key
 dropped or added, the text cut short) and also feeds raw bytes (binary, invalid UTF-8, huge
-lines). CI mode runs 30 examples per input; SCALER_FAULTS=long runs 3,000 sweep specs, 3,500 run
+lines). CI mode runs 20 examples per input; SCALER_FAULTS=long runs 3,000 sweep specs, 3,500 run
 files and 2,500 tables (with the 1,000 data sources of test_fuzz_data.py: 10,000 inputs).
 """
 
@@ -26,7 +26,7 @@ LONG = os.environ.get("SCALER_FAULTS") == "long"
 
 
 def fuzz(long_examples: int) -> settings:
-    return settings(max_examples=long_examples if LONG else 30, deadline=None, derandomize=True,
+    return settings(max_examples=long_examples if LONG else 20, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 SPEC = '''name = "fuzz"

@@ -2,8 +2,8 @@
 retried) on one sweep: no metrics row lost, no wrong final loss, no finished run trained again,
 and every run ends done with the rows of its uninterrupted twin (issue 12).
 
-CI mode kills a `scaler run --workers 2` once per stack size and one Ray worker; SCALER_FAULTS=long
-kills each kind of sweep 40 times and Ray workers 10 times. Real processes, a real local Ray head on 127.0.0.1.
+CI mode kills a 4-run `scaler run --workers 2` once per stack size and one Ray worker;
+SCALER_FAULTS=long kills an 8-run sweep 40 times per kind and Ray workers 10 times. Real processes, a real local Ray head on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from scaler.sweep.spec import expand, load_sweep_spec
 
 SWEEP_KILLS = 40 if LONG else 1
 RAY_KILLS = 10 if LONG else 1
+TOKENS = "[10_240, 15_360]" if LONG else "[10_240]"  # 8 runs in long mode, 4 in CI
 SPEC = '''name = "kills"
 store = "{store}"
 retries = 1
@@ -38,13 +39,13 @@ checkpoint_every_steps = 10
 seeds = [0, 1]
 [design.grid]
 sizes = [20_000, 100_000]
-tokens = [10_240, 15_360]
+tokens = {tokens}
 '''
 
 
 def sweep(tmp_path: Path, name: str) -> tuple[Path, Path]:
     spec, root = tmp_path / f"{name}.toml", tmp_path / name
-    spec.write_text(SPEC.format(store=root))
+    spec.write_text(SPEC.format(store=root, tokens=TOKENS))
     return spec, root
 
 
