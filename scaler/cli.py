@@ -395,7 +395,7 @@ def calibrate(
 
     with _user_errors():
         spec, runs = _load_sweep(spec_file)
-        stacks = sweep_stacks(spec, runs, _stack_option(stack), workers=max(1, workers))
+        stacks = None if spec.branches() else sweep_stacks(spec, runs, _stack_option(stack), workers=max(1, workers))
     with _progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()) as bar:
         task = bar.add_task("calibrating shapes", total=None)
         measured = measure(runs, progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -478,7 +478,7 @@ def run(
     store = Store(spec.store_root)
     for r in runs:
         if states[r.run_id] == "corrupt":
-            states[r.run_id] = _set_aside(spec.store_root, r)
+            states[r.run_id] = _set_aside(store, r)
         if states[r.run_id] in ("done", "diverged"):
             store.remove_dead_claim(r.run_id)  # left by a worker killed between finishing and releasing
     left = [r for r in runs if states[r.run_id] not in ("done", "diverged")]
@@ -513,13 +513,12 @@ def run(
         raise typer.Exit(1)
 
 
-def _set_aside(store_root: str, run) -> str:
+def _set_aside(store, run) -> str:
     """Move a corrupt run's unreadable files aside (never deleted), put back its config from the
     spec, and return the state it resumes from: a done run whose rows are intact stays done, a
     run whose metrics were lost trains again (from its checkpoints only when their rows survive)."""
-    from scaler.store import Store, run_id_of
+    from scaler.store import run_id_of
 
-    store = Store(store_root)
     problems = "; ".join(error for _, error in store.problems(run.run_id))
     moved = store.set_aside(run.run_id)
     identity = run.config.identity()

@@ -85,6 +85,11 @@ def _alive(claim: Mapping[str, Any]) -> bool:
     return not _zombie(claim["pid"])
 
 
+def _stale(claim: Mapping[str, Any], stale_after_s: float) -> bool:
+    """A claim nobody holds any more: its heartbeat is `stale_after_s` old, or its process is dead."""
+    return time.time() - _number(claim.get("heartbeat"), 0.0) >= stale_after_s or not _alive(claim)
+
+
 def _zombie(pid: int) -> bool:
     """A process that has exited but not been reaped (its parent was killed and nothing has reaped
     it yet). Told by psutil where it is installed (it comes with Ray); else assumed not."""
@@ -375,7 +380,7 @@ class Store:
         if held is None:
             if self._age_s(path) < stale_after_s:
                 return False  # being written
-        elif now - _number(held.get("heartbeat"), 0.0) < stale_after_s and _alive(held):
+        elif not _stale(held, stale_after_s):
             return False
         lock = f"{path}.takeover-{hashlib.sha256(raw).hexdigest()[:16]}"
         if not self._create_exclusive(lock, data) or self._raw(path) != raw:
@@ -394,7 +399,7 @@ class Store:
         than `stale_after_s`): what a worker killed after finishing its run, before releasing it,
         leaves behind. A live claim is left alone."""
         held = self.read_claim(run_id)
-        if held is None or (_alive(held) and time.time() - _number(held.get("heartbeat"), 0.0) < stale_after_s):
+        if held is None or not _stale(held, stale_after_s):
             return
         try:
             self.fs.rm(self._path(run_id, "claim.json"))

@@ -197,7 +197,8 @@ def make_plan(
     startup_s = statistics.median(v.get("startup_s", 0.0) for v in solo.values()) if solo else 0.0
     tier_tokens = _tier_tokens(spec)
     stacks = stacks or [[i] for i in range(len(runs))]
-    stack_of = {i: (j, len(group)) for j, group in enumerate(stacks) for i in group}
+    sizes = [1 if spec.branches() else len(group) for group in stacks]  # a family of branches: solo steps
+    stack_of = {i: (j, sizes[j]) for j, group in enumerate(stacks) for i in group}
     trained_tokens = _trained_tokens(spec, runs, stacks)
     rows = []
     for i, run in enumerate(runs):
@@ -205,8 +206,6 @@ def make_plan(
         flops = training_flops(shape, train.tokens, run.config.flops_convention)
         trained = flops * trained_tokens[i] / train.tokens
         stack, size = stack_of[i]
-        if spec.branches():
-            size = 1  # a family of branches: each run at the solo rate, for its own steps
         if peak_flops:
             seconds = trained / (peak_flops * (mfu or 0.4))
         elif shape_key(run, size) in calibration:
@@ -226,7 +225,7 @@ def make_plan(
         ))
     seconds = [r.est_seconds for r in rows]
     total_s = sum(seconds) if rows and None not in seconds else None
-    uncalibrated = {shape_key(runs[g[0]], len(g)) for g in stacks if len(g) > 1} - set(calibration)
+    uncalibrated = {shape_key(runs[g[0]], k) for g, k in zip(stacks, sizes) if k > 1} - set(calibration)
     estimate = (f"peak {peak_flops:.3g} FLOP/s x MFU {mfu or 0.4:g}" if peak_flops
                 else f"calibration on this machine ({len(calibration)} shapes and stacks)" if calibration
                 else "none: run `scaler calibrate SPEC`, or give --peak-flops and --mfu")

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaler.store import Store
+from scaler.store import CORRUPT, Store
 from scaler.sweep.plan import make_plan
 from scaler.sweep.spec import SweepRun, SweepSpec
 
@@ -47,7 +47,7 @@ def sweep_status(spec: SweepSpec, runs: list[SweepRun], store: Store | None = No
     corrupt = [{"run_id": r.run_id, "file": name, "error": error}
                for r in runs for name, error in store.problems(r.run_id)]
     damaged = {c["run_id"] for c in corrupt}
-    statuses = {r.run_id: {"state": "corrupt"} if r.run_id in damaged else store.read_status(r.run_id) for r in runs}
+    statuses = {r.run_id: {"state": CORRUPT} if r.run_id in damaged else store.read_status(r.run_id) for r in runs}
     plan = make_plan(spec, runs, states={k: v["state"] for k, v in statuses.items()})
     counts = {state: 0 for state in STATES}
     spent_s, now_s, failed = 0.0, time.time(), []

@@ -18,6 +18,7 @@ Rows of a branch before its branch point are the trunk's, at the trunk's logging
 from __future__ import annotations
 
 import uuid
+
 import fsspec
 import polars as pl
 
@@ -26,16 +27,14 @@ from scaler.store import Store, run_id_of
 from scaler.train.checkpoint import Checkpointer
 from scaler.train.defaults import resolve
 from scaler.train.loop import ProgressFn, RunResult, train_run
-from scaler.train.stacks import branch_key, branch_point
+from scaler.train.stacks import branch_point, branch_problem
+
 
 def check_branches(configs: list[RunConfig]) -> None:
     """ValueError unless the (resolved) configs are WSD runs that differ only in tokens."""
-    if any(c.train.schedule != "wsd" for c in configs):
-        raise ValueError("WSD branches: every run needs schedule = \"wsd\"")
-    if len({branch_key(c) for c in configs}) > 1:
-        raise ValueError("WSD branches: the runs differ in more than their token count (and its cadence)")
-    if len({c.train.tokens for c in configs}) < len(configs):
-        raise ValueError("WSD branches: two runs have the same token count")
+    problem = branch_problem(configs)
+    if problem:
+        raise ValueError(f"WSD branches: {problem}")
 
 
 def fork(store: Store, trunk_id: str, branch: RunConfig, step: int) -> None:

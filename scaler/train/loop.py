@@ -54,6 +54,7 @@ class RunResult:
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
+SavedFn = Callable[[str, int], None]  # (run id, step) after a checkpoint of the run is saved
 
 
 def open_source(data: DataConfig) -> TokenSource:
@@ -148,8 +149,6 @@ def train_run(
     return train_stack([config], store, [source], progress, save_at, on_saved)[0]
 
 
-SavedFn = Callable[[str, int], None]  # (run id, step) after a checkpoint of the run is saved
-
 
 def train_stack(
     configs: list[RunConfig],
@@ -169,39 +168,36 @@ def train_stack(
     if len(keys) > 1:
         raise ValueError("train_stack: the runs differ in more than seed, data and learning-rate schedule")
     results: dict[str, RunResult] = {}
-    todo: list[tuple[RunConfig, str, TokenSource | None, float]] = []
+    todo: list[tuple[RunConfig, str, TokenSource | None]] = []
+    elapsed_before: dict[str, float] = {}  # seconds of earlier attempts, per run
+    started = time.time()
     for config, source in zip(configs, sources):
         run_id = run_id_of(config.identity())
         store.write_config(run_id, config.identity())
-        state = store.read_status(run_id)["state"]
-        if state in ("done", "diverged"):
-            results[run_id] = _finished(store, run_id, state)
-            continue
         status = store.read_status(run_id)
-        started = time.time()
+        if status["state"] in ("done", "diverged"):
+            results[run_id] = _finished(store, run_id, status["state"])
+            continue
         store.write_status(run_id, "running", attempts=status.get("attempts", 0) + 1, started_at=started,
                            heartbeat=started)
-        todo.append((config, run_id, source, status.get("elapsed_s", 0.0)))
-    started = time.time()
+        todo.append((config, run_id, source))
+        elapsed_before[run_id] = status.get("elapsed_s", 0.0)
 
-    def spent(previous_s: float) -> float:
-        return previous_s + time.time() - started  # over all attempts
+    def spent(run_id: str) -> float:
+        return elapsed_before[run_id] + time.time() - started  # over all attempts
 
     try:
         for result in _train(todo, store, progress, save_at, on_saved):
             results[result.run_id] = result
-            previous = next(p for _, run_id, _, p in todo if run_id == result.run_id)
-            store.write_status(result.run_id, result.state, elapsed_s=spent(previous))
+            store.write_status(result.run_id, result.state, elapsed_s=spent(result.run_id))
     except KeyboardInterrupt:
-        for _, run_id, _, previous in todo:
-            if run_id not in results:
-                _record(store, run_id, "pending", interrupted_at=time.time(), elapsed_s=spent(previous))
+        for run_id in elapsed_before.keys() - results.keys():
+            _record(store, run_id, "pending", interrupted_at=time.time(), elapsed_s=spent(run_id))
         raise  # the runs resume from their checkpoints
     except BaseException as err:
         last = traceback.format_exception_only(type(err), err)[-1].strip()
-        for _, run_id, _, previous in todo:
-            if run_id not in results:
-                _record(store, run_id, "failed", error=last or type(err).__name__, elapsed_s=spent(previous))
+        for run_id in elapsed_before.keys() - results.keys():
+            _record(store, run_id, "failed", error=last or type(err).__name__, elapsed_s=spent(run_id))
         raise
     return [results[run_id_of(c.identity())] for c in configs]
 
@@ -267,7 +263,7 @@ def _restore(m: Member, store: Store, like: dict[str, Any]) -> dict[str, Any]:
     return restored
 
 
-def _train(todo: list[tuple[RunConfig, str, TokenSource | None, float]], store: Store,
+def _train(todo: list[tuple[RunConfig, str, TokenSource | None]], store: Store,
            progress: ProgressFn | None, save_at: frozenset[int] = frozenset(),
            on_saved: SavedFn | None = None) -> Iterator[RunResult]:
     """Open, restore and train the members; members whose checkpoints stand at different steps
@@ -278,7 +274,7 @@ def _train(todo: list[tuple[RunConfig, str, TokenSource | None, float]], store: 
     platform = jax.default_backend()
     dtype = step_lib.compute_dtype_for(first.train.compute_dtype, platform)
     sources: dict[str, TokenSource] = {}
-    members = [_open_member(c, run_id, store, source, platform, dtype, sources) for c, run_id, source, _ in todo]
+    members = [_open_member(c, run_id, store, source, platform, dtype, sources) for c, run_id, source in todo]
     optimizer = step_lib.make_optimizer(first.train)
     states = []
     for m in members:

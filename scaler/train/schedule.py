@@ -26,11 +26,16 @@ def cosine_lr(step: int, total_steps: int, peak: float, warmup_steps: int, final
     return peak * (final_fraction + (1 - final_fraction) * cos)
 
 
+def wsd_decay_start(total_steps: int, cooldown_fraction: float) -> int:
+    """The first step of a WSD run's cooldown (also where a WSD branch forks, train/branches.py)."""
+    return total_steps - max(1, round(cooldown_fraction * total_steps))
+
+
 def wsd_lr(
     step: int, total_steps: int, peak: float, warmup_steps: int, final_fraction: float, cooldown_fraction: float
 ) -> float:
-    cooldown_steps = max(1, round(cooldown_fraction * total_steps))
-    decay_start = total_steps - cooldown_steps
+    decay_start = wsd_decay_start(total_steps, cooldown_fraction)
+    cooldown_steps = total_steps - decay_start
     if step < warmup_steps and step < decay_start:
         return peak * warmup_factor(step, warmup_steps)
     if step < decay_start:

@@ -18,6 +18,7 @@ from typing import Literal
 from scaler.config import RunConfig
 from scaler.model.family import count_params
 from scaler.train.defaults import step_tokens
+from scaler.train.schedule import wsd_decay_start
 
 # Train fields that may differ between the members of a stack (they reach the step as arrays).
 PER_MEMBER_TRAIN = ("lr", "seed", "schedule", "warmup_tokens", "cooldown_fraction", "final_lr_fraction")
@@ -60,11 +61,8 @@ def auto_stack_size(config: RunConfig, memory_bytes: int | None = None) -> int:
 def group_stacks(configs: Sequence[RunConfig], stack: StackSize, memory_bytes: int | None = None) -> list[list[int]]:
     """Indices of `configs` (resolved) in stacks of compatible runs, each at most `stack` long
     ("auto": `auto_stack_size`), in the order of their first members; stack=1: one run each."""
-    by_key: dict[str, list[int]] = {}
-    for i, config in enumerate(configs):
-        by_key.setdefault(stack_key(config), []).append(i)
     groups = []
-    for indices in by_key.values():
+    for indices in _grouped([stack_key(c) for c in configs]):
         k = auto_stack_size(configs[indices[0]], memory_bytes) if stack == "auto" else int(stack)
         groups += [indices[j : j + k] for j in range(0, len(indices), k)]
     return sorted(groups, key=lambda g: g[0])
@@ -82,21 +80,34 @@ def branch_key(config: RunConfig) -> str:
 
 
 def branch_point(config: RunConfig) -> int:
-    """The step at which the run's cooldown starts (`schedule.wsd_lr`'s decay start)."""
-    steps = config.train.tokens // step_tokens(config)
-    return steps - max(1, round(config.train.cooldown_fraction * steps))
+    """The step at which the run's cooldown starts."""
+    return wsd_decay_start(config.train.tokens // step_tokens(config), config.train.cooldown_fraction)
+
+
+def branch_problem(configs: Sequence[RunConfig]) -> str | None:
+    """Why the (resolved) configs are not WSD runs that differ only in tokens; None if they are."""
+    if any(c.train.schedule != "wsd" for c in configs):
+        return "every run needs schedule = \"wsd\""
+    if len({branch_key(c) for c in configs}) > 1:
+        return "the runs differ in more than their token count (and its cadence)"
+    if len({c.train.tokens for c in configs}) < len(configs):
+        return "two runs have the same token count"
+    return None
 
 
 def is_branch_family(configs: Sequence[RunConfig]) -> bool:
     """Whether the (resolved) configs are two or more WSD runs that differ only in tokens."""
-    return (len(configs) > 1 and all(c.train.schedule == "wsd" for c in configs)
-            and len({branch_key(c) for c in configs}) == 1 and len({c.train.tokens for c in configs}) == len(configs))
+    return len(configs) > 1 and branch_problem(configs) is None
 
 
 def group_branches(configs: Sequence[RunConfig]) -> list[list[int]]:
     """Indices of `configs` (resolved) by branch family, in the order of their first members."""
+    return _grouped([branch_key(c) if c.train.schedule == "wsd" else f"alone-{i}" for i, c in enumerate(configs)])
+
+
+def _grouped(keys: Sequence[str]) -> list[list[int]]:
+    """Indices with equal keys together, the groups in the order of their first members."""
     by_key: dict[str, list[int]] = {}
-    for i, config in enumerate(configs):
-        key = branch_key(config) if config.train.schedule == "wsd" else f"alone-{i}"
+    for i, key in enumerate(keys):
         by_key.setdefault(key, []).append(i)
-    return sorted(by_key.values(), key=lambda g: g[0])
+    return list(by_key.values())
