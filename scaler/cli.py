@@ -355,7 +355,7 @@ def _epochs(value: float | None) -> str:
 
 def _print_plan(spec, result) -> None:
     tiers = sorted({t for r in result.rows for t in r.epochs})
-    stacked = any(r.stack_size > 1 for r in result.rows) and not spec.branches()
+    stacked = any(r.stack_size > 1 for r in result.rows)
     table = Table("run id", "design", "mix", "seed", "shape", "params", "tokens", "FLOPs (flops_v1)",
                   *[f"epochs {t}" for t in tiers], *(["stack"] if stacked else []), "est.", "state",
                   title=f"sweep {spec.name}: {len(result.rows)} runs")
@@ -364,16 +364,18 @@ def _print_plan(spec, result) -> None:
                       f"{r.tokens:,}", f"{r.flops:.3g}", *[_epochs(r.epochs.get(t)) for t in tiers],
                       *([f"{r.stack} (of {r.stack_size})"] if stacked else []), _seconds(r.est_seconds), r.state)
     _console().print(table)
+    sizes = {r.stack: r.stack_size for r in result.rows}  # task -> runs per vmapped step
     if spec.branches():
-        families = len({r.stack for r in result.rows})
+        families = sum(sizes.values())
         saved = 1 - result.trained_flops / result.total_flops if result.total_flops else 0.0
         _say(f"WSD branches: {len(result.rows)} runs in {families} families; {result.trained_flops:.3g} FLOPs trained "
              f"of the runs' {result.total_flops:.3g} ({saved:.0%} saved against independent runs: each branch "
              "forks from its family's longest run at its cooldown start)")
-    elif stacked:
-        sizes = {r.stack: r.stack_size for r in result.rows}
-        _say(f"stacks: {len(result.rows)} runs in {len(sizes)} stacks of {min(sizes.values())}-{max(sizes.values())} "
-             "runs (one vmapped step each; est. = each run's share of its stack's time)")
+    if stacked:
+        what = "families (trunks stacked, then branches)" if spec.branches() else "runs"
+        low, high = min(sizes.values()), max(sizes.values())
+        _say(f"stacks: {len(result.rows)} runs in {len(sizes)} tasks of {low if low == high else f'{low}-{high}'} "
+             f"{what} (one vmapped step each; est. = each run's share of its stack's time)")
     usd = f", ${result.total_usd:,.2f}" if result.total_usd is not None else ""
     left = [r.est_seconds for r in result.rows if r.state not in ("done", "diverged")]
     hours = f" = {result.total_seconds / 3600:.2f} device-hours" if result.total_seconds is not None else ""
@@ -391,11 +393,11 @@ def calibrate(
     workers: Annotated[int, typer.Option(help="local processes the sweep will run with")] = 1,
 ) -> None:
     """Measure training throughput of every shape (and stack size) in the spec on this machine (used by `scaler plan`)."""
-    from scaler.sweep.plan import cache_path, calibrate as measure, sweep_stacks
+    from scaler.sweep.plan import cache_path, calibrate as measure, stacked_together, sweep_stacks
 
     with _user_errors():
         spec, runs = _load_sweep(spec_file)
-        stacks = None if spec.branches() else sweep_stacks(spec, runs, _stack_option(stack), workers=max(1, workers))
+        stacks = stacked_together(spec, runs, sweep_stacks(spec, runs, _stack_option(stack), workers=max(1, workers)))
     with _progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()) as bar:
         task = bar.add_task("calibrating shapes", total=None)
         measured = measure(runs, progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -453,7 +455,7 @@ def run(
 ) -> None:
     """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
     from scaler.store import Store
-    from scaler.sweep.plan import make_plan, over_budget, sweep_stacks, unchecked_budgets
+    from scaler.sweep.plan import make_plan, over_budget, stacked_together, sweep_stacks, unchecked_budgets
     from scaler.sweep.runners import make_runner
     from scaler.sweep.spec import expand, load_sweep_spec
 
@@ -487,9 +489,12 @@ def run(
           f"store {spec.store_root}")
     configs = [r.config.model_dump(mode="json") for r in todo]
     stacks = sweep_stacks(spec, todo, stack_size, runner, workers)
-    if any(len(group) > 1 for group in stacks):
-        what = "families of WSD branches" if spec.branches() else "stacks"
-        _note(f"{len(todo)} runs in {len(stacks)} {what} (up to {max(map(len, stacks))} runs trained together)")
+    together = stacked_together(spec, todo, stacks)  # per task, the runs of one vmapped step
+    if spec.branches() and todo:
+        _note(f"{len(todo)} runs in {sum(map(len, together))} families of WSD branches, {len(stacks)} tasks "
+              f"(up to {max(map(len, together), default=0)} families stacked)")
+    elif any(len(group) > 1 for group in stacks):
+        _note(f"{len(todo)} runs in {len(stacks)} stacks (up to {max(map(len, stacks))} runs trained together)")
     try:
         with _user_errors(ValueError, ConnectionError):
             outcomes = _run_progress(engine, configs, spec.store_root, spec.retries,
@@ -1038,7 +1043,7 @@ def demo(
     spec_file = demo_spec_path()
     with _user_errors():
         check_writable_folder(str(out), "--out")
-    _heading("1. data and sweep: the standard library in tiers, 36 runs over 3 budgets x 4 sizes x 3 tiers")
+    _heading("1. data and sweep: the standard library in tiers; 36 runs, 3 budgets x 4 sizes x 3 tiers, as WSD branches")
     run(spec_file, runner="local", workers=workers, max_runs=None, address=None, slurm_cluster=None, force=False)
     _heading("2. fit")
     with _user_errors(ValueError):

@@ -117,16 +117,43 @@ def test_a_sweep_of_wsd_branches_plans_its_saving_and_trains_each_run_as_alone(t
         assert status["final"]["eval_heldout_loss"] == loop.train_run(run.config, alone).final["eval_heldout_loss"]
 
 
-@pytest.mark.parametrize(("extra", "message"), [("[train]\nschedule = \"cosine\"\n", "train.schedule: set by the design"),
-                                                ("stack = 2\n", "stack: WSD branches train as families")])
-def test_wsd_branches_refuse_what_they_set(extra: str, message: str, tmp_path: Path) -> None:
+def test_wsd_branches_refuse_a_schedule_of_their_own(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from scaler.cli import app
 
     spec = tmp_path / "spec.toml"
-    text = SPEC.format(store=tmp_path / "store")
-    text = text.replace("[train]\n", extra) if extra.startswith("[train]") else extra + text
-    spec.write_text(text)
+    spec.write_text(SPEC.format(store=tmp_path / "store").replace("[train]\n", "[train]\nschedule = \"cosine\"\n"))
     result = CliRunner().invoke(app, ["plan", str(spec)])
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2 and "train.schedule: set by the design" in result.stderr, result.output
+
+
+def test_families_stack_their_trunks_and_their_branches(tmp_path: Path) -> None:
+    """Two seeds' families in one task: the trunks train as a stack of 2, then the branches, a stack
+    of 2 per token count; each equals the same two WSD runs stacked from the start, bit for bit."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from scaler.cli import app
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text("stack = 2\n" + SPEC.format(store=tmp_path / "store") + "[design]\nseeds = [0, 1]\n")
+    planned = CliRunner().invoke(app, ["plan", str(spec), "--json"])
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert [(r["stack"], r["stack_size"]) for r in plan["runs"]] == [(0, 2)] * 6  # one task, families stacked by 2
+    assert plan["trained_flops"] == pytest.approx((80 + 0.2 * 20 + 0.2 * 40) / 140 * plan["total_flops"])
+
+    seeds = [[tiny_config(schedule="wsd", tokens=n * STEP_TOKENS, warmup_tokens=4 * STEP_TOKENS,
+                          cooldown_fraction=0.2, seed=seed) for n in (20, 30)] for seed in (0, 1)]
+    store, alone = Store(str(tmp_path / "families")), Store(str(tmp_path / "alone"))
+    first_step: dict[str, int] = {}
+    results = branches.train_task([c for family in seeds for c in family], store,
+                                  progress=lambda row: first_step.setdefault(row["run_id"], row["step"]))
+    assert [r.state for r in results] == ["done"] * 4
+    short = [results[0].run_id, results[2].run_id]
+    assert all(first_step[run_id] > 16 for run_id in short)  # forked from the stacked trunks at step 16
+    together = {r.run_id: r.final["eval_heldout_loss"]
+                for n in (0, 1) for r in loop.train_stack([seeds[0][n], seeds[1][n]], alone)}
+    assert {r.run_id: r.final["eval_heldout_loss"] for r in results} == together  # bit for bit

@@ -125,6 +125,18 @@ def test_runs_group_into_stacks_by_what_they_share() -> None:
     assert stacks.auto_stack_size(a[0], memory_bytes=1) == 1
 
 
+def test_branch_families_group_into_tasks_by_trunk_and_token_counts() -> None:
+    def wsd(seed: int, steps: int):
+        return resolve(tiny_config(schedule="wsd", seed=seed, tokens=steps * 8 * 32, warmup_tokens=4 * 8 * 32))
+
+    configs = [wsd(0, 20), wsd(1, 20), wsd(0, 30), wsd(1, 30), wsd(2, 20), wsd(2, 40), resolve(tiny_config())]
+    assert stacks.group_branches(configs) == [[0, 2], [1, 3], [4, 5], [6]]
+    assert stacks.group_branch_stacks(configs, 1) == [[0, 2], [1, 3], [4, 5], [6]]
+    assert stacks.group_branch_stacks(configs, 4) == [[0, 1, 2, 3], [4, 5], [6]]  # seed 2 branches elsewhere
+    # in a task: the trunks by stack (a schedule may differ in a stack), then the branches by stack
+    assert stacks.task_stacks(configs) == [[2, 3], [5, 6], [0, 1, 4]]  # 4 forks at step 32, 0 and 1 at 16
+
+
 def test_a_stack_refuses_runs_that_differ_in_shape(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="differ in more than"):
         loop.train_stack([tiny_config(), tiny_config(batch_size=4, tokens=40 * 4 * 32)], Store(str(tmp_path)))

@@ -42,8 +42,8 @@ class PlanRow:
     epochs: dict[str, float | None] = field(default_factory=dict)
     est_seconds: float | None = None  # a stacked run: its share of its stack's time
     state: str = "pending"
-    stack: int = 0  # runs with one number train together (a stack, or a family of WSD branches)
-    stack_size: int = 1
+    stack: int = 0  # runs with one number train together, as one task (a stack, or families of WSD branches)
+    stack_size: int = 1  # runs in each vmapped step of the task (for WSD branches: families)
     trained_flops: float = 0.0  # what the run itself trains: a WSD branch only its cooldown
 
 
@@ -77,15 +77,25 @@ def shape_key(run: SweepRun, stack_size: int = 1) -> str:
 
 def sweep_stacks(spec: SweepSpec, runs: list[SweepRun], stack: StackSize | None = None, runner: str = "local",
                  workers: int = 1) -> list[list[int]]:
-    """The runs' indices grouped into stacks (`stack`, default the spec's), or into families of WSD
-    branches when the design says so. "auto" fills half the memory of one worker: this machine's
-    RAM shared by `workers` local processes, or resources.memory_gb on a cluster."""
-    from scaler.train.stacks import group_branches, group_stacks, host_memory_bytes
+    """The runs' indices grouped into tasks: stacks (`stack`, default the spec's), or, when the
+    design says so, families of WSD branches, `stack` families a task (their trunks stacked, then
+    their branches). "auto" fills half the memory of one worker: this machine's RAM shared by
+    `workers` local processes, or resources.memory_gb on a cluster."""
+    from scaler.train.stacks import group_branch_stacks, group_stacks, host_memory_bytes
 
-    if spec.branches():
-        return group_branches([r.config for r in runs])  # one family of WSD branches per task
     memory = host_memory_bytes() // workers if runner == "local" else int(spec.resources.memory_gb * 2**30)
-    return group_stacks([r.config for r in runs], spec.stack if stack is None else stack, memory)
+    group = group_branch_stacks if spec.branches() else group_stacks
+    return group([r.config for r in runs], spec.stack if stack is None else stack, memory)
+
+
+def stacked_together(spec: SweepSpec, runs: list[SweepRun], tasks: list[list[int]]) -> list[list[int]]:
+    """Per task, the runs whose steps one vmapped step trains: the whole stack, or for WSD
+    branches one run of each family (the trunks; the branches stack alike)."""
+    from scaler.train.stacks import group_branches
+
+    if not spec.branches():
+        return tasks
+    return [[task[family[0]] for family in group_branches([runs[i].config for i in task])] for task in tasks]
 
 
 def cache_path() -> Path:
@@ -197,7 +207,7 @@ def make_plan(
     startup_s = statistics.median(v.get("startup_s", 0.0) for v in solo.values()) if solo else 0.0
     tier_tokens = _tier_tokens(spec)
     stacks = stacks or [[i] for i in range(len(runs))]
-    sizes = [1 if spec.branches() else len(group) for group in stacks]  # a family of branches: solo steps
+    sizes = [len(group) for group in stacked_together(spec, runs, stacks)]  # members of each vmapped step
     stack_of = {i: (j, sizes[j]) for j, group in enumerate(stacks) for i in group}
     trained_tokens = _trained_tokens(spec, runs, stacks)
     rows = []
@@ -220,7 +230,7 @@ def make_plan(
             run_id=run.run_id, name=run.config.name, point=run.point.label, mix=mix_label(run.mix), seed=train.seed,
             d_model=shape.d_model, n_layers=shape.n_layers, n_params=count_params(shape), tokens=train.tokens,
             flops=flops, epochs=tier_epochs(run, tier_tokens), est_seconds=seconds,
-            state=(states or {}).get(run.run_id, "pending"), stack=stack, stack_size=len(stacks[stack]),
+            state=(states or {}).get(run.run_id, "pending"), stack=stack, stack_size=size,
             trained_flops=trained,
         ))
     seconds = [r.est_seconds for r in rows]
@@ -240,16 +250,17 @@ def _trained_tokens(spec: SweepSpec, runs: list[SweepRun], groups: list[list[int
     """Tokens each run trains itself: all of them, except a WSD branch, which is forked from its
     trunk (the longest run of its family) at its cooldown start and trains its cooldown only."""
     from scaler.train.defaults import step_tokens
-    from scaler.train.stacks import branch_point
+    from scaler.train.stacks import branch_point, group_branches
 
     tokens = [r.config.train.tokens for r in runs]
     if not spec.branches():
         return tokens
-    for group in groups:
-        trunk = max(group, key=lambda i: tokens[i])
-        for i in group:
-            if i != trunk:
-                tokens[i] -= branch_point(runs[i].config) * step_tokens(runs[i].config)
+    for task in groups:
+        for family in group_branches([runs[i].config for i in task]):
+            trunk = max((task[j] for j in family), key=lambda i: tokens[i])
+            for i in (task[j] for j in family):
+                if i != trunk:
+                    tokens[i] -= branch_point(runs[i].config) * step_tokens(runs[i].config)
     return tokens
 
 

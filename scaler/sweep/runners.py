@@ -122,12 +122,12 @@ def execute_stack(
     progress: Callable[[dict[str, Any]], None] | None = None,
     workdir: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Claim each run, train the claimed ones together (one stack, scaler/train/stacked.py, or one
-    family of WSD branches, scaler/train/branches.py; resuming), retry failures, release; the
-    outcomes as dicts (picklable), in input order.
+    """Claim each run, train the claimed ones together (one stack, scaler/train/stacked.py, or
+    families of WSD branches with their trunks and branches stacked, scaler/train/branches.py;
+    resuming), retry failures, release; the outcomes as dicts (picklable), in input order.
 
-    `configs` are RunConfigs as JSON (`RunConfig.model_dump(mode="json")`) that stack
-    (`stacks.stack_key` equal) or form a branch family (`stacks.branch_key` equal). JAX is imported here, inside the worker, so a cluster driver never
+    `configs` are RunConfigs as JSON (`RunConfig.model_dump(mode="json")`) grouped by
+    `stacks.group_stacks` or `stacks.group_branch_stacks`. JAX is imported here, inside the worker, so a cluster driver never
     needs it. `workdir`: the submitter's working folder, where a relative `data.dir` is found (a
     cluster worker starts elsewhere). A run done or diverged already, or held by a live worker
     elsewhere ("claimed"), is left out of the stack.
@@ -173,12 +173,9 @@ def _attempts(runs: list[Any], store: Any, retries: int, keepers: dict[str, _Cla
               progress: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
     """Train (resuming) under held claims, retrying failures; the outcomes by run id."""
     from scaler.store import run_id_of
-    from scaler.train.branches import train_branches
-    from scaler.train.loop import train_stack
-    from scaler.train.stacks import is_branch_family
+    from scaler.train.branches import train_task
 
     run_ids = [run_id_of(run.identity()) for run in runs]
-    train = train_branches if is_branch_family(runs) else train_stack  # a WSD branch family, or a stack
 
     def on_row(row: dict[str, Any]) -> None:
         keepers[row["run_id"]].check(row)
@@ -190,7 +187,7 @@ def _attempts(runs: list[Any], store: Any, retries: int, keepers: dict[str, _Cla
 
     for attempt in range(retries + 1):
         try:
-            results = train(runs, store, progress=on_row)
+            results = train_task(runs, store, progress=on_row)
             return {r.run_id: Outcome(r.run_id, r.state, attempts(r.run_id), r.final).to_dict() for r in results}
         except KeyboardInterrupt:
             raise

@@ -195,8 +195,6 @@ class SweepSpec(_Strict):
                 raise ValueError(f"train.{key}: set by the design (design.grid/isoflop, design.seeds), not here")
         if self.branches() and ({"schedule", "cooldown_fraction"} & set(self.train)):
             raise ValueError("train.schedule: set by the design's schedule = \"wsd-branches\" (with its cooldown_fraction)")
-        if self.branches() and self.stack != 1:
-            raise ValueError("stack: WSD branches train as families, not stacks; use stack = 1 with wsd-branches")
         try:
             TrainConfig.model_validate({**self.train, "tokens": 1})
         except ValidationError as err:

@@ -13,6 +13,9 @@ bit for bit on the CPU (tests/test_branches.py). A branch whose fork is missing 
 before its branch point, or trained elsewhere) trains from the start, to the same result.
 
 Rows of a branch before its branch point are the trunk's, at the trunk's logging cadence.
+
+Families stack (`train_task`, the one trainer of a sweep task): the trunks of families that
+differ in seed or data train as one stack, then their branches, stacked by token count.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from scaler.config import RunConfig
 from scaler.store import Store, run_id_of
 from scaler.train.checkpoint import Checkpointer
 from scaler.train.defaults import resolve
-from scaler.train.loop import ProgressFn, RunResult, train_run
-from scaler.train.stacks import branch_point, branch_problem
+from scaler.train.loop import ProgressFn, RunResult, train_stack
+from scaler.train.stacks import branch_point, branch_problem, group_branches, task_stacks
 
 
 def check_branches(configs: list[RunConfig]) -> None:
@@ -61,17 +64,31 @@ def train_branches(configs: list[RunConfig], store: Store, progress: ProgressFn 
     results in input order."""
     configs = [resolve(c) for c in configs]
     check_branches(configs)
-    trunk, *branches = sorted(configs, key=lambda c: -c.train.tokens)
-    trunk_id = run_id_of(trunk.identity())
-    at_step: dict[int, list[RunConfig]] = {}
-    for branch in branches:
-        at_step.setdefault(branch_point(branch), []).append(branch)
+    return train_task(configs, store, progress)
+
+
+def train_task(configs: list[RunConfig], store: Store, progress: ProgressFn | None = None) -> list[RunResult]:
+    """Train the runs of one sweep task: the trunks of its branch families (a run of no family is
+    its own trunk) stacked where they stack (`stacks.task_stacks`), each checkpointed at its
+    branches' points, where they fork; then the branches, stacked by token count. A stack of
+    runs without branches is one `train_stack`. The results in input order."""
+    configs = [resolve(c) for c in configs]
+    ids = [run_id_of(c.identity()) for c in configs]
+    forks: dict[tuple[str, int], list[RunConfig]] = {}  # (trunk id, step) -> the branches forked there
+    for family in group_branches(configs):
+        trunk = max(family, key=lambda i: configs[i].train.tokens)
+        for i in family:
+            if i != trunk:
+                forks.setdefault((ids[trunk], branch_point(configs[i])), []).append(configs[i])
 
     def on_saved(run_id: str, step: int) -> None:
-        for branch in at_step.get(step, []) if run_id == trunk_id else []:
-            fork(store, trunk_id, branch, step)
+        for branch in forks.get((run_id, step), []):
+            fork(store, run_id, branch, step)
 
-    results = {trunk_id: train_run(trunk, store, progress=progress, save_at=frozenset(at_step), on_saved=on_saved)}
-    for branch in branches:
-        results[run_id_of(branch.identity())] = train_run(branch, store, progress=progress)
-    return [results[run_id_of(c.identity())] for c in configs]
+    results: dict[str, RunResult] = {}
+    for stack in task_stacks(configs):
+        save_at = frozenset(step for trunk_id, step in forks if trunk_id in {ids[i] for i in stack})
+        for result in train_stack([configs[i] for i in stack], store, progress=progress, save_at=save_at,
+                                  on_saved=on_saved):
+            results[result.run_id] = result
+    return [results[run_id] for run_id in ids]

@@ -95,14 +95,34 @@ def branch_problem(configs: Sequence[RunConfig]) -> str | None:
     return None
 
 
-def is_branch_family(configs: Sequence[RunConfig]) -> bool:
-    """Whether the (resolved) configs are two or more WSD runs that differ only in tokens."""
-    return len(configs) > 1 and branch_problem(configs) is None
-
-
 def group_branches(configs: Sequence[RunConfig]) -> list[list[int]]:
     """Indices of `configs` (resolved) by branch family, in the order of their first members."""
     return _grouped([branch_key(c) if c.train.schedule == "wsd" else f"alone-{i}" for i, c in enumerate(configs)])
+
+
+def group_branch_stacks(configs: Sequence[RunConfig], stack: StackSize,
+                        memory_bytes: int | None = None) -> list[list[int]]:
+    """Indices of `configs` (resolved) by task: branch families whose trunks stack and whose token
+    counts are equal, at most `stack` families a task ("auto": `auto_stack_size` of the trunk), so
+    that their trunks train as one stack and then their branches, stacked by token count."""
+    families = group_branches(configs)
+    trunks = [max(f, key=lambda i: configs[i].train.tokens) for f in families]
+    keys = [stack_key(configs[t]) + repr(sorted(configs[i].train.tokens for i in f)) for t, f in zip(trunks, families)]
+    tasks = []
+    for same in _grouped(keys):
+        k = auto_stack_size(configs[trunks[same[0]]], memory_bytes) if stack == "auto" else int(stack)
+        tasks += [sorted(i for j in same[n : n + k] for i in families[j]) for n in range(0, len(same), k)]
+    return sorted(tasks, key=lambda t: t[0])
+
+
+def task_stacks(configs: Sequence[RunConfig]) -> list[list[int]]:
+    """How a task's runs (resolved) train, in order: the trunks of its branch families (the longest
+    of each; a run of no family is its own trunk) in stacks, then the branches in stacks; indices."""
+    families = group_branches(configs)
+    trunks = [max(f, key=lambda i: configs[i].train.tokens) for f in families]
+    branches = sorted(set(range(len(configs))) - set(trunks))
+    return ([[trunks[j] for j in g] for g in _grouped([stack_key(configs[t]) for t in trunks])]
+            + [[branches[j] for j in g] for g in _grouped([stack_key(configs[b]) for b in branches])])
 
 
 def _grouped(keys: Sequence[str]) -> list[list[int]]:
