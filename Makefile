@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/fit_speed.py
 	$(VENV)/bin/python benchmarks/extrapolation.py
 	$(VENV)/bin/python benchmarks/stacked.py
+	$(VENV)/bin/python benchmarks/demo_sweep.py
 
 clean:
 	rm -rf $(VENV) store data .pytest_cache
