@@ -976,7 +976,7 @@ def _report(spec_file: Path, spec, out: Path, budget_multiple: float, fit_json: 
     target = budget_multiple * fit_json["largest_run_flops"]
     recommendation = _recommendation(spec, fit_json, target) if spec.data.dir else None
     return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
-                        recommendation_lines=recommendation.lines() if recommendation else None,
+                        recommendation=recommendation.to_json() if recommendation else None,
                         spec_text=Path(spec_file).read_text(), target_flops=target,
                         next_run=_next_run(recommendation))
 

@@ -55,7 +55,9 @@ vectorised, for every bootstrap sample (all budgets x samples in one search per 
 grid over each row's own log N range, then golden-section refinement). The direction is the point
 estimate's first flip (else the one most samples make); `share_crossing` is the share of samples
 whose verdict flips in that direction within the range, and `interval` the 95% percentile interval
-of their first such flip.
+of their first such flip. `curves` keeps, on the same grid, each tier's best loss (the point
+estimate and the samples' 95% interval) and the share of samples in which cleaning wins: the
+report's crossover figure.
 
 Next experiments (a heuristic, documented here): the verdict is a comparison between the raw tier
 and the best cleaned tier at a budget beyond the data. Candidate runs sit at `n_steps` training
@@ -72,6 +74,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,7 +227,9 @@ class Recommendation:
     probability_kind: float  # share of samples in which the same kind of choice wins
     flops_convention: str = SIX_ND  # the convention of every FLOP figure (scaler.fit.compute)
     extrapolation: float | None = None  # budget / the largest fitted run's compute; None if unknown
-    # {"flops", "interval", "share_crossing", "direction", "range", "throughout"} (module docstring);
+    # {"flops", "interval", "share_crossing", "direction", "range", "throughout", "curves"} (module
+    # docstring; "curves": per tier the best loss on the budget grid with its interval, and the share
+    # of samples in which cleaning wins, for the report's crossover figure);
     # None without a cleaned tier
     crossover: dict[str, Any] | None = None
     seed_noise_nats: float | None = None  # sd of one run's loss between seeds, when the fit measured it
@@ -400,15 +405,42 @@ def _row_best(train_flops: np.ndarray, pool: float, q: dict[str, Any], tier: str
     return out
 
 
+def _bests(budgets: np.ndarray, q: dict[str, Any], tiers: Sequence[TierOption], raw_tokens: float,
+           compute: Compute) -> dict[str, np.ndarray]:
+    """Per tier, the best loss of row r of `q` at budget budgets[r], the tier charged its cleaning."""
+    return {t.name: _row_best(budgets - t.cleaning_flops_per_raw_token * raw_tokens, t.yield_fraction * raw_tokens, q,
+                              t.name, compute) for t in tiers}
+
+
+def _gap_of(best: dict[str, np.ndarray], raw: str) -> np.ndarray:
+    """Best raw loss - best cleaned loss (> 0: cleaning wins)."""
+    cleaned = np.min([v for name, v in best.items() if name != raw], axis=0)
+    with np.errstate(invalid="ignore"):
+        return best[raw] - cleaned
+
+
 def _gap(budgets: np.ndarray, q: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tokens: float,
          compute: Compute) -> np.ndarray:
     """Best raw loss - best cleaned loss of row r of `q` at budget budgets[r] (> 0: cleaning wins),
     every tier charged its cleaning."""
-    best = {t.name: _row_best(budgets - t.cleaning_flops_per_raw_token * raw_tokens, t.yield_fraction * raw_tokens, q,
-                              t.name, compute) for t in tiers}
-    cleaned = np.min([best[t.name] for t in tiers if t.name != raw], axis=0)
-    with np.errstate(invalid="ignore"):
-        return best[raw] - cleaned
+    return _gap_of(_bests(budgets, q, tiers, raw_tokens, compute), raw)
+
+
+def _curves(best: dict[str, np.ndarray], wins: np.ndarray, budgets: np.ndarray, level: float) -> dict[str, Any]:
+    """What the report's crossover figure draws, on the crossover's budget grid: per tier the point
+    estimate's best loss and the `level` interval over the samples, and the share of samples in
+    which cleaning wins. `best` values and `wins` are (budgets, 1 + samples)."""
+    out: dict[str, Any] = {"budgets": budgets.tolist(), "best": {}, "best_interval": {}}
+    for name, values in best.items():
+        out["best"][name] = values[:, 0].tolist()
+        if values.shape[1] > 2:
+            finite = np.where(np.isfinite(values[:, 1:]), values[:, 1:], np.nan)
+            with warnings.catch_warnings():  # a budget too small for every sample: NaN, not drawn
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo, hi = np.nanquantile(finite, [(1 - level) / 2, (1 + level) / 2], axis=1)
+            out["best_interval"][name] = [lo.tolist(), hi.tolist()]
+    out["p_cleaning"] = wins[:, 1:].mean(axis=1).tolist() if wins.shape[1] > 1 else None
+    return out
 
 
 def _crossover(p: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tokens: float, lo: float, hi: float,
@@ -417,8 +449,9 @@ def _crossover(p: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tok
     and how many times the point estimate's verdict flips on the grid."""
     M = len(p["a"])  # the point estimate and the samples
     budgets = np.geomspace(lo, hi, n_budgets)
-    gap = _gap(np.repeat(budgets, M), _take(p, np.tile(np.arange(M), n_budgets)), tiers, raw, raw_tokens, compute)
-    wins = gap.reshape(n_budgets, M) > 0  # cleaning wins, per budget (rows) and sample (columns)
+    best = _bests(np.repeat(budgets, M), _take(p, np.tile(np.arange(M), n_budgets)), tiers, raw_tokens, compute)
+    best = {name: values.reshape(n_budgets, M) for name, values in best.items()}
+    wins = _gap_of(best, raw) > 0  # cleaning wins, per budget (rows) and sample (columns)
     to_clean, to_size = ~wins[:-1] & wins[1:], wins[:-1] & ~wins[1:]  # flips between grid budgets k and k+1
     first_clean = np.where(to_clean.any(axis=0), np.argmax(to_clean, axis=0), n_budgets)
     first_size = np.where(to_size.any(axis=0), np.argmax(to_size, axis=0), n_budgets)
@@ -429,7 +462,8 @@ def _crossover(p: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tok
     else:
         direction = None
     out: dict[str, Any] = {"flops": None, "interval": None, "share_crossing": 0.0, "direction": direction,
-                           "range": [float(lo), float(hi)], "throughout": None}
+                           "range": [float(lo), float(hi)], "throughout": None,
+                           "curves": _curves(best, wins, budgets, level)}
     n_flips = int(np.sum(wins[1:, 0] != wins[:-1, 0]))
     if direction is None:
         out["throughout"] = "cleaning" if wins[0, 0] else "size"

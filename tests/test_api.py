@@ -87,8 +87,12 @@ def test_notebook_path_store_fit_recommend_report(tmp_path: Path) -> None:
     assert any("1e+17" in line or "100x" in line or "extrapolat" in line for line in rec.lines())
 
     out = scaler.build_report(store.root, fitted, REPORT, tmp_path / "report", title="api",
-                              recommendation_lines=rec.lines(), target_flops=1e19)
-    assert Path(out["html"]).read_text().startswith("<!DOCTYPE html>") or Path(out["html"]).stat().st_size > 1000
+                              recommendation=rec.to_json(), target_flops=1e19)
+    page = Path(out["html"]).read_text()
+    assert page.startswith("<!DOCTYPE html>") and f'<p class="headline"><strong>{rec.verdict_text[0].upper()}' in page
+    curves = rec.crossover["curves"]  # the crossover figure: each tier's best loss and P(cleaning wins) by budget
+    assert set(curves["best"]) == {"raw", "clean"} and len(curves["p_cleaning"]) == len(curves["budgets"])
+    assert out["crossover"].exists()
 
 
 def test_one_law_over_a_table(tmp_path: Path) -> None:

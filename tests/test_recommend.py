@@ -227,6 +227,16 @@ def test_crossover_matches_the_closed_form_in_every_sample() -> None:
     assert x["interval"] == pytest.approx(list(percentile_interval(k * c * U / (k - 1))), rel=2e-3)
     line = next(line for line in rec.lines() if line.startswith("crossover"))
     assert "from model size to cleaning" in line and "100% of bootstrap samples" in line
+    # the report's curves: the point estimate's best losses cross at C*, and the share of samples in
+    # which cleaning wins is the share whose own crossover k c U / (k - 1) lies below each budget
+    curves = rec.crossover["curves"]
+    budgets = np.asarray(curves["budgets"])
+    gap = np.asarray(curves["best"]["raw"]) - np.asarray(curves["best"]["clean"])
+    assert np.array_equal(gap > 0, budgets > c_star)
+    own = k * c * U / (k - 1)
+    assert curves["p_cleaning"] == pytest.approx([float(np.mean(own < b)) for b in budgets], abs=0.011)
+    lo, hi = (np.asarray(v) for v in curves["best_interval"]["raw"])
+    assert np.all(lo <= np.asarray(curves["best"]["raw"]) + 1e-9) and np.all(hi >= lo)
     json.dumps(rec.to_json())
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from scaler.store import Store
 TRUE = {"E": 1.8, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
 KAPPA = {"raw": 1.0, "clean": 1.5}
 PNG = b"\x89PNG\r\n\x1a\n"
-STORE_FIGURES = set(FIGURES)  # a store with curves, a fit and a data report draws every figure
-TABLE_FIGURES = set(FIGURES) - {"loss_curves", "data"}  # a fit JSON alone: no curves, no data build
+STORE_FIGURES = set(FIGURES) - {"crossover"}  # a store with curves, a fit and a data report: every figure but
+TABLE_FIGURES = STORE_FIGURES - {"loss_curves", "data"}  # the recommendation's; a fit JSON alone: no curves, no data
 
 
 def _law(n: float, d: float) -> float:
@@ -113,6 +114,8 @@ def _check_outputs(out: dict[str, Path], out_dir: Path, drawn: set[str] = STORE_
             assert out[key] == out_dir / name
             assert out[key].read_bytes()[:8] == PNG
             assert out[key].stat().st_size < 150_000
+        elif key == "crossover" and f"## {section}\n" not in md:  # no recommendation: no section
+            assert key not in out and not (out_dir / name).exists()
         else:
             assert key not in out and not (out_dir / name).exists(), key
             after = md.split(f"## {section}\n", 1)[1].lstrip()
@@ -146,14 +149,47 @@ def _interval_cell(md: str, row: str, column: str) -> tuple[float, float, float]
     raise AssertionError(f"no row {row}")
 
 
+def _recommendation() -> dict:
+    """A recommendation (as `Recommendation.to_json()`) with known numbers, for the report's opening."""
+    from scaler.recommend import Experiment, OptionResult, Recommendation
+
+    raw = OptionResult("raw", 1.0, 1.0, 0.0, 1e18, 1e10, True, n_params=1.0e7, tokens=1.5e10, epochs=1.5, loss=2.3220,
+                       loss_interval=(2.30, 2.34), win_share=0.19, loss_prediction_interval=(2.26, 2.38))
+    clean = OptionResult("clean", 1.5, 0.667, 2e15, 1e18, 6.67e9, True, n_params=1.2e7, tokens=1.4e10, epochs=2.1,
+                         loss=2.3100, loss_interval=(2.29, 2.33), win_share=0.81, loss_prediction_interval=(2.25, 2.37))
+    rec = Recommendation(
+        budget_flops=1e18, raw_tokens=1e10, law="quality", r_star=15.4, r_star_source="published", n_samples=100,
+        options=[raw, clean], raw_option="raw", best_clean="clean", verdict="cleaning", winner="clean", gap=0.012,
+        gap_interval=(-0.003, 0.027), probability=0.81, probability_kind=0.81, flops_convention="flops_v1",
+        extrapolation=10.0, crossover={"flops": 2e17, "interval": (1e17, 6e17), "share_crossing": 0.64,
+                                       "direction": "size->cleaning", "range": (1e16, 1e20), "throughout": None,
+                                       "curves": {"budgets": [1e16, 1e18, 1e20], "p_cleaning": [0.1, 0.8, 0.9],
+                                                  "best": {"raw": [2.9, 2.32, 2.0], "clean": [math.inf, 2.31, 1.98]},
+                                                  "best_interval": {"raw": [[2.8, 2.3, 1.9], [3.0, 2.34, 2.1]],
+                                                                    "clean": [[math.inf, 2.29, 1.9], [math.inf, 2.33, 2.1]]}}},
+        experiments=[Experiment("clean", 3e7, 5.6e9, 1e18, 0.84, 2.40, (2.38, 2.42), 0.015, rank=1)],
+        notes=["a note that stays"])
+    return rec.to_json()
+
+
 def test_report_of_known_law(sweep: tuple[Path, dict], tmp_path: Path) -> None:
     root, fit_json = sweep
     out_dir = tmp_path / "report"
     out = build_report(str(root), fit_json, DATA_REPORT, out_dir, "synthetic sweep",
-                       recommendation_lines=["train 1e7 parameters on 1.7e10 tokens"], spec_text="[sweep]\n",
+                       recommendation=_recommendation(), spec_text="[sweep]\n",
                        target_flops=1e18, next_run={"n": 3e7, "flops": 1e18})
-    md, page = _check_outputs(out, out_dir)
-    assert "train 1e7 parameters" in md and "train 1e7 parameters" in page
+    md, page = _check_outputs(out, out_dir, STORE_FIGURES | {"crossover"})
+    # the report opens with the answer: a headline, then the options and the next experiments as tables
+    assert md.index("## The answer") < md.index("## The sweep and its fit") < md.index("## Caveats") < md.index("## Loss curves")
+    headline = md.split("## The answer\n\n")[1].split("\n")[0]
+    assert headline.startswith("> **Spend on cleaning (tier clean) at 1e+18 FLOPs (flops_v1), 10x the largest fitted run: "
+                               "clean is the best option in 81% of bootstrap samples.**"), headline
+    assert "gap +0.0120 nats [-0.0030, +0.0270]" in headline and "do not settle the verdict" in headline
+    assert "Crossover: from model size to cleaning at about 2e+17 FLOPs (64% of samples turn" in headline
+    assert "| clean | 1.5 | 1.2e+07 | 1.4e+10 | 2.10 of 6.67e+09 | 2.3100 [2.2900, 2.3300] | [2.2500, 2.3700] | 81% | " \
+           "2e+15 (0.2%) |" in md
+    assert "| #1 | clean | 3e+07 | 5.6e+09 | 1e+18 | 0.84 | 2.4000 [2.3800, 2.4200] | 0.0150 |" in md
+    assert '<p class="headline"><strong>Spend on cleaning (tier clean)' in page
     # the table prints intervals that contain the true exponents, for both tiers
     truth = {"alpha": TRUE["alpha"], "beta": TRUE["beta"],
              "a_exponent": TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]),
@@ -212,8 +248,7 @@ def test_report_from_a_table_fit(table_fit: dict, tmp_path: Path) -> None:
     fit_json["groups"]["web"]["parametric"]["seed_noise"] = {"sd_log": 0.004, "sd_nats": 0.017, "n_configs": 6,
                                                              "n_runs": 14}
     out_dir = tmp_path / "table"
-    out = build_report_from_fit(fit_json, out_dir, "table fit", recommendation_lines=["next: N=3e8"],
-                                target_flops=1e20, next_run={"n": 3e8, "flops": 1e19})
+    out = build_report_from_fit(fit_json, out_dir, "table fit", target_flops=1e20, next_run={"n": 3e8, "flops": 1e19})
     md, page = _check_outputs(out, out_dir, TABLE_FIGURES)
     assert "FLOPs (6ND)" in page and "compute convention 6ND" in page and "flops_v1" not in page
     assert "2 runs diverged and are not in the fit: id1, id2." in md

@@ -945,6 +945,50 @@ def frontier_and_kappa(runs: pl.DataFrame, fit_json: Mapping[str, Any] | None, p
     return _save(fig, path)
 
 
+def crossover(recommendation: Mapping[str, Any] | None, path: Path | str, largest_run_flops: float | None = None,
+              flops: str = "FLOPs") -> Path:
+    """Left: each option's predicted best loss against the budget (its cleaning charged), with the
+    95% band over the bootstrap samples. Right: the share of samples in which cleaning wins. Both
+    on the recommendation's crossover grid, with the largest fitted run, the budget asked for and
+    the crossover (if any) marked."""
+    x = (recommendation or {}).get("crossover") or {}
+    curves = x.get("curves")
+    if not curves:
+        raise NotDrawn("no crossover was computed (one data option only, or no recommendation)")
+    budgets = np.asarray(curves["budgets"], float)
+    names = order(list(curves["best"]))
+    fig, (ax, ax_p) = _fig(2, 3.8, 3.0)
+    for name in names:
+        colour = _colour(names, name)
+        best = np.asarray(curves["best"][name], float)
+        ax.plot(budgets, best, color=colour, lw=1.2, label=name)
+        band = curves["best_interval"].get(name)
+        if band:  # None (JSON's infinity: a budget too small to train) draws nothing
+            ax.fill_between(budgets, np.asarray(band[0], float), np.asarray(band[1], float), color=colour,
+                            alpha=0.15, lw=0)
+    p_cleaning = curves.get("p_cleaning")
+    if p_cleaning is not None:
+        ax_p.plot(budgets, np.asarray(p_cleaning, float), color="k", lw=1.2)
+        ax_p.axhline(0.5, color="0.5", lw=0.6, ls="--")
+        ax_p.set_ylim(-0.02, 1.02)
+    else:
+        ax_p.text(0.5, 0.5, "no bootstrap samples", ha="center", va="center", fontsize=7, transform=ax_p.transAxes)
+    for a in (ax, ax_p):
+        if largest_run_flops:
+            a.axvspan(budgets[0], largest_run_flops, color="0.85", alpha=0.5, lw=0)
+        a.axvline(recommendation["budget_flops"], color="r", ls=":", lw=1)
+        if x.get("flops") is not None:
+            a.axvline(x["flops"], color="k", ls="-.", lw=0.8)
+        _style(a)
+        a.set_xlabel(_c_axis(flops), fontsize=8)
+    ax.set_ylabel("predicted best loss")
+    ax.set_title("best loss per option, 95% band", fontsize=9)
+    ax_p.set_ylabel("share of samples: cleaning wins")
+    ax_p.set_title("probability that cleaning pays", fontsize=9)
+    _legend(ax, fontsize=6, frameon=False)
+    return _save(fig, path)
+
+
 def data_report(report: Mapping[str, Any] | None, path: Path | str) -> Path:
     """Data build: tier sizes (training tokens), byte yields, documents removed per step and reason."""
     if not report:

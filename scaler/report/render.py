@@ -45,6 +45,11 @@ for _ref in REFERENCES.values():
 # key -> (file name, section title, caption); "{flops}" in a caption is the fit's FLOP unit,
 # e.g. "FLOPs (flops_v1)"
 FIGURES: dict[str, tuple[str, str, str]] = {
+    "crossover": ("crossover.png", "Cleaning against model size, by budget",
+                  "Left: each option's predicted best loss against the budget in {flops} (its cleaning "
+                  "charged; each bootstrap sample re-optimises N), with the 95% band over the samples. "
+                  "Right: the share of samples in which a cleaned tier beats raw. Grey: up to the largest "
+                  "fitted run; red dotted: the recommendation's budget; black dash-dot: the crossover."),
     "loss_curves": ("loss_curves.png", "Loss curves",
                     "Held-out loss of every run against training tokens (log scale); colour is the model "
                     "size, line style the data tier or mix."),
@@ -132,7 +137,7 @@ def _err(entry: Any) -> str:
     return "missing"
 
 
-# Blocks: ("h1"|"h2"|"h3"|"p", text), ("list", [items]), ("table", headers, rows),
+# Blocks: ("h1"|"h2"|"h3"|"p", text), ("headline", bold text, text), ("list", [items]), ("table", headers, rows),
 # ("img", key, path, caption), ("pre", text)
 Block = tuple
 
@@ -145,6 +150,8 @@ def _md(blocks: Sequence[Block], out_dir: Path) -> str:
             lines += ["#" * int(kind[1]) + " " + b[1], ""]
         elif kind == "p":
             lines += [b[1], ""]
+        elif kind == "headline":
+            lines += [f"> **{b[1]}** {b[2]}", ""]
         elif kind == "list":
             lines += [f"- {item}" for item in b[1]] + [""]
         elif kind == "table":
@@ -173,6 +180,7 @@ figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.88em;color:#555}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
 li{margin:.2em 0}.caveats li{color:#6a3d00}
+.headline{font-size:1.15em;background:#eef4fb;border-left:4px solid #2a6cb0;padding:.7em 1em;margin:1em 0}
 """
 
 
@@ -187,6 +195,8 @@ def _html(blocks: Sequence[Block], title: str) -> str:
             out.append(f"<{kind}>{e(b[1])}</{kind}>")
         elif kind == "p":
             out.append(f"<p>{e(b[1])}</p>")
+        elif kind == "headline":
+            out.append(f'<p class="headline"><strong>{e(b[1])}</strong> {e(b[2])}</p>')
         elif kind == "list":
             cls = ' class="caveats"' if len(b) > 2 and b[2] == "caveats" else ""
             out.append(f"<ul{cls}>" + "".join(f"<li>{e(str(i))}</li>" for i in b[1]) + "</ul>")
@@ -250,6 +260,83 @@ def _seed_noise_sentences(sweep: Mapping[str, Any]) -> list[str]:
                        f"{_plural(int(sn.get('n_configs') or 0), 'configuration')} run with several seeds "
                        f"({_plural(int(sn.get('n_runs') or 0), 'run')}).")
     return out
+
+
+SPEND_WORDS = {"size": "model size", "cleaning": "cleaning"}
+
+
+def _loss_iv(iv: Any) -> str:
+    return f"[{iv[0]:.4f}, {iv[1]:.4f}]" if iv and None not in iv else ""
+
+
+def _headline(rec: Mapping[str, Any]) -> tuple[str, str]:
+    """The answer: (the verdict with its probability, budget and extrapolation; the gap and the
+    crossover)."""
+    reach = rec.get("extrapolation")
+    reach_text = f", {reach:.3g}x the largest fitted run" if reach else ""
+    verdict = (f"{rec['verdict_text'][0].upper()}{rec['verdict_text'][1:]} at {rec['budget_flops']:.3g} FLOPs "
+               f"({rec['flops_convention']}){reach_text}: {rec['winner']} is the best option in "
+               f"{rec['probability']:.0%} of bootstrap samples.")
+    text = f"{rec['probability_kind']:.0%} pick the same kind of spend."
+    if rec.get("best_clean") is not None:
+        lo, hi = rec["gap_interval"]
+        text += (f" Best cleaned tier {rec['best_clean']} against {rec['raw_option']}: gap {rec['gap']:+.4f} nats "
+                 f"[{lo:+.4f}, {hi:+.4f}] (positive favours cleaning)")
+        text += ("; the interval spans 0, so these runs do not settle the verdict." if lo < 0 < hi else ".")
+    x = rec.get("crossover")
+    if x:
+        lo_c, hi_c = x["range"]
+        if x.get("flops") is not None:
+            before, after = x["direction"].split("->")
+            text += (f" Crossover: from {SPEND_WORDS[before]} to {SPEND_WORDS[after]} at about {x['flops']:.3g} "
+                     f"FLOPs")
+        else:
+            text += f" No crossover between {lo_c:.3g} and {hi_c:.3g} FLOPs"
+        if x.get("direction") and x.get("share_crossing", 0) > 0:
+            before, after = x["direction"].split("->")
+            text += (f" ({x['share_crossing']:.0%} of samples turn from {SPEND_WORDS[before]} to "
+                     f"{SPEND_WORDS[after]} in that range, 95% of them between {x['interval'][0]:.3g} and "
+                     f"{x['interval'][1]:.3g} FLOPs).")
+        else:
+            text += " (no bootstrap sample's verdict turns in that range)."
+    return verdict, text
+
+
+def _answer_blocks(rec: Mapping[str, Any]) -> list[Block]:
+    """The report's opening: the headline, the options and the next experiments as tables, the
+    recommendation's notes."""
+    budget = rec["budget_flops"]
+    options = []
+    for o in rec["options"]:
+        cost = f"{o['cleaning_flops']:.3g} ({o['cleaning_flops'] / budget:.1%})"
+        if not o["feasible"]:
+            options.append([o["name"], f"{o['kappa']:.3g}", f"infeasible: {o['reason']}", "–", "–", "–", "–", "–", cost])
+            continue
+        run_iv = _loss_iv(o.get("loss_prediction_interval")) or "–"
+        options.append([o["name"], f"{o['kappa']:.3g}", f"{o['n_params']:.3g}", f"{o['tokens']:.3g}",
+                        f"{o['epochs']:.2f} of {o['pool_tokens']:.3g}", f"{o['loss']:.4f} {_loss_iv(o['loss_interval'])}",
+                        run_iv, f"{o['win_share']:.0%}", cost])
+    blocks: list[Block] = [
+        ("headline", *_headline(rec)),
+        ("table", ["option", "kappa", "N (params)", "D (tokens)", "epochs of the pool", "predicted loss [95%]",
+                   "95% prediction interval of the run", "best in (samples)",
+                   f"cleaning cost, FLOPs (share of budget)"], options),
+    ]
+    experiments = rec.get("experiments") or []
+    if experiments:
+        rows = [[f"#{e['rank']}", e["tier"], f"{e['n_params']:.3g}", f"{e['tokens']:.3g}", f"{e['flops']:.3g}",
+                 f"{e['epochs']:.2f}", f"{e['predicted_loss']:.4f} {_loss_iv(e['loss_interval'])}",
+                 f"{e['gap_spread']:.4f}"] for e in experiments]
+        blocks += [("h3", "Next experiments"),
+                   ("p", "Ranked by the bootstrap spread of the predicted gap between raw and cleaned data at "
+                         "their compute: where a run would narrow the verdict's interval most."),
+                   ("table", ["rank", "tier", "N (params)", "D (tokens)", f"FLOPs ({rec['flops_convention']})",
+                              "epochs", "predicted loss [95%]", "gap spread (nats)"], rows)]
+    blocks.append(("p", f"Law {rec['law']}, {rec['n_samples']} bootstrap samples; raw pool {rec['raw_tokens']:.3g} "
+                        f"tokens; repetition R_D* = {rec['r_star']:.3g}, {rec['r_star_source']}."))
+    if rec.get("notes"):
+        blocks.append(("list", list(rec["notes"])))
+    return blocks
 
 
 def _runs_blocks(sweep: Mapping[str, Any], runs: pl.DataFrame, from_store: bool) -> list[Block]:
@@ -621,7 +708,7 @@ def build_report(
     data_report: dict | None,
     out_dir: Path,
     title: str,
-    recommendation_lines: list[str] | None = None,
+    recommendation: Mapping[str, Any] | None = None,
     spec_text: str | None = None,
     *,
     target_flops: float | None = None,
@@ -634,7 +721,9 @@ def build_report(
     back to them too). `fit_json` is a sweep fit or one law's entry (None or {}: no fit).
     `target_flops` (optional) is the budget a recommendation is for: the caveats say how far it
     extrapolates; `next_run` ({"n", "d" and/or "flops", optional "group"}) marks the proposed next
-    run on the iso-loss contours. Returns {figure key: png path for every figure drawn,
+    run on the iso-loss contours. `recommendation` (a `scaler.recommend.Recommendation.to_json()`)
+    opens the report: the answer in one paragraph, the options and the next experiments as tables.
+    Returns {figure key: png path for every figure drawn,
     "markdown": report.md, "html": index.html}; a figure that does not apply or fails to draw is
     a one-line note in the report (never a crash)."""
     out_dir = Path(out_dir)
@@ -661,10 +750,13 @@ def build_report(
         "predicted": lambda p: F.predicted_vs_observed(sweep, runs, p),
         "calibration": lambda p: F.calibration(sweep, runs, p),
         "frontier": lambda p: F.frontier_and_kappa(runs, sweep, p, flops=label),
+        "crossover": lambda p: F.crossover(recommendation, p, sweep.get("largest_run_flops"), flops=label),
         "data": lambda p: F.data_report(data_report, p),
     }
     paths: dict[str, Path] = {}
     notes: dict[str, str] = {}
+    if not recommendation:
+        del drawers["crossover"]  # a figure of the recommendation: no section without one
     for key, draw in drawers.items():
         target = out_dir / FIGURES[key][0]
         try:
@@ -680,6 +772,8 @@ def build_report(
 
     groups = sweep.get("groups") or {}
     blocks: list[Block] = [("h1", title)]
+    if recommendation:
+        blocks += [("h2", "The answer"), *_answer_blocks(recommendation)]
     if store_root is not None:
         summary = [f"Store: {store_root} ({_plural(runs.height if from_store else 0, 'finished run')}"
                    + (f"; {_plural(len(set(runs['group'].to_list())), 'data option')}" if from_store else "") + ")."]
@@ -702,12 +796,14 @@ def build_report(
         summary.append("No fit was given.")
     if store_error:
         summary.append(f"The store could not be read: {store_error}.")
+    if recommendation:
+        blocks.append(("h2", "The sweep and its fit"))
     blocks.append(("p", " ".join(summary)))
-    if recommendation_lines:
-        blocks += [("h2", "Recommendation"), ("list", list(recommendation_lines))]
     blocks += _runs_blocks(sweep, runs, from_store)
     blocks += [("h2", "Caveats"), ("list", _caveats(runs, sweep, target_flops, label), "caveats")]
     for key, (_, section, caption) in FIGURES.items():
+        if key not in drawers:
+            continue
         blocks.append(("h2", section))
         if key in paths:
             blocks.append(("img", section, paths[key], caption.replace("{flops}", label)))
@@ -732,7 +828,7 @@ def build_report_from_fit(
     fit_json: dict,
     out_dir: Path,
     title: str,
-    recommendation_lines: list[str] | None = None,
+    recommendation: Mapping[str, Any] | None = None,
     *,
     target_flops: float | None = None,
     next_run: Mapping[str, Any] | None = None,
@@ -741,5 +837,5 @@ def build_report_from_fit(
 ) -> dict[str, Path]:
     """The report of a fit JSON alone (`scaler report --fit FIT.json`): `build_report` without a
     store, the runs being the fit's top-level "data". Same return value."""
-    return build_report(None, fit_json, data_report, out_dir, title, recommendation_lines, spec_text,
+    return build_report(None, fit_json, data_report, out_dir, title, recommendation, spec_text,
                         target_flops=target_flops, next_run=next_run)
