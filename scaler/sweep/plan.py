@@ -250,17 +250,18 @@ def _trained_tokens(spec: SweepSpec, runs: list[SweepRun], groups: list[list[int
     """Tokens each run trains itself: all of them, except a WSD branch, which is forked from its
     trunk (the longest run of its family) at its cooldown start and trains its cooldown only."""
     from scaler.train.defaults import step_tokens
-    from scaler.train.stacks import branch_point, group_branches
+    from scaler.train.stacks import branch_point, group_branches, trunk_of
 
     tokens = [r.config.train.tokens for r in runs]
     if not spec.branches():
         return tokens
     for task in groups:
-        for family in group_branches([runs[i].config for i in task]):
-            trunk = max((task[j] for j in family), key=lambda i: tokens[i])
-            for i in (task[j] for j in family):
-                if i != trunk:
-                    tokens[i] -= branch_point(runs[i].config) * step_tokens(runs[i].config)
+        configs = [runs[i].config for i in task]
+        for family in group_branches(configs):
+            trunk = trunk_of(configs, family)
+            for j in family:
+                if j != trunk:
+                    tokens[task[j]] -= branch_point(configs[j]) * step_tokens(configs[j])
     return tokens
 
 

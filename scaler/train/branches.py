@@ -30,7 +30,7 @@ from scaler.store import Store, run_id_of
 from scaler.train.checkpoint import Checkpointer
 from scaler.train.defaults import resolve
 from scaler.train.loop import ProgressFn, RunResult, train_stack
-from scaler.train.stacks import branch_point, branch_problem, group_branches, task_stacks
+from scaler.train.stacks import branch_point, branch_problem, group_branches, task_stacks, trunk_of
 
 
 def check_branches(configs: list[RunConfig]) -> None:
@@ -76,7 +76,7 @@ def train_task(configs: list[RunConfig], store: Store, progress: ProgressFn | No
     ids = [run_id_of(c.identity()) for c in configs]
     forks: dict[tuple[str, int], list[RunConfig]] = {}  # (trunk id, step) -> the branches forked there
     for family in group_branches(configs):
-        trunk = max(family, key=lambda i: configs[i].train.tokens)
+        trunk = trunk_of(configs, family)
         for i in family:
             if i != trunk:
                 forks.setdefault((ids[trunk], branch_point(configs[i])), []).append(configs[i])

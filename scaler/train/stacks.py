@@ -100,13 +100,18 @@ def group_branches(configs: Sequence[RunConfig]) -> list[list[int]]:
     return _grouped([branch_key(c) if c.train.schedule == "wsd" else f"alone-{i}" for i, c in enumerate(configs)])
 
 
+def trunk_of(configs: Sequence[RunConfig], family: Sequence[int]) -> int:
+    """The index of a family's trunk: its longest run."""
+    return max(family, key=lambda i: configs[i].train.tokens)
+
+
 def group_branch_stacks(configs: Sequence[RunConfig], stack: StackSize,
                         memory_bytes: int | None = None) -> list[list[int]]:
     """Indices of `configs` (resolved) by task: branch families whose trunks stack and whose token
     counts are equal, at most `stack` families a task ("auto": `auto_stack_size` of the trunk), so
     that their trunks train as one stack and then their branches, stacked by token count."""
     families = group_branches(configs)
-    trunks = [max(f, key=lambda i: configs[i].train.tokens) for f in families]
+    trunks = [trunk_of(configs, f) for f in families]
     keys = [stack_key(configs[t]) + repr(sorted(configs[i].train.tokens for i in f)) for t, f in zip(trunks, families)]
     tasks = []
     for same in _grouped(keys):
@@ -118,8 +123,7 @@ def group_branch_stacks(configs: Sequence[RunConfig], stack: StackSize,
 def task_stacks(configs: Sequence[RunConfig]) -> list[list[int]]:
     """How a task's runs (resolved) train, in order: the trunks of its branch families (the longest
     of each; a run of no family is its own trunk) in stacks, then the branches in stacks; indices."""
-    families = group_branches(configs)
-    trunks = [max(f, key=lambda i: configs[i].train.tokens) for f in families]
+    trunks = [trunk_of(configs, f) for f in group_branches(configs)]
     branches = sorted(set(range(len(configs))) - set(trunks))
     return ([[trunks[j] for j in g] for g in _grouped([stack_key(configs[t]) for t in trunks])]
             + [[branches[j] for j in g] for g in _grouped([stack_key(configs[b]) for b in branches])])
