@@ -93,9 +93,7 @@ def print_fits(results: dict[str, dict]) -> None:
 
 
 def print_loss_gaps(results: dict[str, dict]) -> None:
-    if "cosine" not in results:
-        return
-    base = results["cosine"]["losses"]
+    base = results["cosine"]["losses"]  # main() always trains the baseline first
     print("\n# final held-out loss of each run against the cosine run of the same (N, D, tier), nats")
     for name, result in results.items():
         if name == "cosine":

@@ -492,7 +492,7 @@ def run(
     together = stacked_together(spec, todo, stacks)  # per task, the runs of one vmapped step
     if spec.branches() and todo:
         _note(f"{len(todo)} runs in {sum(map(len, together))} families of WSD branches, {len(stacks)} tasks "
-              f"(up to {max(map(len, together), default=0)} families stacked)")
+              f"(up to {max(map(len, together))} families stacked)")
     elif any(len(group) > 1 for group in stacks):
         _note(f"{len(todo)} runs in {len(stacks)} stacks (up to {max(map(len, stacks))} runs trained together)")
     try:

@@ -262,7 +262,7 @@ def _seed_noise_sentences(sweep: Mapping[str, Any]) -> list[str]:
     return out
 
 
-SPEND_WORDS = {"size": "model size", "cleaning": "cleaning"}
+SPEND_WORDS = {"size": "model size", "cleaning": "cleaning"}  # recommend.SPEND (report may not import recommend)
 
 
 def _loss_iv(iv: Any) -> str:
@@ -285,18 +285,14 @@ def _headline(rec: Mapping[str, Any]) -> tuple[str, str]:
         text += ("; the interval spans 0, so these runs do not settle the verdict." if lo < 0 < hi else ".")
     x = rec.get("crossover")
     if x:
-        lo_c, hi_c = x["range"]
+        before, after = (SPEND_WORDS[w] for w in x["direction"].split("->")) if x.get("direction") else ("", "")
         if x.get("flops") is not None:
-            before, after = x["direction"].split("->")
-            text += (f" Crossover: from {SPEND_WORDS[before]} to {SPEND_WORDS[after]} at about {x['flops']:.3g} "
-                     f"FLOPs")
+            text += f" Crossover: from {before} to {after} at about {x['flops']:.3g} FLOPs"
         else:
-            text += f" No crossover between {lo_c:.3g} and {hi_c:.3g} FLOPs"
+            text += f" No crossover between {x['range'][0]:.3g} and {x['range'][1]:.3g} FLOPs"
         if x.get("direction") and x.get("share_crossing", 0) > 0:
-            before, after = x["direction"].split("->")
-            text += (f" ({x['share_crossing']:.0%} of samples turn from {SPEND_WORDS[before]} to "
-                     f"{SPEND_WORDS[after]} in that range, 95% of them between {x['interval'][0]:.3g} and "
-                     f"{x['interval'][1]:.3g} FLOPs).")
+            text += (f" ({x['share_crossing']:.0%} of samples turn from {before} to {after} in that range, "
+                     f"95% of them between {x['interval'][0]:.3g} and {x['interval'][1]:.3g} FLOPs).")
         else:
             text += " (no bootstrap sample's verdict turns in that range)."
     return verdict, text
@@ -320,7 +316,7 @@ def _answer_blocks(rec: Mapping[str, Any]) -> list[Block]:
         ("headline", *_headline(rec)),
         ("table", ["option", "kappa", "N (params)", "D (tokens)", "epochs of the pool", "predicted loss [95%]",
                    "95% prediction interval of the run", "best in (samples)",
-                   f"cleaning cost, FLOPs (share of budget)"], options),
+                   "cleaning cost, FLOPs (share of budget)"], options),
     ]
     experiments = rec.get("experiments") or []
     if experiments:

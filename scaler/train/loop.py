@@ -149,7 +149,6 @@ def train_run(
     return train_stack([config], store, [source], progress, save_at, on_saved)[0]
 
 
-
 def train_stack(
     configs: list[RunConfig],
     store: Store,
