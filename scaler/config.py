@@ -224,6 +224,9 @@ class TrainConfig(_Strict):
     compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     eval_every_steps: int | None = Field(default=None, gt=0)
     eval_tokens: int = Field(default=32_768, gt=0, description="tokens per eval set per evaluation")
+    final_eval_tokens: Annotated[int, Field(gt=0)] | Literal["all"] | None = Field(
+        default=None, description="tokens per eval set of the final evaluation: all (the whole set), a number, or "
+                                  "None (eval_tokens)")
     checkpoint_every_steps: int | None = Field(default=None, gt=0)
     max_loss: float | None = Field(default=None, gt=0, description="loss above this: diverged")
 
@@ -288,6 +291,9 @@ class DataConfig(_Strict):
         return self
 
 
+ADDED_AT_DEFAULT = (("train", "final_eval_tokens"),)  # RunConfig fields newer than some stores' run ids
+
+
 class RunConfig(_Strict):
     """One training run. Its canonical JSON (name excluded) hashes to the run id."""
 
@@ -309,7 +315,11 @@ class RunConfig(_Strict):
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the run (everything but its display name)."""
-        return self.model_dump(mode="json", exclude={"name"})
+        identity = self.model_dump(mode="json", exclude={"name"})
+        for section, key in ADDED_AT_DEFAULT:  # fields added later: at their default they leave the id as it was
+            if identity[section][key] == type(self).model_fields[section].annotation.model_fields[key].default:
+                del identity[section][key]
+        return identity
 
 
 def format_validation_error(err: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:

@@ -18,9 +18,19 @@ leaves nothing half-written):
     report.json           per step: documents and bytes in/out, reasons, seconds, FLOPs; per tier: yields;
                           notes (e.g. files held out within packages when whole packages could not be)
     tokenizers/bpe-N.json trained BPE tokenizers
-    tokens/<tokenizer>/train/<tier>.npy   uint16 tokens of the tier's training split, EOS between documents
+    tokens/<tokenizer>/train/<tier>.npy   uint16 tokens of the tier's training split, EOS after each document,
+                                          in pool order (below)
+    tokens/<tokenizer>/train/<tier>.docs.npy  int64 (documents, 2): each document's pool key and the end of
+                                          its tokens (after its EOS) in <tier>.npy
     tokens/<tokenizer>/eval/{heldout,humaneval}.npy
     tokens/<tokenizer>/meta.json          vocabulary, EOS id, tokens and bytes per token per tier and eval set
+
+Pool order: every tier's training documents are written in one shared pseudo-random order, by a
+key hashed from the document's duplicate cluster (its own content id, or for a near-duplicate the
+id of the document it duplicates; exact duplicates share a content id). So the first U tokens of
+any tier are a random sample of its documents, and a pool of U tokens of the first tier, cut at a
+key, keeps in every other tier what cleaning those U tokens alone would keep: a duplicate and its
+survivor always fall on the same side of the cut (`scaler.data.folder.pool_caps`).
 
 scaler/data/folder.py reads these files back, typed. The build id hashes the spec, every file's
 hash, the pipeline's code and, when a tier has a perplexity step, the code of the reference scorer
@@ -428,10 +438,30 @@ def _token_count(tokens: np.ndarray, n_bytes: int, documents: int) -> TokenCount
                       bytes_per_token=n_bytes / max(len(tokens), 1))
 
 
+def pool_keys(corpus: pl.DataFrame, removed: pl.DataFrame) -> pl.DataFrame:
+    """(source, path, pool_key): each corpus document's key in the pool order (module docstring), a
+    hash of its duplicate cluster: the survivor's content id for a near-duplicate, else its own
+    content id. Keyed by (source, path), which a synthetic tier's rewritten documents keep."""
+    survivors = (removed.filter(pl.col("reason") == "near-duplicate")
+                 .select("id", pl.col("detail").str.split(" ").list.first().alias("survivor")).unique("id", keep="first"))
+    clusters = corpus.select("source", "path", "id", "row").join(survivors, on="id", how="left")
+    keys = [int(hashlib.sha256(c.encode()).hexdigest()[:15], 16)
+            for c in clusters.select(pl.coalesce("survivor", "id").alias("cluster"))["cluster"].to_list()]
+    return (clusters.with_columns(pl.Series("pool_key", keys, dtype=pl.Int64)).sort("row")
+            .unique(["source", "path"], keep="first", maintain_order=True).select("source", "path", "pool_key"))
+
+
+def in_pool_order(docs: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """`docs` sorted by pool key (then row), with a `pool_key` column."""
+    return docs.join(keys, on=["source", "path"], how="left").sort(["pool_key", "row"], nulls_last=True)
+
+
 def tokenize_tiers(
-    spec: BuildSpec, tiers: dict[str, pl.DataFrame], work: Path, progress: Progress | None = None
+    spec: BuildSpec, tiers: dict[str, pl.DataFrame], work: Path, progress: Progress | None = None,
+    keys: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Shards and eval sets for every tokenizer; returns the report's tokenizer section."""
+    """Shards (in pool order, with their documents' keys and ends) and eval sets for every
+    tokenizer; returns the report's tokenizer section."""
     out: dict[str, Any] = {}
     eval_docs = tiers[spec.resolved_eval_tier()].filter(pl.col("split") == "heldout")
     for name in spec.tokenizers:
@@ -441,9 +471,15 @@ def tokenize_tiers(
         counts: dict[str, TokenCount] = {}
         for tier, docs in tiers.items():
             train = docs.filter(pl.col("split") == "train")
+            if keys is not None:
+                train = in_pool_order(train, keys)
             report = (lambda d, t, what=f"tokenize {name} {tier}": progress(what, d, t)) if progress else None
             tokens = pack(tokenizer, train["text"].to_list(), report)
             _save_tokens(folder / "train" / f"{tier}.npy", tokens)
+            if keys is not None:
+                ends = np.flatnonzero(tokens == tokenizer.eos_id) + 1
+                _save_tokens(folder / "train" / f"{tier}.docs.npy",
+                             np.stack([train["pool_key"].fill_null(2**62).to_numpy(), ends], axis=1).astype(np.int64))
             counts[tier] = _token_count(tokens, int(train["n_bytes"].sum()), len(train))
         evals: dict[str, TokenCount] = {}
         for eval_name, texts in {"heldout": eval_docs["text"].to_list(), "humaneval": humaneval_texts()}.items():
@@ -539,7 +575,7 @@ def _build_into(spec: BuildSpec, work: Path, out_dir: Path, force: bool, progres
     docs = split.docs.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
     notes = [split.note] if split.note else []
     tiers, steps, documents, removed = clean_tiers(spec, docs, work, progress, scorer)
-    tokens = tokenize_tiers(spec, tiers, work, progress)
+    tokens = tokenize_tiers(spec, tiers, work, progress, pool_keys(docs, removed))
     report = _report(spec, build_id, manifest, docs, steps, tiers, tokens, time.perf_counter() - t0, notes)
     _write_tables(work, manifest, documents, tiers, removed)
     write_record(work / BUILD_FILE, BuildInfo(

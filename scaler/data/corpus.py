@@ -3,6 +3,8 @@
 A source is named by a string:
   stdlib         the running interpreter's standard library (its site-packages excluded)
   site-packages  the running interpreter's installed packages (site.getsitepackages())
+  site-packages:NAME,NAME,...  only those top-level packages or modules of it (e.g. pip, whose
+                 _vendor folder repeats packages installed beside it: real duplicates)
   dir:PATH       every file under PATH matching a glob (default **/*.py)
   jsonl:PATH     one JSON object per line with a text column (PATH a file or a folder of *.jsonl)
   parquet:PATH   a Parquet file (or folder of *.parquet) with a text column
@@ -77,20 +79,37 @@ def site_packages_roots() -> list[Path]:
     return [Path(p) for p in site.getsitepackages() if Path(p).is_dir()]
 
 
+SOURCE_FORMS = "stdlib, site-packages, site-packages:NAME,NAME, dir:PATH, jsonl:PATH or parquet:PATH"
+
+
 def source_kind(source: str) -> tuple[str, str]:
-    """("stdlib" | "site-packages" | "dir" | "jsonl" | "parquet", path or "")."""
+    """("stdlib" | "site-packages" | "dir" | "jsonl" | "parquet", path, package names or "")."""
     if source in ("stdlib", "site-packages"):
         return source, ""
     kind, sep, path = source.partition(":")
+    if kind == "site-packages" and sep:
+        names = site_package_names(source, path)
+        return kind, ",".join(names)
     if not sep or kind not in ("dir", "jsonl", "parquet") or not path:
-        raise CorpusError(
-            f"unknown source {source!r}: expected stdlib, site-packages, dir:PATH, jsonl:PATH or parquet:PATH"
-        )
+        raise CorpusError(f"unknown source {source!r}: expected {SOURCE_FORMS}")
     if not Path(path).exists():
         raise CorpusError(f"source {source!r}: path {path} does not exist")
     if kind == "dir" and not Path(path).is_dir():
         raise CorpusError(f"source {source!r}: {path} is not a folder (jsonl:PATH and parquet:PATH read files)")
     return kind, path
+
+
+def site_package_names(source: str, names: str) -> list[str]:
+    """The package names of `site-packages:NAME,NAME`, each checked to be installed here."""
+    wanted = [n.strip() for n in names.split(",")]
+    if not all(wanted) or len(set(wanted)) != len(wanted):
+        raise CorpusError(f"source {source!r}: expected site-packages:NAME,NAME,... with distinct, non-empty names")
+    installed = {p.name.removesuffix(".py") for root in site_packages_roots() for p in root.iterdir()}
+    missing = [n for n in wanted if n not in installed]
+    if missing:
+        roots = ", ".join(str(r) for r in site_packages_roots())
+        raise CorpusError(f"source {source!r}: no package or module {missing[0]!r} in site-packages ({roots})")
+    return wanted
 
 
 def _files_under(root: Path, pattern: str, skip: Callable[[Path], bool] = lambda p: False) -> list[Path]:
@@ -193,7 +212,11 @@ def source_records(source: str, options: CorpusOptions) -> list[Record]:
     if kind == "stdlib":
         return list(_file_records([stdlib_root()], "**/*.py", skip=lambda p: "site-packages" in p.parts))
     if kind == "site-packages":
-        return list(_file_records(site_packages_roots(), "**/*.py"))
+        if not path:
+            return list(_file_records(site_packages_roots(), "**/*.py"))
+        names = set(path.split(","))
+        return [record for root in site_packages_roots() for record in _file_records(
+            [root], "**/*.py", skip=lambda p, root=root: _package_of(p.relative_to(root)) not in names)]
     if kind == "dir":
         return list(_file_records([Path(path)], options.glob))
     if kind == "jsonl":

@@ -9,6 +9,7 @@ every key the writer has always written is required.
     read_build_info(dir)              build.json: build id, spec, tiers, tokenizers, eval tier, versions
     read_report(dir)                  report.json: sources, split, steps, tiers, tokenizers, notes
     read_token_meta(dir, tokenizer)   tokens/<tokenizer>/meta.json: vocabulary, EOS, tokens per tier and eval set
+    pool_caps(dir, tokenizer, U)      each tier's pool (tokens) when the first tier is cut at U tokens
 
 The build writes every file through `open_for_writing`, so a failed write (a full disk) is an
 OSError that names the file.
@@ -17,11 +18,13 @@ OSError that names the file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scaler.config import ConfigError
@@ -197,6 +200,45 @@ def read_token_meta(data_dir: str | Path, tokenizer: str) -> TokenMeta:
         raise BuildFolderError(f"{path}: not found: tokenizer {tokenizer!r} was not built in {data_dir} "
                                f"(built: {built})")
     return _read(path, TokenMeta)
+
+
+def pool_caps(data_dir: str | Path, tokenizer: str, first_tier_tokens: int) -> dict[str, int]:
+    """Each tier's pool, in tokens of its stream, when the build's first tier is cut at
+    `first_tier_tokens` tokens: the first tier's whole documents (in pool order, scaler/data/build.py)
+    up to the first key that would cross the cut, and in every tier its documents before that key,
+    so every pool is what the tier's cleaning keeps of the same raw documents. A cut beyond the first
+    tier keeps everything."""
+    info = read_build_info(data_dir)
+    return dict(_pool_caps(str(data_dir), info.build_id, tokenizer, tuple(info.tiers), int(first_tier_tokens)))
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_caps(data_dir: str, build_id: str, tokenizer: str, tiers: tuple[str, ...], cut: int
+               ) -> tuple[tuple[str, int], ...]:
+    docs = {t: _read_docs(meta_path(data_dir, tokenizer).parent / "train" / f"{t}.docs.npy") for t in tiers}
+    keys, ends = docs[tiers[0]][:, 0], docs[tiers[0]][:, 1]
+    crossing = int(np.searchsorted(ends, cut, side="right"))  # the first document that does not fit
+    if crossing >= len(keys):
+        return tuple((t, int(d[-1, 1]) if len(d) else 0) for t, d in docs.items())
+    first_out = keys[crossing]
+    caps = []
+    for tier, d in docs.items():
+        n = int(np.searchsorted(d[:, 0], first_out, side="left"))
+        caps.append((tier, int(d[n - 1, 1]) if n else 0))
+    return tuple(caps)
+
+
+def _read_docs(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise BuildFolderError(f"{path}: not found: this build predates pools cut from the first tier "
+                               "(rebuild it with `scaler data build --force`)")
+    try:
+        docs = np.load(path)
+    except (OSError, ValueError) as err:
+        raise BuildFolderError(f"{path}: unreadable ({err})") from None
+    if docs.ndim != 2 or docs.shape[1] != 2 or docs.dtype != np.int64:
+        raise BuildFolderError(f"{path}: malformed: expected int64 (documents, 2), got {docs.dtype} {docs.shape}")
+    return docs
 
 
 def write_record(path: Path, record: BaseModel) -> None:

@@ -114,6 +114,9 @@ class MixSource:
     def eval_bytes_per_token(self, name: str) -> float:
         return self.meta.eval[name].bytes_per_token
 
+    def eval_set_tokens(self, name: str) -> int:
+        return self.meta.eval[name].tokens
+
     def n_windows(self, tier: str, seq_len: int) -> int:
         return max(0, (len(self.streams[tier]) - 1) // seq_len)
 

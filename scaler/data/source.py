@@ -44,6 +44,10 @@ class TokenSource(Protocol):
         """Bytes per token of an eval set (tokenizers compress code and prose differently)."""
         ...
 
+    def eval_set_tokens(self, name: str) -> int:
+        """Tokens in the whole eval set `name`."""
+        ...
+
     def usage(self, seed: int, n_batches: int, batch_size: int, seq_len: int) -> dict[str, float]:
         """Tokens drawn, unique tokens and epochs of a run that reads `n_batches` batches."""
         ...
@@ -97,6 +101,9 @@ class StreamSource:
 
     def eval_bytes_per_token(self, name: str) -> float:
         return self.streams.n_bytes[name] / len(self.streams.splits[name])
+
+    def eval_set_tokens(self, name: str) -> int:
+        return len(self.streams.splits[name])
 
     def usage(self, seed: int, n_batches: int, batch_size: int, seq_len: int) -> dict[str, float]:
         tokens = n_batches * batch_size * seq_len

@@ -132,6 +132,9 @@ class SweepData(_Strict):
     tokenizer: str = "bytes"
     eval_sets: list[str] = ["heldout"]
     unique_tokens: dict[str, PositiveInt] = {}
+    raw_pool_tokens: PositiveInt | None = Field(
+        default=None, description="scarce data: every tier's pool is what its cleaning keeps of the first this many "
+                                  "tokens of the build's first tier (raw), scaler.data.folder.pool_caps")
     heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     build: dict[str, Any] | None = None  # a [data.build] table: `scaler run` builds dir from it if missing
 
@@ -208,6 +211,8 @@ class SweepSpec(_Strict):
         unused = sorted(set(self.data.unique_tokens) - used)
         if unused:
             raise ValueError(f"data.unique_tokens: {unused[0]!r} is in no mix of the design")
+        if self.data.dir is None and self.data.raw_pool_tokens is not None:
+            raise ValueError("data.raw_pool_tokens: needs data.dir (a folder written by `scaler data build`)")
         if self.data.dir is None and (self.design.mixes or self.design.random_mixes):
             raise ValueError("design.mixes: mixes need data.dir (a folder written by `scaler data build`)")
         if self.data.dir is not None and not (self.design.mixes or self.design.random_mixes):
@@ -272,8 +277,20 @@ def parse_sweep_spec(raw: dict[str, Any], source: str) -> SweepSpec:
 
         parse_build_spec(spec.data.build, source)
     _check_build(spec, source)
+    _check_pools(spec, source)
     _check_memory(spec, source)
     return spec
+
+
+def _check_pools(spec: SweepSpec, source: str) -> None:
+    """A raw pool that leaves some tier no document, checked once the data is built."""
+    from scaler.data.folder import is_built
+
+    if spec.data.raw_pool_tokens is not None and is_built(spec.data.dir):
+        try:
+            raw_pool_caps(spec.data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
 
 
 def load_sweep_spec(path: str | Path) -> SweepSpec:
@@ -368,9 +385,6 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
     `build_id`: the data folder's build id (read from it when None and the folder exists). Before
     the data is built, ids are provisional ("unbuilt"): they change once the build id is known.
     """
-    from scaler.store import run_id_of
-    from scaler.train.defaults import default_lr, resolve
-
     data = spec.data
     if data.dir is not None and build_id is None:
         from scaler.data.folder import is_built, read_build_info
@@ -378,27 +392,52 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
         build_id = read_build_info(data.dir).build_id if is_built(data.dir) else "unbuilt"
     _check_build(spec, f"sweep {spec.name}")  # again: the data may have been built since the spec was read
     mixes = [(mix, _data_config(data, mix, build_id)) for mix in spec.all_mixes()]
-    runs = []
     points = design_points(spec)
-    for point in points:
-        n_params = count_params(point.shape)
-        base_lr = spec.train.get("lr") or default_lr(n_params)
-        for seed in spec.design.seeds:
-            for multiplier in spec.design.lr_multipliers:
-                try:
-                    train = TrainConfig(**{**spec.train, **_branch_settings(spec, point, points), "tokens": point.tokens,
-                                           "seed": seed, "lr": base_lr * multiplier})
-                    base = resolve(RunConfig(model=point.shape, train=train))  # data does not enter the defaults
-                except ValidationError as err:  # e.g. a design point shorter than one step
-                    raise ConfigError(format_validation_error(
-                        err, f"sweep {spec.name}: the run at design point {point.label}, N={n_params:,}",
-                    ).replace("(top level): ", "")) from None
-                name = f"{spec.name}/{point.label}/N={n_params}/{{mix}}/s{seed}" + (
-                    f"/lr*{multiplier:g}" if multiplier != 1.0 else "")
-                for mix, data_config in mixes:
-                    config = base.model_copy(update={"name": name.format(mix=mix_label(mix)), "data": data_config})
-                    runs.append(SweepRun(run_id_of(config.identity()), config, point, mix, multiplier))
+    return [run for point in points for seed in spec.design.seeds for multiplier in spec.design.lr_multipliers
+            for run in _runs_at(spec, point, _branch_settings(spec, point, points), seed, multiplier, mixes)]
+
+
+def _runs_at(spec: SweepSpec, point: Point, schedule: dict[str, Any], seed: int, multiplier: float,
+             mixes: list[tuple[dict[str, float], DataConfig]], prefix: str = "") -> list[SweepRun]:
+    """The runs of one design point, seed and lr multiplier, one per mix."""
+    from scaler.store import run_id_of
+    from scaler.train.defaults import default_lr, resolve
+
+    n_params = count_params(point.shape)
+    base_lr = spec.train.get("lr") or default_lr(n_params)
+    try:
+        train = TrainConfig(**{**spec.train, **schedule, "tokens": point.tokens, "seed": seed, "lr": base_lr * multiplier})
+        base = resolve(RunConfig(model=point.shape, train=train))  # data does not enter the defaults
+    except ValidationError as err:  # e.g. a design point shorter than one step
+        raise ConfigError(format_validation_error(
+            err, f"sweep {spec.name}: the run at design point {point.label}, N={n_params:,}",
+        ).replace("(top level): ", "")) from None
+    name = f"{spec.name}{prefix}/{point.label}/N={n_params}/{{mix}}/s{seed}" + (
+        f"/lr*{multiplier:g}" if multiplier != 1.0 else "")
+    runs = []
+    for mix, data_config in mixes:
+        config = base.model_copy(update={"name": name.format(mix=mix_label(mix)), "data": data_config})
+        runs.append(SweepRun(run_id_of(config.identity()), config, point, mix, multiplier))
     return runs
+
+
+def extra_run(spec: SweepSpec, target_params: float, budget_flops: float, tier: str, seed: int = 0,
+              prefix: str = "/extra", build_id: str | None = None) -> SweepRun:
+    """One run beyond the design, trained as the sweep trains its runs (its data, pools, training
+    settings and schedule: a wsd-branches sweep's runs are WSD runs with its cooldown): the family's
+    shape nearest `target_params`, on tier `tier` alone, for `budget_flops` rounded to whole steps."""
+    if spec.data.dir is not None and build_id is None:
+        from scaler.data.folder import read_build_info
+
+        build_id = read_build_info(spec.data.dir).build_id
+    family = spec.family()
+    shape = _shape(family, int(round(target_params)))
+    step_tokens = int(spec.train.get("batch_size", TrainConfig.model_fields["batch_size"].default)) * family.seq_len
+    steps = max(1, round(budget_flops / flops_per_token(shape) / step_tokens))
+    point = Point(f"C={budget_flops:.3g}", int(round(target_params)), shape, steps * step_tokens, budget_flops)
+    mix = {tier: 1.0}
+    return _runs_at(spec, point, _branch_settings(spec, point, [point]), seed, 1.0,
+                    [(mix, _data_config(spec.data, mix, build_id))], prefix)[0]
 
 
 def _branch_settings(spec: SweepSpec, point: Point, points: list[Point]) -> dict[str, Any]:
@@ -497,9 +536,24 @@ def _design_targets(spec: SweepSpec) -> list[tuple[str, int]]:
             for i, c in enumerate(design.isoflop.budgets)]
 
 
+def raw_pool_caps(data: SweepData) -> dict[str, int]:
+    """Each tier's pool (tokens) under `data.raw_pool_tokens`, from the built folder; a tier left
+    with no document is a ConfigError naming the key."""
+    from scaler.data.folder import pool_caps
+
+    caps = pool_caps(data.dir, data.tokenizer, data.raw_pool_tokens)
+    empty = [t for t, c in caps.items() if c == 0]
+    if empty:
+        raise ConfigError(f"data.raw_pool_tokens: {data.raw_pool_tokens:,} raw tokens leave tier {empty[0]!r} no "
+                          f"whole document in {data.dir}; expected a larger pool")
+    return caps
+
+
 def _data_config(data: SweepData, mix: dict[str, float], build_id: str | None) -> DataConfig:
     if data.dir is None:
         return DataConfig(eval_sets=data.eval_sets, heldout_fraction=data.heldout_fraction)
     caps = {t: c for t, c in data.unique_tokens.items() if t in mix}
+    if data.raw_pool_tokens is not None and build_id not in (None, "unbuilt"):  # before the build: provisional ids
+        caps = {t: min(c, caps.get(t, c)) for t, c in raw_pool_caps(data).items() if t in mix}
     return DataConfig(dir=data.dir, mix=mix, tokenizer=data.tokenizer, eval_sets=data.eval_sets,
                       unique_tokens=caps, build_id=build_id)

@@ -108,13 +108,15 @@ def run_info(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def evaluate(eval_step: Callable, params: Any, members: list[Member], batch_size: int) -> list[dict[str, float]]:
-    """Each member's mean loss (nats/token) and bits per byte on every eval set; `params` stacked
-    over the members (a stack of one: the run's own parameters)."""
+def evaluate(eval_step: Callable, params: Any, members: list[Member], batch_size: int, final: bool = False
+             ) -> list[dict[str, float]]:
+    """Each member's mean loss (nats/token) and bits per byte on every eval set (`final`: the final
+    evaluation's sets); `params` stacked over the members (a stack of one: the run's own parameters)."""
     size, out = len(members), [{} for _ in members]
-    for name in members[0].eval_sets:
-        tokens = stacked.stack_arrays([m.eval_sets[name] for m in members])  # (n, T+1), or (K, n, T+1)
-        n = members[0].eval_sets[name].shape[0]
+    sets = [m.final_eval_sets if final and m.final_eval_sets else m.eval_sets for m in members]
+    for name in sets[0]:
+        tokens = stacked.stack_arrays([s[name] for s in sets])  # (n, T+1), or (K, n, T+1)
+        n = sets[0][name].shape[0]
         losses_NK = np.stack([stacked.per_member(eval_step(params, tokens[..., i : i + batch_size, :]), size)
                               for i in range(0, n, batch_size)])
         for k, m in enumerate(members):
@@ -124,11 +126,17 @@ def evaluate(eval_step: Callable, params: Any, members: list[Member], batch_size
     return out
 
 
-def load_eval_sets(source: TokenSource, config: RunConfig) -> dict[str, np.ndarray]:
-    """Each eval set rounded up to whole batches so one compiled eval step serves all."""
+def load_eval_sets(source: TokenSource, config: RunConfig, final: bool = False) -> dict[str, np.ndarray]:
+    """Each eval set rounded up to whole batches so one compiled eval step serves all: eval_tokens
+    of it, or for the `final` evaluation final_eval_tokens ("all": windows spread evenly over the
+    whole set, at most seq_len apart, so every token is scored and a few twice)."""
     seq_len, batch = config.model.seq_len, config.train.batch_size
-    n_tokens = math.ceil(config.train.eval_tokens / (seq_len * batch)) * seq_len * batch
-    return {name: source.eval_set(name, n_tokens, seq_len) for name in config.data.eval_sets}
+    wanted = config.train.final_eval_tokens if final and config.train.final_eval_tokens else config.train.eval_tokens
+    out = {}
+    for name in config.data.eval_sets:
+        n_tokens = source.eval_set_tokens(name) if wanted == "all" else wanted
+        out[name] = source.eval_set(name, math.ceil(n_tokens / (seq_len * batch)) * seq_len * batch, seq_len)
+    return out
 
 
 def _finished(store: Store, run_id: str, state: str) -> RunResult:
@@ -219,6 +227,7 @@ class Member:
     info: dict[str, Any]
     source: TokenSource
     eval_sets: dict[str, np.ndarray]
+    final_eval_sets: dict[str, np.ndarray] | None  # None: the final evaluation reads eval_sets
     ckpt: Checkpointer
     start: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -239,7 +248,8 @@ def _open_member(config: RunConfig, run_id: str, store: Store, source: TokenSour
     usage = source.usage(train.seed, info["steps"], train.batch_size, shape.seq_len)  # tokens drawn per pool, epochs
     store.write_json(run_id, "run_info.json", {**info, "platform": platform, "compute_dtype": jnp.dtype(dtype).name,
                                                **usage, "data": source.describe()})
-    return Member(config, run_id, info, source, load_eval_sets(source, config), Checkpointer(store.ckpt_dir(run_id)))
+    final = load_eval_sets(source, config, final=True) if config.train.final_eval_tokens else None
+    return Member(config, run_id, info, source, load_eval_sets(source, config), final, Checkpointer(store.ckpt_dir(run_id)))
 
 
 def _restore(m: Member, store: Store, like: dict[str, Any]) -> dict[str, Any]:
@@ -340,7 +350,7 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
                 continue
             rows[k] = row
         if is_eval and rows:
-            for k, scores in enumerate(evaluate(eval_step, params, members, train.batch_size)):
+            for k, scores in enumerate(evaluate(eval_step, params, members, train.batch_size, final=done_steps == steps)):
                 if k in rows:
                     rows[k].update(scores)
         for k, row in rows.items():
