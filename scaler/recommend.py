@@ -67,7 +67,14 @@ charge: the build's tiers already exist) on the build's pools. At each budget th
 (raw, best cleaned) would measure the loss gap; the candidates are ranked by the bootstrap
 spread (95% percentile width) of that predicted gap: where the fitted laws disagree most, a
 measurement moves the verdict most. Larger runs are usually more informative and always costlier;
-the list reports both. `toml` / `toml_grid` are ready `[design]` snippets for `scaler plan/run`.
+the list reports both. When the fit gives the noise of one run (its error model's run scatter
+sigma, else the seed noise over the loss), the pairs are ranked instead by expected information
+per FLOP, to first order: with Sigma the bootstrap samples' covariance, g the least-squares
+regression of the samples' gaps at the target on their parameters (Var gap ~ g' Sigma g), and J the
+pair's log-loss gradients (central differences), a pair removes
+v' (sigma^2 I + J' Sigma J)^-1 v, v = J' Sigma g, of the gap's variance (the Gaussian update of
+Sigma by two runs); that over the pair's FLOPs ranks it, and `gap_sd` / `gap_sd_after` say how much
+nearer the verdict it would bring. `toml` / `toml_grid` are ready `[design]` snippets for `scaler plan/run`.
 """
 
 from __future__ import annotations
@@ -111,6 +118,10 @@ CROSSOVER_REACH = 100.0  # the crossover's range ends at this multiple of the bu
 CROSSOVER_GRID = 48  # grid points of the crossover's N search (golden-section refinement follows) ...
 CROSSOVER_ITERS = 30  # ... and its golden-section steps (the bracket shrinks 0.618^30 ~ 5e-7 times)
 CROSSOVER_BISECTIONS = 10  # bisections of a flip's grid interval in log C (to 1/1024 of a grid step)
+SETTLED = 0.9  # a verdict is settled when this share of bootstrap samples choose its kind of spend
+Z_SETTLED = 1.2815515655446004  # the normal quantile of SETTLED: |gap| / sd above it settles the verdict
+Z95 = 1.959963984540054
+SETTLE_SEEDS = (1, 2, 4, 8, 16, 32)  # seeds per run of the settling pair that `settle` tries
 UNITS = {"flops": "flops", "flop": "flops", "gpu-hours": "gpu-hours", "gpu_hours": "gpu-hours",
          "gpuh": "gpu-hours", "usd": "usd", "$": "usd", "dollars": "usd"}
 SPEND = {"size": "model size", "cleaning": "cleaning"}
@@ -206,6 +217,11 @@ class Experiment:
     loss_interval: tuple[float, float]
     gap_spread: float  # 95% width of the predicted (raw - cleaned) gap at this compute
     rank: int = 0
+    # what the pair at this compute would teach about the verdict's gap at the target budget
+    # (linearised, module docstring): its sd now and after the pair, and the variance removed per FLOP
+    gap_sd: float | None = None
+    gap_sd_after: float | None = None
+    information_per_flop: float | None = None
 
 
 @dataclass
@@ -237,6 +253,7 @@ class Recommendation:
     toml: str = ""
     toml_grid: str = ""
     notes: list[str] = field(default_factory=list)
+    settle: str = ""  # whether the verdict is settled (>= SETTLED of samples) and, if not, what would settle it
 
     @property
     def verdict_text(self) -> str:
@@ -278,13 +295,19 @@ class Recommendation:
                        f"(positive favours cleaning)")
             out.append(f"probability the verdict holds: {self.probability:.0%} of bootstrap samples pick "
                        f"{self.winner}; {self.probability_kind:.0%} pick the same kind of spend")
+        if self.settle:
+            out.append(self.settle)
         if self.crossover is not None:
             out.append(self._crossover_line())
         if self.experiments:
-            out.append("next experiments (ranked by the bootstrap spread of the predicted gap):")
+            informed = self.experiments[0].information_per_flop is not None
+            out.append("next experiments (ranked by " + ("the gap variance each pair would remove per FLOP" if informed
+                       else "the bootstrap spread of the predicted gap") + "):")
             for e in self.experiments[:6]:
+                what = (f"gap sd {e.gap_sd:.4f} -> {e.gap_sd_after:.4f} nats" if informed
+                        else f"gap spread {e.gap_spread:.4f}")
                 out.append(f"  #{e.rank} {e.tier}: N {e.n_params:.3g}, D {e.tokens:.3g} ({e.flops:.3g} FLOPs, "
-                           f"{e.epochs:.2f} epochs), predicted loss {e.predicted_loss:.4f}, gap spread {e.gap_spread:.4f}")
+                           f"{e.epochs:.2f} epochs), predicted loss {e.predicted_loss:.4f}, {what}")
         out.extend(f"note: {n}" for n in self.notes)
         return out
 
@@ -518,14 +541,20 @@ def _snippets(experiments: Sequence[Experiment], contenders: Sequence[str]) -> t
     return iso, grid
 
 
+def experiment_ladder(c_lo: float, c_hi: float, n_steps: int) -> list[float]:
+    """`n_steps` training budgets geometrically spaced between c_lo and c_hi, both excluded."""
+    if not (c_hi > c_lo > 0) or n_steps < 1:
+        return []
+    return [c_lo * (c_hi / c_lo) ** (k / (n_steps + 1)) for k in range(1, n_steps + 1)]
+
+
 def _experiments(p: dict[str, Any], tiers: dict[str, TierOption], contenders: Sequence[str], raw_tokens: float,
-                 c_lo: float, c_hi: float, n_steps: int, compute: Compute) -> list[Experiment]:
-    if len(contenders) < 2 or not (c_hi > c_lo > 0) or n_steps < 1:
+                 budgets: Sequence[float], compute: Compute, information: Any = None) -> list[Experiment]:
+    if len(contenders) < 2 or not budgets:
         return []
     theta_p, samples = _take(p, slice(0, 1)), _take(p, slice(1, None))  # row 0 is the point estimate
     out: list[Experiment] = []
-    for k in range(1, n_steps + 1):
-        c = c_lo * (c_hi / c_lo) ** (k / (n_steps + 1))
+    for c in budgets:
         runs = []
         for name in contenders:
             pool = tiers[name].yield_fraction * raw_tokens
@@ -541,9 +570,84 @@ def _experiments(p: dict[str, Any], tiers: dict[str, TierOption], contenders: Se
             point = float(_loss_at(n, d, pool, theta_p, name)[0])
             out.append(Experiment(tier=name, n_params=n, tokens=d, flops=c, epochs=d / pool, predicted_loss=point,
                                   loss_interval=percentile_interval(losses), gap_spread=float(spread)))
-    out.sort(key=lambda e: (-e.gap_spread if math.isfinite(e.gap_spread) else math.inf, e.flops))
+    if information is not None:
+        for c in budgets:
+            pair = [e for e in out if e.flops == c]
+            e_sd, e_after, per_flop = information([(e.tier, e.n_params, e.tokens) for e in pair], 2 * c)
+            for e in pair:
+                e.gap_sd, e.gap_sd_after, e.information_per_flop = e_sd, e_after, per_flop
+        out.sort(key=lambda e: (-(e.information_per_flop or 0.0), e.flops))
+    else:
+        out.sort(key=lambda e: (-e.gap_spread if math.isfinite(e.gap_spread) else math.inf, e.flops))
     for i, e in enumerate(out):
         e.rank = i // len(contenders) + 1  # the pair at one compute shares a rank
+    return out
+
+
+def gap_information(law: Any, theta: np.ndarray, samples: np.ndarray, gaps: np.ndarray,
+                    tiers: Sequence[TierOption], raw_tokens: float, sigma_log: float) -> Any:
+    """`information(runs, flops) -> (gap sd now, gap sd after, variance removed per FLOP)`: what
+    training `runs` ((tier, N, D), each with log-loss noise sd `sigma_log`) would teach about the
+    verdict's gap at the target, to first order (module docstring: Sigma the samples' covariance,
+    g the regression of the samples' gaps on their parameters, J the runs' log-loss gradients)."""
+    ok = np.isfinite(gaps) & np.isfinite(samples).all(axis=1)
+    x, y = samples[ok], gaps[ok]
+    if len(x) < samples.shape[1] + 2 or not sigma_log > 0:
+        return None
+    sigma = np.cov(x, rowvar=False)
+    g = np.linalg.lstsq(x - x.mean(axis=0), y - y.mean(), rcond=None)[0]
+    var_now = float(g @ sigma @ g)
+    step = 1e-4 * np.maximum(1.0, np.abs(theta))
+    shifted = np.vstack([theta + np.diag(step), theta - np.diag(step)])  # (2P, P)
+    p = _law_arrays(law, shifted, tiers)
+    pools = {t.name: t.yield_fraction * raw_tokens for t in tiers}
+    P = theta.size
+
+    def information(runs: Sequence[tuple[str, float, float]], flops: float, repeats: int = 1
+                    ) -> tuple[float, float, float]:
+        jac = []
+        for tier, n, d in runs:
+            log_l = np.log(_loss_at(n, d, pools[tier], p, tier))
+            jac.append((log_l[:P] - log_l[P:]) / (2 * step))
+        J = np.stack(jac, axis=1)  # (P, runs)
+        v = J.T @ sigma @ g
+        noise = sigma_log**2 / repeats  # `repeats` seeds of each run average their noise
+        removed = float(v @ np.linalg.solve(noise * np.eye(J.shape[1]) + J.T @ sigma @ J, v))
+        return math.sqrt(var_now), math.sqrt(max(var_now - removed, 0.0)), removed / (flops * repeats)
+
+    return information
+
+
+def _settle(verdict: str, probability_kind: float, gap: float, gap_interval: tuple[float, float], loss: float,
+            experiments: Sequence[Experiment], information: Any) -> str:
+    """In words: is the verdict settled (SETTLED of the samples choose its kind of spend)? If not,
+    how far its gap is from settling, and what would settle it: the most informative next pair (a
+    number of seeds of it, to first order), or nothing near (the uncertainty is the law's at the
+    target); and how little the choice costs when the gap's whole interval is small."""
+    kind = SPEND[verdict]
+    if probability_kind >= SETTLED:
+        return f"settled: {probability_kind:.0%} of bootstrap samples choose {kind} (>= {SETTLED:.0%})"
+    lo, hi = gap_interval
+    sd = (hi - lo) / (2 * Z95)
+    need = abs(gap) / Z_SETTLED
+    out = (f"not settled: {probability_kind:.0%} of bootstrap samples choose {kind}, short of {SETTLED:.0%}. The gap "
+           f"({gap:+.4f} nats) is {abs(gap) / sd:.2f} sd of its spread (sd {sd:.4f}); {SETTLED:.0%} needs the sd below "
+           f"{need:.4f} nats.")
+    top = [e for e in experiments if e.rank == 1]
+    if information is not None and top and top[0].gap_sd_after is not None:
+        runs, flops = [(e.tier, e.n_params, e.tokens) for e in top], top[0].flops
+        pair = f"{' and '.join(e.tier for e in top)} at {flops:.3g} FLOPs"
+        seeds = next((k for k in SETTLE_SEEDS if information(runs, 2 * flops, k)[1] <= need), None)
+        if seeds is not None:
+            out += (f" The measurement that would settle it: the pair {pair}, " +
+                    ("once" if seeds == 1 else f"with {seeds} seeds each") + " (to first order).")
+        else:
+            floor = information(runs, 2 * flops, SETTLE_SEEDS[-1])[1]
+            out += (f" The most informative pair ({pair}) would not settle it even with {SETTLE_SEEDS[-1]} seeds "
+                    f"(sd {floor:.4f} at best): runs nearer the target budget would.")
+    worst = max(abs(lo), abs(hi))
+    out += (f" Either way, the options differ by at most {worst:.4f} nats at 95% ({100 * worst / loss:.2f}% of the "
+            "loss).")
     return out
 
 
@@ -569,7 +673,8 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
               n_steps: int = 4, level: float = 0.95, compute: Compute | None = None,
               smallest_run_flops: float | None = None, seed_noise_nats: float | None = None,
               error_model: ErrorModel | None = None, fitted_range: FittedRange | None = None,
-              crossover_budgets: int = CROSSOVER_BUDGETS) -> Recommendation:
+              crossover_budgets: int = CROSSOVER_BUDGETS, experiment_flops: Sequence[float] | None = None
+              ) -> Recommendation:
     """Best (N, D) per tier under `budget_flops` and the verdict size vs cleaning (module docstring).
 
     theta_samples: (B, P) bootstrap parameter samples of `law` (may be empty: then the
@@ -580,7 +685,8 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
     next-experiment ladder and the crossover's range start (default budget / 100, no
     extrapolation figure). seed_noise_nats: one run's seed-to-seed loss sd (the fit's
     seed_noise). error_model and fitted_range (the fit's): add each option's prediction interval.
-    crossover_budgets: the crossover's grid (0: no crossover).
+    crossover_budgets: the crossover's grid (0: no crossover). experiment_flops: the training budgets
+    of the candidate next experiments (default: `n_steps` between the largest run and the budget).
     """
     compute = compute or Compute(SIX_ND)
     budget_flops = float(budget_flops)
@@ -707,7 +813,15 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
                          f"{crossover['range'][1]:.3g} FLOPs; the crossover reported is the first")
 
     contenders = [raw] + ([best_clean.name] if best_clean is not None else [])
-    exps = _experiments(p, by_name, contenders, raw_tokens, c_lo, budget_flops, n_steps, compute) if S else []
+    ladder = list(experiment_flops) if experiment_flops is not None else experiment_ladder(c_lo, budget_flops, n_steps)
+    information = None
+    sigma_log = error_model.sigma_run if error_model is not None else (
+        seed_noise_nats / raw_opt.loss if seed_noise_nats else None)
+    if S and best_clean is not None and sigma_log:
+        information = gap_information(law, theta[0], ts, mat[:, order.index(raw)] - mat[:, order.index(best_clean.name)],
+                                      tiers, raw_tokens, sigma_log)
+    exps = _experiments(p, by_name, contenders, raw_tokens, ladder, compute, information) if S else []
+    settle = _settle(verdict, prob_kind, gap, gap_iv, raw_opt.loss, exps, information) if S and best_clean else ""
     iso, grid = _snippets(exps, contenders)
     return Recommendation(
         budget_flops=budget_flops, raw_tokens=raw_tokens, law=str(getattr(law, "name", "?")),
@@ -715,7 +829,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
         raw_option=raw, best_clean=best_clean.name if best_clean is not None else None, verdict=verdict,
         winner=winner, gap=gap, gap_interval=gap_iv, probability=prob, probability_kind=prob_kind,
         flops_convention=compute.convention, extrapolation=extrapolation, crossover=crossover,
-        seed_noise_nats=seed_noise_nats, experiments=exps, toml=iso, toml_grid=grid, notes=notes)
+        seed_noise_nats=seed_noise_nats, experiments=exps, toml=iso, toml_grid=grid, notes=notes, settle=settle)
 
 
 # --------------------------------------------------------------------------------------------
@@ -823,7 +937,8 @@ def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = Non
                        raw_tokens: float | None = None, tokenizer: str | None = None,
                        cleaning_flops_per_second: float | None = None, n_steps: int = 4, *,
                        yields: Mapping[str, float] | None = None, cleaning_costs: Mapping[str, float] | None = None,
-                       force: bool = False) -> Recommendation:
+                       pools: Mapping[str, float] | None = None, experiment_flops: Sequence[float] | None = None,
+                       crossover_budgets: int = CROSSOVER_BUDGETS, force: bool = False) -> Recommendation:
     """The recommendation from a fit: a sweep's (`scaler.fit_sweep` / `fit_store`, i.e. fit.json:
     its quality law, or the Chinchilla fit of a store with runs on one tier) or one law's entry
     (`scaler.fit.pipeline.fit`, e.g. a quality law fitted on a table with a group column). The law's
@@ -834,8 +949,10 @@ def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = Non
     `<data_dir>/report.json` (raw pool: raw's training tokens unless `raw_tokens`); without one,
     `raw_tokens` is required and every tier of the law has yield 1 and no cleaning cost unless
     `yields` (tokens kept / raw tokens) or `cleaning_costs` (FLOPs per raw token) say otherwise.
-    Given yields and costs override the build's. A budget beyond EXTRAPOLATION_REFUSE x the largest
-    fitted run is refused (`ExtrapolationRefused`) unless `force`.
+    Given yields and costs override the build's. `pools` (tokens per tier, the reference tier's
+    among them: a sweep's pools cut from one raw pool, `data.raw_pool_tokens`) set the raw pool to
+    the reference tier's and each yield to pool / raw pool. A budget beyond EXTRAPOLATION_REFUSE x
+    the largest fitted run is refused (`ExtrapolationRefused`) unless `force`.
     """
     from scaler.fit import laws
 
@@ -894,6 +1011,15 @@ def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = Non
         raw_tokens = raw_tokens if raw_tokens is not None else facts["raw_train_tokens"]
         source = (f"cleaning costs from {Path(data_dir) / 'report.json'} (tokenizer {facts['tokenizer']}, "
                   f"{facts['raw_tokens_read']:.3g} raw tokens read)")
+    if pools:
+        missing = [t.name for t in tiers if t.name not in pools]
+        if missing:
+            raise ValueError(f"pools: no pool for tier {missing[0]!r}; the law's tiers are {', '.join(names)}")
+        raw_tokens = float(pools[reference])
+        for t in tiers:
+            t.yield_fraction = float(pools[t.name]) / raw_tokens
+        source += (f"; pools cut from one raw pool of {raw_tokens:.3g} tokens: "
+                   + ", ".join(f"{t.name} {float(pools[t.name]):.3g}" for t in tiers))
     for t in tiers:
         t.yield_fraction = float((yields or {}).get(t.name, t.yield_fraction))
         t.cleaning_flops_per_raw_token = float((cleaning_costs or {}).get(t.name, t.cleaning_flops_per_raw_token))
@@ -908,6 +1034,6 @@ def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = Non
     rec = recommend(samples, theta, law, tiers, budget_flops, float(raw_tokens), raw=reference,
                     largest_run_flops=largest, n_steps=n_steps, compute=compute, smallest_run_flops=smallest,
                     seed_noise_nats=(entry.get("seed_noise") or {}).get("sd_nats"), error_model=errors,
-                    fitted_range=fitted)
+                    fitted_range=fitted, experiment_flops=experiment_flops, crossover_budgets=crossover_budgets)
     rec.notes = notes + rec.notes + [source]
     return rec

@@ -100,7 +100,18 @@ def law_for(name: str, data: FitData, reference: str = "raw"):
         return laws.chinchilla_group_e(tiers)
     if reference not in tiers:
         raise ConfigError(f"--reference {reference!r}: not among the runs' tiers ({', '.join(tiers)})")
-    return laws.quality(tiers, reference=reference)
+    return laws.quality(tiers, reference=reference, pools=repeats_data(data))
+
+
+def repeats_data(data: FitData) -> bool:
+    """Whether some run reads a tier's pool more than once (every tier's pool `U_<tier>` known):
+    then the quality law fits the repetition R_D* too (Muennighoff et al. 2023) instead of
+    treating repeated tokens as new."""
+    tiers = tiers_of(data)
+    if not tiers or any(f"U_{t}" not in data.columns for t in tiers):
+        return False
+    epochs = [data.columns[f"w_{t}"] * data.columns["D"] / data.columns[f"U_{t}"] for t in tiers]
+    return bool(np.max(epochs) > 1.0)
 
 
 def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,

@@ -346,10 +346,12 @@ def _checked(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = None,
-            groups: Sequence[str | None] | None = None, unique: Any = None) -> dict[str, Any]:
+            groups: Sequence[str | None] | None = None, unique: Any = None,
+            constants: Mapping[str, float] | None = None) -> dict[str, Any]:
     """`{"points": [{"n", "d", "group", "loss", "interval", "extrapolation", ...}]}` for every
     (n, d) (or (n, flops): D = flops / flops_per_token(N) in the fit's convention), in input order.
-    `unique`: the unique tokens U of each point, for the data-constrained law."""
+    `unique`: the unique tokens U of each point, for the data-constrained law; `constants`: columns
+    with one value for every point (a quality law's tier pools U_<tier>)."""
     from scaler.fit import laws
 
     n = np.atleast_1d(np.asarray(n, dtype=np.float64))
@@ -370,6 +372,7 @@ def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = Non
         points = {"N": n_rows, "D": d_rows, **{k: np.full(len(rows), v) for k, v in mix.items()}}
         if unique is not None:
             points["U"] = np.asarray(unique, np.float64)[rows]
+        points.update({k: np.full(len(rows), float(v)) for k, v in (constants or {}).items()})
         missing = [c for c in law.columns if c not in points]
         if missing:
             hint = " (give --unique COL)" if missing == ["U"] else ""
