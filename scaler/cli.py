@@ -454,8 +454,7 @@ def run(
     stack: Annotated[str | None, typer.Option(help=STACK_HELP)] = None,
 ) -> None:
     """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
-    from scaler.store import Store
-    from scaler.sweep.plan import make_plan, over_budget, stacked_together, sweep_stacks, unchecked_budgets
+    from scaler.sweep.plan import make_plan, over_budget, sweep_stacks, unchecked_budgets
     from scaler.sweep.runners import make_runner
     from scaler.sweep.spec import expand, load_sweep_spec
 
@@ -477,6 +476,16 @@ def run(
             raise ConfigError("; ".join(problems) + " (--force to go ahead)")
         for warning in unchecked_budgets(spec, sweep_plan):
             _warn(warning)
+    _train(spec, runs, states, engine, runner, workers, stack_size, max_runs)
+
+
+def _train(spec, runs, states: dict[str, str], engine, runner: str, workers: int, stack_size, max_runs: int | None
+           ) -> None:
+    """Train `runs` of `spec` into its store: done runs are skipped, interrupted ones resume, failed
+    ones are retried; exits 1 when a run failed, 2 when the store cannot be written."""
+    from scaler.store import Store
+    from scaler.sweep.plan import stacked_together, sweep_stacks
+
     store = Store(spec.store_root)
     for r in runs:
         if states[r.run_id] == "corrupt":
@@ -774,19 +783,27 @@ def _objective(name: str | None, delta: float | None, asymmetry: float | None, b
 
 def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = None, law: str | None = None,
                seed: int | None = None, reference: str | None = None, refit: bool = False,
-               objective: str | None = None, delta: float | None = None, asymmetry: float | None = None
-               ) -> dict[str, Any]:
+               objective: str | None = None, delta: float | None = None, asymmetry: float | None = None,
+               run_ids: set[str] | None = None) -> dict[str, Any]:
     """The sweep's fit under its [fit] settings (each overridden when given), from the store's
-    fit.json when the key matches."""
+    fit.json when the key matches; of `run_ids`, or of the sweep's runs and its advance steps'."""
     from scaler.fit.pipeline import Objective, fit_store
-    from scaler.sweep.spec import expand
 
     s = spec.fit
     goal = _objective(objective, delta, asymmetry, Objective(s.objective, s.delta, s.asymmetry))
     return fit_store(spec.store_root, eval_set or s.eval_set, law or s.law,
                      s.bootstrap if n_bootstrap is None else n_bootstrap, s.seed if seed is None else seed,
                      reference or s.reference, refit=refit, objective=goal,
-                     run_ids={r.run_id for r in expand(spec)})  # the sweep's own runs, not the whole store's
+                     run_ids=run_ids if run_ids is not None else _sweep_run_ids(spec))
+
+
+def _sweep_run_ids(spec) -> set[str]:
+    """The sweep's own runs and those of its finished `scaler advance` steps, not the whole store's."""
+    from scaler.advance import advanced_run_ids
+    from scaler.store import Store
+    from scaler.sweep.spec import expand
+
+    return {r.run_id for r in expand(spec)} | advanced_run_ids(Store(spec.store_root))
 
 
 def _read_fit_json(path: Path) -> dict[str, Any]:
@@ -905,8 +922,13 @@ def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tok
                     **options: Any):
     from scaler.recommend import recommend_from_fit
 
+    pools = None
+    if spec is not None and spec.data.raw_pool_tokens is not None and raw_tokens is None:
+        from scaler.sweep.spec import raw_pool_caps
+
+        pools = raw_pool_caps(spec.data)  # the sweep's scarce data: its raw pool and what each tier keeps
     return recommend_from_fit(fit_json, spec.data.dir if spec is not None else None, budget_flops,
-                              raw_tokens=raw_tokens, **options)
+                              raw_tokens=raw_tokens, pools=pools, **options)
 
 
 def _tier_values(pairs: list[str] | None, option: str) -> dict[str, float] | None:
@@ -975,10 +997,13 @@ def _report(spec_file: Path, spec, out: Path, budget_multiple: float, fit_json: 
     data_report = read_report(spec.data.dir).model_dump(mode="json") if has_report else None
     target = budget_multiple * fit_json["largest_run_flops"]
     recommendation = _recommendation(spec, fit_json, target) if spec.data.dir else None
+    from scaler.advance import read_steps
+    from scaler.store import Store
+
     return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
                         recommendation=recommendation.to_json() if recommendation else None,
                         spec_text=Path(spec_file).read_text(), target_flops=target,
-                        next_run=_next_run(recommendation))
+                        next_run=_next_run(recommendation), advance_steps=read_steps(Store(spec.store_root)))
 
 
 def _next_run(recommendation: Any) -> dict[str, Any] | None:
@@ -1024,6 +1049,178 @@ def report(
         _say(f"{name}: {path}")
 
 
+@app.command()
+def advance(
+    spec_file: Annotated[Path, typer.Argument(help="a sweep spec whose runs are done")],
+    budget_hours: Annotated[float | None, typer.Option(help="train at most about this many hours (estimated from the sweep's own runs)")] = None,
+    reach: Annotated[str, typer.Option(help="where the next runs go: multiples of the largest fitted run's compute, comma-separated")] = "4,8",
+    pairs: Annotated[int, typer.Option(help="pairs of runs (raw and the best cleaned tier) to train")] = 1,
+    budget: Annotated[float | None, typer.Option(help="the target budget of the verdict, FLOPs (default: 100x the largest fitted run)")] = None,
+    runner: Annotated[str, typer.Option(help="local | ray | slurm")] = "local",
+    workers: Annotated[int, typer.Option(help="local: runs trained at once (processes)")] = 2,
+    json_out: Annotated[bool, typer.Option("--json", help="print the step as JSON only")] = False,
+) -> None:
+    """One step of the loop that checks itself: predict the next experiments beyond the sweep, record
+    the predictions, train the runs, refit, and score every prediction against its run."""
+    from scaler.advance import table_lines
+    from scaler.sweep.spec import load_sweep_spec
+
+    with _user_errors(ValueError):
+        spec = load_sweep_spec(spec_file)
+        step = _advance(spec, budget_hours, _numbers(reach, "--reach"), pairs, budget, runner, workers)
+    if json_out:
+        _print_json(step)
+        return
+    for line in table_lines(step):
+        _say(line)
+
+
+def _advance(spec, budget_hours: float | None, reach: list[float], pairs: int, target_flops: float | None,
+             runner: str = "local", workers: int = 2) -> dict[str, Any]:
+    """One advance step of `spec` (scaler/advance.py), trained with `runner`."""
+    from scaler.advance import advance_step
+    from scaler.store import Store
+    from scaler.sweep.runners import make_runner
+    from scaler.sweep.spec import expand, extra_run
+
+    engine = make_runner(runner, workers=workers, resources=spec.resources.model_dump())
+
+    def train(runs) -> None:
+        _train(spec, runs, _states(spec.store_root, runs), engine, runner, workers, _stack_option("1"), None)
+
+    return advance_step(
+        Store(spec.store_root), {r.run_id for r in expand(spec)}, fit=lambda ids: _sweep_fit(spec, run_ids=ids),
+        recommend=lambda fit_json, flops, ladder: _recommendation(spec, fit_json, flops, experiment_flops=ladder),
+        train=train, make_run=lambda n, c, tier: extra_run(spec, n, c, tier, prefix="/advance"),
+        pools=_tier_pools(spec), target_flops=target_flops, eval_set=spec.fit.eval_set, reach=reach, pairs=pairs,
+        budget_hours=budget_hours, workers=workers, seconds_of=_throughput_estimate(spec.store_root), progress=_note)
+
+
+@app.command()
+def design(
+    spec_files: Annotated[list[Path], typer.Argument(help="one or more sweep specs, compared side by side")],
+    prior: Annotated[Path, typer.Option(help="a fit JSON with a quality law (a store's fit.json, or `scaler fit --out`)")],
+    budget: Annotated[float | None, typer.Option(help="the verdict's budget, FLOPs (default: 100x the first design's largest run)")] = None,
+    sims: Annotated[int, typer.Option(help="synthetic sweeps per design")] = 20,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples per synthetic fit")] = 100,
+    noise: Annotated[float | None, typer.Option(help="sd of one run's log loss (default: the prior's seed noise)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the synthetic noise")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the results as JSON only")] = False,
+) -> None:
+    """Before any run: simulate each design on a prior law and its seed noise (synthetic results,
+    fitted, repeated) and report the expected intervals of kappa and the allocation exponent and the
+    verdict's expected probability."""
+    import numpy as np
+
+    from scaler.design import simulate, table_lines
+    from scaler.sweep.spec import load_sweep_spec
+
+    with _user_errors(ValueError):
+        prior_entry = _prior_quality(_read_fit_json(prior), prior)
+        specs = [load_sweep_spec(f) for f in spec_files]
+        designs = [_design_runs(spec, f.stem, prior_entry) for spec, f in zip(specs, spec_files, strict=True)]
+        target = budget or 100.0 * float(np.max(designs[0].columns["C"]))
+
+        def recommend_at(spec):
+            return lambda entry: _recommendation(spec, entry, target, crossover_budgets=0)
+
+        results = []
+        for spec, d in zip(specs, designs, strict=True):
+            _note(f"design {d.name}: {len(d.groups)} runs, {d.trained_flops:.3g} FLOPs trained; {sims} synthetic sweeps")
+            results.append(simulate(d, prior_entry, recommend_at(spec), n_sims=sims, n_bootstrap=bootstrap,
+                                    noise_sd=noise, seed=seed))
+    if json_out:
+        _print_json({"target_flops": target, "designs": results})
+        return
+    for line in table_lines(results, target):
+        _say(line)
+
+
+def _prior_quality(fit_json: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The quality law of a prior fit: a sweep fit's `quality`, or one quality law's entry."""
+    entry = fit_json.get("quality") if "quality" in fit_json else fit_json
+    if not isinstance(entry, dict) or "error" in entry or (entry.get("spec") or {}).get("family") != "quality":
+        raise ConfigError(f"{path}: the prior has no fitted quality law (a sweep fit over two tiers or more)")
+    return entry
+
+
+def _design_runs(spec, name: str, prior: dict[str, Any]):
+    """A spec's runs as the prior's law reads them: N, D, C (the prior's convention), weights, pools."""
+    import numpy as np
+
+    from scaler.config import mix_label
+    from scaler.design import DesignRuns
+    from scaler.fit.compute import Compute
+    from scaler.fit.laws import law_from_spec
+    from scaler.model.family import count_params
+    from scaler.sweep.plan import make_plan, sweep_stacks
+    from scaler.sweep.spec import expand
+
+    if spec.data.dir is None:
+        raise ConfigError(f"design {name}: the quality law needs data tiers (data.dir and mixes)")
+    runs = expand(spec)
+    tiers = list(law_from_spec(prior["spec"]).spec["tiers"])
+    unknown = sorted({t for r in runs for t in r.mix} - set(tiers))
+    if unknown:
+        raise ConfigError(f"design {name}: tier {unknown[0]!r} has no kappa in the prior (its tiers: {', '.join(tiers)})")
+    pools = _tier_pools(spec)
+    n = np.array([count_params(r.config.model) for r in runs], dtype=np.float64)
+    d = np.array([r.config.train.tokens for r in runs], dtype=np.float64)
+    columns = {"N": n, "D": d, "C": Compute.from_json(prior.get("compute")).flops(n, d),
+               **{f"w_{t}": np.array([r.mix.get(t, 0.0) for r in runs]) for t in tiers},
+               **{f"U_{t}": np.full(len(runs), pools[t]) for t in tiers}}
+    plan = make_plan(spec, runs, stacks=sweep_stacks(spec, runs, None))  # WSD branches share their trunks
+    return DesignRuns(name, columns, np.array([mix_label(r.mix) for r in runs]), plan.trained_flops or plan.total_flops)
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers, e.g. 4,8") from None
+
+
+def _tier_pools(spec) -> dict[str, float]:
+    """Each tier's pool (tokens) as the sweep's runs read it: cut from its raw pool, capped, or whole."""
+    from scaler.data.folder import read_token_meta
+    from scaler.sweep.spec import raw_pool_caps
+
+    pools = {t: float(c.tokens) for t, c in read_token_meta(spec.data.dir, spec.data.tokenizer).tiers.items()}
+    if spec.data.raw_pool_tokens is not None:
+        pools.update({t: float(c) for t, c in raw_pool_caps(spec.data).items()})
+    pools.update({t: min(pools[t], float(c)) for t, c in spec.data.unique_tokens.items()})
+    return pools
+
+
+def _throughput_estimate(store_root: str):
+    """seconds(run): its tokens at the median throughput its size reached in the sweep's own runs
+    (the nearest size measured; None before any run finished)."""
+    import numpy as np
+    import polars as pl
+
+    from scaler.model.family import count_params
+    from scaler.store import load_curves, load_runs
+
+    try:
+        curves = load_curves(store_root).join(load_runs(store_root).select("run_id", "n_params"), on="run_id")
+        by_size = curves.group_by("n_params").agg(pl.col("tokens_per_s").median()).sort("n_params")
+    except Exception:  # noqa: BLE001 - no runs, or none with throughput rows: no estimate
+        return lambda run: None
+    sizes, rates = by_size["n_params"].to_numpy(), by_size["tokens_per_s"].to_numpy()
+
+    def seconds(run) -> float | None:
+        if not len(sizes):
+            return None
+        nearest = int(np.argmin(np.abs(np.log(sizes / count_params(run.config.model)))))
+        return float(run.config.train.tokens / rates[nearest]) if rates[nearest] > 0 else None
+
+    return seconds
+
+
+DEMO_BUDGET_MULTIPLE = 100.0  # the demo's question: a budget 100x its sweep's largest
+DEMO_REACH = 4.0  # its advance step's runs: 4x the sweep's largest run
+
+
 def demo_spec_path() -> Path:
     """The demo sweep spec, shipped inside the package (also at sweeps/demo.toml in a clone)."""
     from importlib.resources import files
@@ -1036,28 +1233,43 @@ def demo(
     workers: Annotated[int, typer.Option(help="runs trained at once")] = 2,
     out: Annotated[Path, typer.Option(help="where the report goes")] = Path("reports/demo"),
 ) -> None:
-    """The whole loop on this machine: build the data, run the demo sweep, fit, report, recommend."""
+    """The whole loop on this machine: build the data, run the demo sweep, check its predictions on
+    larger runs (one advance step), fit, report, recommend."""
+    from scaler.advance import read_steps, table_lines
+    from scaler.store import Store
     from scaler.sweep.spec import load_sweep_spec
 
     t0 = time.perf_counter()
     spec_file = demo_spec_path()
     with _user_errors():
         check_writable_folder(str(out), "--out")
-    _heading("1. data and sweep: the standard library in tiers; 36 runs, 3 budgets x 4 sizes x 3 tiers, as WSD branches")
-    run(spec_file, runner="local", workers=workers, max_runs=None, address=None, slurm_cluster=None, force=False)
-    _heading("2. fit")
     with _user_errors(ValueError):
         spec = load_sweep_spec(spec_file)
+    design = spec.design.isoflop
+    target = DEMO_BUDGET_MULTIPLE * max(design.budgets)
+    _heading(f"1. data and sweep: the standard library and a few packages in tiers, a raw pool of "
+             f"{spec.data.raw_pool_tokens:,} tokens; {len(design.budgets)} budgets x {len(design.sizes)} sizes x "
+             f"{len(spec.design.mixes)} tiers x {len(spec.design.seeds)} seeds, as WSD branches")
+    run(spec_file, runner="local", workers=workers, max_runs=None, address=None, slurm_cluster=None, force=False)
+    _heading(f"2. advance: predict two runs at {DEMO_REACH:g}x the largest run before they train, train them, score")
+    with _user_errors(ValueError):
+        steps = read_steps(Store(spec.store_root))
+        step = steps[-1] if steps and steps[-1]["scores"] is not None else _advance(
+            spec, None, [DEMO_REACH], 1, target, workers=workers)
+    for line in table_lines(step):
+        _say(line)
+    _heading("3. fit of every run (the sweep's and the advance step's)")
+    with _user_errors(ValueError):
         fit_json = _sweep_fit(spec)
     _print_sweep_fit(fit_json)
-    _heading("3. report")
+    _heading("4. report")
     with _user_errors(ValueError):
-        paths = _report(spec_file, spec, out, 100.0, fit_json)
+        paths = _report(spec_file, spec, out, target / fit_json["largest_run_flops"], fit_json)
     for name, path in paths.items():
         _say(f"{name}: {path}")
-    _heading("4. recommendation for 100x the largest run")
+    _heading(f"5. recommendation for {target:.3g} FLOPs ({DEMO_BUDGET_MULTIPLE:g}x the sweep's largest budget)")
     with _user_errors(ValueError):
-        result = _recommendation(spec, fit_json, 100 * fit_json["largest_run_flops"])
+        result = _recommendation(spec, fit_json, target)
     for line in result.lines():
         _say(line)
     _note(f"demo done in {time.perf_counter() - t0:.0f} s; report: {out / 'index.html'}")

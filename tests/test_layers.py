@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "fit": {"config", "store"},
     "recommend": {"config", "store", "fit", "data"},
     "report": {"config", "store", "fit", "data"},
-    "cli": {"config", "store", "runtime", "model", "data", "train", "sweep", "fit", "recommend", "report"},
+    "advance": {"config", "store", "model", "sweep", "fit"},
+    "design": {"config", "fit"},
+    "cli": {"config", "store", "runtime", "model", "data", "train", "sweep", "fit", "recommend", "report", "advance", "design"},
     "__init__": {"config", "store", "fit", "recommend", "report"},
 }
 

@@ -320,14 +320,20 @@ def _answer_blocks(rec: Mapping[str, Any]) -> list[Block]:
     ]
     experiments = rec.get("experiments") or []
     if experiments:
+        informed = experiments[0].get("information_per_flop") is not None
         rows = [[f"#{e['rank']}", e["tier"], f"{e['n_params']:.3g}", f"{e['tokens']:.3g}", f"{e['flops']:.3g}",
                  f"{e['epochs']:.2f}", f"{e['predicted_loss']:.4f} {_loss_iv(e['loss_interval'])}",
-                 f"{e['gap_spread']:.4f}"] for e in experiments]
-        blocks += [("h3", "Next experiments"),
-                   ("p", "Ranked by the bootstrap spread of the predicted gap between raw and cleaned data at "
-                         "their compute: where a run would narrow the verdict's interval most."),
+                 f"{e['gap_sd']:.4f} -> {e['gap_sd_after']:.4f}" if informed else f"{e['gap_spread']:.4f}"]
+                for e in experiments]
+        why = ("Ranked by expected information per FLOP: how much of the variance of the verdict's gap at the "
+               "target a pair of runs (raw and the best cleaned tier) would remove, to first order, for what it "
+               "costs." if informed else
+               "Ranked by the bootstrap spread of the predicted gap between raw and cleaned data at their compute: "
+               "where a run would narrow the verdict's interval most.")
+        blocks += [("h3", "Next experiments"), ("p", why),
                    ("table", ["rank", "tier", "N (params)", "D (tokens)", f"FLOPs ({rec['flops_convention']})",
-                              "epochs", "predicted loss [95%]", "gap spread (nats)"], rows)]
+                              "epochs", "predicted loss [95%]",
+                              "gap sd now -> after (nats)" if informed else "gap spread (nats)"], rows)]
     blocks.append(("p", f"Law {rec['law']}, {rec['n_samples']} bootstrap samples; raw pool {rec['raw_tokens']:.3g} "
                         f"tokens; repetition R_D* = {rec['r_star']:.3g}, {rec['r_star_source']}."))
     if rec.get("notes"):
@@ -709,6 +715,7 @@ def build_report(
     *,
     target_flops: float | None = None,
     next_run: Mapping[str, Any] | None = None,
+    advance_steps: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Path]:
     """Draw every figure and write report.md and index.html under `out_dir`.
 
@@ -719,6 +726,8 @@ def build_report(
     extrapolates; `next_run` ({"n", "d" and/or "flops", optional "group"}) marks the proposed next
     run on the iso-loss contours. `recommendation` (a `scaler.recommend.Recommendation.to_json()`)
     opens the report: the answer in one paragraph, the options and the next experiments as tables.
+    `advance_steps` (the store's `scaler advance` step files) follow it: every prediction made
+    before its run trained, against the loss the run reached.
     Returns {figure key: png path for every figure drawn,
     "markdown": report.md, "html": index.html}; a figure that does not apply or fails to draw is
     a one-line note in the report (never a crash)."""
@@ -770,6 +779,7 @@ def build_report(
     blocks: list[Block] = [("h1", title)]
     if recommendation:
         blocks += [("h2", "The answer"), *_answer_blocks(recommendation)]
+    blocks += _advance_blocks(advance_steps)
     if store_root is not None:
         summary = [f"Store: {store_root} ({_plural(runs.height if from_store else 0, 'finished run')}"
                    + (f"; {_plural(len(set(runs['group'].to_list())), 'data option')}" if from_store else "") + ")."]
@@ -818,6 +828,36 @@ def build_report(
     md_path.write_text(_md(blocks, out_dir), encoding="utf-8")
     html_path.write_text(_html(blocks, title), encoding="utf-8")
     return {**paths, "markdown": md_path, "html": html_path}
+
+
+def _advance_blocks(steps: Sequence[Mapping[str, Any]]) -> list[Block]:
+    """Each finished advance step: its predictions (made before the runs trained) against the runs."""
+    blocks: list[Block] = []
+    for step in steps:
+        if step.get("scores") is None:
+            continue
+        scores = {s["run_id"]: s for s in step["scores"]}
+        rows = []
+        for p in step["runs"]:
+            s = scores.get(p["run_id"], {})
+            observed = s.get("observed_loss")
+            rows.append([p["tier"], f"{p['n_params']:,.0f}", f"{p['tokens']:.3g}", f"{p['extrapolation']:.3g}x",
+                         f"{p['predicted_loss']:.4f} [{p['interval'][0]:.4f}, {p['interval'][1]:.4f}]",
+                         "-" if observed is None else f"{observed:.4f}",
+                         "-" if s.get("error_pct") is None else f"{s['error_pct']:+.2f}%",
+                         {True: "yes", False: "no", None: "-"}[s.get("inside")]])
+        before, after = step["before"], step["after"]
+        inside = [s["inside"] for s in step["scores"] if s.get("inside") is not None]
+        text = (f"Step {step['step']}: {len(step['runs'])} runs beyond the {len(step['fitted_run_ids'])} fitted, "
+                f"predicted by the fit before they trained; {sum(inside)} of {len(inside)} landed inside their 95% "
+                f"prediction intervals. The verdict at {step['target_flops']:.3g} FLOPs moved from "
+                f"{before['verdict_text']} ({before['probability']:.0%} of bootstrap samples; gap "
+                f"{before['gap']:+.4f} nats) to {after['verdict_text']} ({after['probability']:.0%}; gap "
+                f"{after['gap']:+.4f} nats) once they were fitted too.")
+        blocks += [("h3", f"Predictions checked: advance step {step['step']}"), ("p", text),
+                   ("table", ["tier", "N (params)", "D (tokens)", "compute / largest fitted", "predicted [95%]",
+                              "observed", "error", "inside"], rows)]
+    return [("h2", "Predictions checked on larger runs"), *blocks] if blocks else []
 
 
 def build_report_from_fit(
