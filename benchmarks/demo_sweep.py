@@ -1,11 +1,12 @@
 """The demo sweep trained four ways, in one command: wall time, and the fits side by side.
 
-The demo (scaler/sweeps/demo.toml: 36 IsoFLOP runs, 4 sizes x 3 budgets x 3 tiers, 2 workers) is
-trained into a fresh store, with a fresh compilation cache, as
+The demo (scaler/sweeps/demo.toml: 96 IsoFLOP runs, 4 sizes x 4 budgets x 3 tiers x 2 seeds, 2
+workers; the numbers in the README are from its earlier 36-run form) is trained into a fresh store,
+with a fresh compilation cache, as
 
 - cosine:          independent cosine runs, one at a time per worker (the demo before issue 13);
 - cosine-stack3:   the same runs, the three tiers of each (size, budget) stacked (`stack = 3`);
-- branches:        WSD runs, each (size, tier) one trunk with the two smaller budgets as branches
+- branches:        WSD runs, each (size, tier, seed) one trunk with the smaller budgets as branches
                    forked at their cooldown starts (`schedule = "wsd-branches"`, 20% cooldown);
 - branches-stack3: the same, the three tiers' families stacked (trunks, then branches).
 
@@ -14,7 +15,7 @@ command), then, per tier, what the fit of each store says (the allocation expone
 N* ~ C^a with its 95% bootstrap interval, kappa, the fitted loss at the largest budget), and how
 far each WSD run's final held-out loss lies from the cosine run of the same (N, D, tier).
 
-    python benchmarks/demo_sweep.py                        # all four, ~25 min on 2 cores
+    python benchmarks/demo_sweep.py                        # all four, about an hour on 2 cores
     python benchmarks/demo_sweep.py --variants cosine branches
 """
 

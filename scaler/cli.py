@@ -667,7 +667,7 @@ def _print_sweep_fit(out: dict[str, Any]) -> None:
             _say(f"IsoFLOP approach 2 ({iso['n_good']} budgets): N_opt ~ C^{iso['a']:.3f} [{a_lo:.3f}, {a_hi:.3f}], "
                  f"D_opt ~ C^{iso['b']:.3f} [{b_lo:.3f}, {b_hi:.3f}]{parametric}")
             for flagged in iso.get("flagged", []):
-                _say(("  budget not fitted: ", "yellow"), str(flagged))
+                _say(("  budget not fitted: ", "yellow"), f"{flagged:.3g}" if isinstance(flagged, float) else str(flagged))
         backtest = entry["backtest"]
         _say(f"backtest: {backtest.get('verdict', backtest.get('error'))}")
     if "quality" in out:

@@ -110,6 +110,10 @@ def test_predictions_are_recorded_before_the_runs_and_scored_after(tmp_path) -> 
         assert s["observed_loss"] == world.runs[p["run_id"]][3] and s["inside"] is not None
         assert s["error_nats"] == pytest.approx(s["observed_loss"] - p["predicted_loss"])
     assert sum(s["inside"] for s in first["scores"]) >= 1
+    # the gap's sd after the pair, predicted to first order before it trained, against the refit's bootstrap
+    # (first order: here 0.0140 -> 0.0056 expected, 0.0063 measured)
+    assert first["expected_gap_sd_after"] < first["before"]["gap_sd"]
+    assert abs(first["expected_gap_sd_after"] / first["after"]["gap_sd"] - 1) < 0.3
     assert first["before"]["verdict"] in ("size", "cleaning") and first["after"]["probability"] > 0
     text = "\n".join(table_lines(first))
     assert "predicted before they trained" in text and "inside their 95% prediction intervals" in text

@@ -405,3 +405,27 @@ def test_saved_demo_fit_with_build_and_overrides(monkeypatch: pytest.MonkeyPatch
     if "compute" not in fit["quality"]:
         assert built.flops_convention == "6ND"  # a fit that predates conventions
     assert any("report.json" in n for n in built.notes)
+
+
+def test_settle_says_whether_the_verdict_is_settled_and_what_would_settle_it() -> None:
+    law = laws.quality(["raw", "clean"], reference="raw")
+    theta = np.append(THETA, 0.05)
+    tiers = [TierOption("raw"), TierOption("clean")]
+    from scaler.fit.predict import ErrorModel
+
+    errors = ErrorModel(sigma_run=0.01, growth=0.0, multiplier=1.96, calibrated=False, n_residuals=0)
+    sure = recommend(_samples(theta, n=200, scale=0.002, seed=1), theta, law, tiers, 1e21, raw_tokens=1e30,
+                     largest_run_flops=1e19, error_model=errors)
+    assert sure.probability_kind >= 0.9 and sure.settle.startswith("settled: ")
+    unsure = recommend(_samples(theta, n=200, scale=0.05, seed=1), theta, law, tiers, 1e21, raw_tokens=1e30,
+                       largest_run_flops=1e19, error_model=errors)
+    assert unsure.probability_kind < 0.9 and unsure.settle.startswith("not settled: ")
+    assert "needs the sd below" in unsure.settle and "Either way, the options differ by at most" in unsure.settle
+    assert ("The measurement that would settle it: the pair raw and clean at" in unsure.settle
+            or "would not settle it even with 32 seeds" in unsure.settle)
+    top = [e for e in unsure.experiments if e.rank == 1]
+    assert len(top) == 2 and top[0].gap_sd_after < top[0].gap_sd and top[0].information_per_flop > 0
+    # ranked by information per FLOP, not by the spread of the gap
+    per_flop = [e.information_per_flop for e in unsure.experiments[::2]]
+    assert per_flop == sorted(per_flop, reverse=True)
+    assert "ranked by the gap variance each pair would remove per FLOP" in "\n".join(unsure.lines())

@@ -168,7 +168,7 @@ def _recommendation() -> dict:
                                                   "best_interval": {"raw": [[2.8, 2.3, 1.9], [3.0, 2.34, 2.1]],
                                                                     "clean": [[math.inf, 2.29, 1.9], [math.inf, 2.33, 2.1]]}}},
         experiments=[Experiment("clean", 3e7, 5.6e9, 1e18, 0.84, 2.40, (2.38, 2.42), 0.015, rank=1)],
-        notes=["a note that stays"])
+        notes=["a note that stays"], settle="not settled: 81% of bootstrap samples choose cleaning, short of 90%.")
     return rec.to_json()
 
 
@@ -186,6 +186,8 @@ def test_report_of_known_law(sweep: tuple[Path, dict], tmp_path: Path) -> None:
                                "clean is the best option in 81% of bootstrap samples.**"), headline
     assert "gap +0.0120 nats [-0.0030, +0.0270]" in headline and "do not settle the verdict" in headline
     assert "Crossover: from model size to cleaning at about 2e+17 FLOPs (64% of samples turn" in headline
+    assert md.split("## The answer\n\n")[1].split("\n\n")[1] == "Not settled: 81% of bootstrap samples choose " \
+        "cleaning, short of 90%."  # right under the headline
     assert "| clean | 1.5 | 1.2e+07 | 1.4e+10 | 2.10 of 6.67e+09 | 2.3100 [2.2900, 2.3300] | [2.2500, 2.3700] | 81% | " \
            "2e+15 (0.2%) |" in md
     assert "| #1 | clean | 3e+07 | 5.6e+09 | 1e+18 | 0.84 | 2.4000 [2.3800, 2.4200] | 0.0150 |" in md

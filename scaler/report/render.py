@@ -314,6 +314,7 @@ def _answer_blocks(rec: Mapping[str, Any]) -> list[Block]:
                         run_iv, f"{o['win_share']:.0%}", cost])
     blocks: list[Block] = [
         ("headline", *_headline(rec)),
+        *([("p", rec["settle"][0].upper() + rec["settle"][1:])] if rec.get("settle") else []),
         ("table", ["option", "kappa", "N (params)", "D (tokens)", "epochs of the pool", "predicted loss [95%]",
                    "95% prediction interval of the run", "best in (samples)",
                    "cleaning cost, FLOPs (share of budget)"], options),
