@@ -187,15 +187,22 @@ def advance_step(store: Store, sweep_ids: set[str], *, fit: Fit, recommend: Reco
     return step
 
 
-def _plan_step(store: Store, k: int, sweep_ids: set[str], *, fit: Fit, recommend: Recommend,
-               make_run: Callable[[float, float, str], Any], pools: Mapping[str, float], target_flops: float | None,
-               eval_set: str, reach: Sequence[float], pairs: int, budget_hours: float | None, workers: int,
-               seconds_of: Callable[[Any], float | None]) -> dict[str, Any]:
+def check_options(reach: Sequence[float], pairs: int, budget_hours: float | None) -> None:
+    """The step's options, checked before anything is fitted or trained."""
     if pairs < 1:
         raise ConfigError(f"--pairs {pairs}: expected 1 or more")
     if not reach or any(not (math.isfinite(m) and m > 1) for m in reach):
         raise ConfigError(f"--reach {','.join(f'{m:g}' for m in reach)}: expected multiples of the largest fitted run "
                           "above 1, e.g. 4,8")
+    if budget_hours is not None and not (math.isfinite(budget_hours) and budget_hours > 0):
+        raise ConfigError(f"--budget-hours {budget_hours:g}: expected a positive number of hours")
+
+
+def _plan_step(store: Store, k: int, sweep_ids: set[str], *, fit: Fit, recommend: Recommend,
+               make_run: Callable[[float, float, str], Any], pools: Mapping[str, float], target_flops: float | None,
+               eval_set: str, reach: Sequence[float], pairs: int, budget_hours: float | None, workers: int,
+               seconds_of: Callable[[Any], float | None]) -> dict[str, Any]:
+    check_options(reach, pairs, budget_hours)
     fitted_ids = sweep_ids | advanced_run_ids(store)
     fit_json = fit(fitted_ids)
     largest = float(fit_json["largest_run_flops"])

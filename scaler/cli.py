@@ -1078,11 +1078,15 @@ def advance(
 def _advance(spec, budget_hours: float | None, reach: list[float], pairs: int, target_flops: float | None,
              runner: str = "local", workers: int = 2) -> dict[str, Any]:
     """One advance step of `spec` (scaler/advance.py), trained with `runner`."""
-    from scaler.advance import advance_step
+    from scaler.advance import advance_step, check_options
     from scaler.store import Store
     from scaler.sweep.runners import make_runner
     from scaler.sweep.spec import expand, extra_run
 
+    check_options(reach, pairs, budget_hours)
+    if spec.data.dir is None or len({t for m in spec.all_mixes() for t in m}) < 2:
+        raise ConfigError(f"sweep {spec.name}: advance compares raw with cleaned data: the sweep needs data.dir and "
+                          "mixes over two tiers or more")
     engine = make_runner(runner, workers=workers, resources=spec.resources.model_dump())
 
     def train(runs) -> None:

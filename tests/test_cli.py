@@ -65,7 +65,9 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     paths = {name: tmp_path / f"{name}.toml" for name in specs}
     for name, text in specs.items():
         paths[name].write_text(text)
-    return {"blocker": blocker, "run": run, "table": table, **paths}
+    chinchilla_fit = tmp_path / "chinchilla-fit.json"
+    chinchilla_fit.write_text('{"spec": {"family": "chinchilla"}, "theta": [1, 1, 0, 0.3, 0.3]}')
+    return {"blocker": blocker, "run": run, "table": table, "chinchilla_fit": chinchilla_fit, **paths}
 
 
 # (name, arguments built from the files, text the one-line error must contain)
@@ -106,6 +108,14 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Path]], list[str]], str]] = [
     ("plan: a string budget", lambda f: ["plan", str(f["string_budget"])], "design.isoflop.budgets.0"),
     ("plan: a boolean seed", lambda f: ["plan", str(f["bool_seed"])], "design.seeds.0"),
     ("plan: a model far beyond memory", lambda f: ["plan", str(f["huge_model"])], "bytes"),
+    ("advance: --reach below 1", lambda f: ["advance", str(f["good"]), "--reach", "0.5,4"], "--reach 0.5,4"),
+    ("advance: --reach not numbers", lambda f: ["advance", str(f["good"]), "--reach", "four"], "--reach 'four'"),
+    ("advance: --pairs 0", lambda f: ["advance", str(f["good"]), "--pairs", "0"], "--pairs 0"),
+    ("advance: a sweep without tiers", lambda f: ["advance", str(f["good"])], "advance compares raw with cleaned data"),
+    ("design: --prior missing", lambda f: ["design", str(f["good"]), "--prior", str(f["blocker"].parent / "no.json")],
+     "file not found"),
+    ("design: --prior without a quality law", lambda f: ["design", str(f["good"]), "--prior", str(f["chinchilla_fit"])],
+     "the prior has no fitted quality law"),
     ("data build: --out through a file", lambda f: ["data", "build", "--source", f"dir:{f['blocker'].parent}",
                                                     "--out", str(f["blocker"] / "data")], str("a-file")),
 ]
