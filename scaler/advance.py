@@ -110,8 +110,8 @@ def predictions(fit_json: Mapping[str, Any], runs: Sequence[Any], pools: Mapping
     """Each run's predicted final loss and 95% prediction interval from the law behind the verdict."""
     from scaler.fit.predict import predict
 
-    entry = fit_json.get("quality") if isinstance(fit_json.get("quality"), Mapping) and "error" not in fit_json["quality"] \
-        else fit_json
+    quality = fit_json.get("quality")
+    entry = quality if isinstance(quality, Mapping) and "error" not in quality else fit_json  # else a tier's own law
     tiers = [next(iter(r.config.data.mix)) for r in runs]
     n = [float(_n_params(r)) for r in runs]
     d = [float(r.config.train.tokens) for r in runs]
