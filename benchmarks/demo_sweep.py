@@ -1,8 +1,7 @@
 """The demo sweep trained four ways, in one command: wall time, and the fits side by side.
 
 The demo (scaler/sweeps/demo.toml: 96 IsoFLOP runs, 4 sizes x 4 budgets x 3 tiers x 2 seeds, 2
-workers; the numbers in the README are from its earlier 36-run form) is trained into a fresh store,
-with a fresh compilation cache, as
+workers) is trained into a fresh store, with a fresh compilation cache, as
 
 - cosine:          independent cosine runs, one at a time per worker (the demo before issue 13);
 - cosine-stack3:   the same runs, the three tiers of each (size, budget) stacked (`stack = 3`);
@@ -65,7 +64,7 @@ def run_variant(name: str, folder: Path) -> dict:
     losses = {}
     for run in plan["runs"]:
         status = json.loads((folder / f"store-{name}" / "runs" / run["run_id"] / "status.json").read_text())
-        losses[(run["n_params"], run["tokens"], run["mix"])] = status["final"]["eval_heldout_loss"]
+        losses[(run["n_params"], run["tokens"], run["mix"], run.get("seed"))] = status["final"]["eval_heldout_loss"]
     return {"wall_s": wall_s, "trained_flops": plan["trained_flops"], "total_flops": plan["total_flops"],
             "fit": fit, "losses": losses}
 
@@ -88,6 +87,9 @@ def print_fits(results: dict[str, dict]) -> None:
     for tier in sorted(next(iter(results.values()))["fit"]["groups"]):
         for name, result in results.items():
             isoflop = result["fit"]["groups"][tier]["isoflop"]
+            if "error" in isoflop:
+                print(f"tier={tier:<6} variant={name:<16} isoflop: {isoflop['error']}")
+                continue
             top = isoflop["budgets"][-1]
             print(f"tier={tier:<6} variant={name:<16} a_isoflop={isoflop['a']:.3f} {interval(isoflop.get('a_interval'))} "
                   f"loss_opt@{top['budget']:.2g}={top['loss_opt']:.4f} {interval(top.get('loss_opt_interval'), 4)}")
