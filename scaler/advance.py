@@ -39,11 +39,11 @@ import numpy as np
 
 from scaler.config import ConfigError
 from scaler.fit.data import json_safe
+from scaler.fit.predict import Z95
 from scaler.store import Store
 
 STEP_FILE = "advance-{k}.json"
 DEFAULT_REACH = (4.0, 8.0)
-Z95 = 1.959963984540054
 
 Fit = Callable[[set[str]], dict[str, Any]]  # run ids -> the sweep fit of those runs (fit.json's form)
 Recommend = Callable[[dict[str, Any], float, Sequence[float] | None], Any]  # (fit, budget, experiment FLOPs) -> Recommendation

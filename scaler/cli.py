@@ -990,16 +990,15 @@ def recommend(
 
 
 def _report(spec_file: Path, spec, out: Path, budget_multiple: float, fit_json: dict[str, Any]) -> dict[str, Path]:
+    from scaler.advance import read_steps
     from scaler.data.folder import read_report
     from scaler.report.render import build_report
+    from scaler.store import Store
 
     has_report = spec.data.dir and (Path(spec.data.dir) / "report.json").exists()
     data_report = read_report(spec.data.dir).model_dump(mode="json") if has_report else None
     target = budget_multiple * fit_json["largest_run_flops"]
     recommendation = _recommendation(spec, fit_json, target) if spec.data.dir else None
-    from scaler.advance import read_steps
-    from scaler.store import Store
-
     return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
                         recommendation=recommendation.to_json() if recommendation else None,
                         spec_text=Path(spec_file).read_text(), target_flops=target,
@@ -1187,13 +1186,10 @@ def _numbers(text: str, option: str) -> list[float]:
 def _tier_pools(spec) -> dict[str, float]:
     """Each tier's pool (tokens) as the sweep's runs read it: cut from its raw pool, capped, or whole."""
     from scaler.data.folder import read_token_meta
-    from scaler.sweep.spec import raw_pool_caps
+    from scaler.sweep.spec import tier_caps
 
     pools = {t: float(c.tokens) for t, c in read_token_meta(spec.data.dir, spec.data.tokenizer).tiers.items()}
-    if spec.data.raw_pool_tokens is not None:
-        pools.update({t: float(c) for t, c in raw_pool_caps(spec.data).items()})
-    pools.update({t: min(pools[t], float(c)) for t, c in spec.data.unique_tokens.items()})
-    return pools
+    return {t: min(whole, float(tier_caps(spec.data).get(t, whole))) for t, whole in pools.items()}
 
 
 def _throughput_estimate(store_root: str):

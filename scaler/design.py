@@ -30,8 +30,8 @@ import numpy as np
 
 from scaler.config import ConfigError
 from scaler.fit.data import FitData, json_safe, with_clusters
+from scaler.fit.predict import Z95
 
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ import numpy as np
 from scaler.fit.compute import SIX_ND, Compute, max_log_n, minimise_log_n
 from scaler.fit.data import json_safe
 from scaler.fit.laws import chinchilla_log_loss, tier_tokens
-from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, ErrorModel, FittedRange
+from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, Z95, ErrorModel, FittedRange
 from scaler.fit.stats import percentile_interval
 
 __all__ = [
@@ -120,7 +120,6 @@ CROSSOVER_ITERS = 30  # ... and its golden-section steps (the bracket shrinks 0.
 CROSSOVER_BISECTIONS = 10  # bisections of a flip's grid interval in log C (to 1/1024 of a grid step)
 SETTLED = 0.9  # a verdict is settled when this share of bootstrap samples choose its kind of spend
 Z_SETTLED = 1.2815515655446004  # the normal quantile of SETTLED: |gap| / sd above it settles the verdict
-Z95 = 1.959963984540054
 SETTLE_SEEDS = (1, 2, 4, 8, 16, 32)  # seeds per run of the settling pair that `settle` tries
 UNITS = {"flops": "flops", "flop": "flops", "gpu-hours": "gpu-hours", "gpu_hours": "gpu-hours",
          "gpuh": "gpu-hours", "usd": "usd", "$": "usd", "dollars": "usd"}

@@ -549,11 +549,19 @@ def raw_pool_caps(data: SweepData) -> dict[str, int]:
     return caps
 
 
+def tier_caps(data: SweepData, built: bool = True) -> dict[str, int]:
+    """The tiers whose pools the sweep caps: `data.unique_tokens`, and with `data.raw_pool_tokens`
+    (once `built`) every tier's cut from the raw pool, the smaller of the two where both apply."""
+    caps = dict(data.unique_tokens)
+    if data.raw_pool_tokens is not None and built:
+        caps = {t: min(c, caps.get(t, c)) for t, c in raw_pool_caps(data).items()}
+    return caps
+
+
 def _data_config(data: SweepData, mix: dict[str, float], build_id: str | None) -> DataConfig:
     if data.dir is None:
         return DataConfig(eval_sets=data.eval_sets, heldout_fraction=data.heldout_fraction)
-    caps = {t: c for t, c in data.unique_tokens.items() if t in mix}
-    if data.raw_pool_tokens is not None and build_id not in (None, "unbuilt"):  # before the build: provisional ids
-        caps = {t: min(c, caps.get(t, c)) for t, c in raw_pool_caps(data).items() if t in mix}
+    built = build_id not in (None, "unbuilt")  # before the build: provisional ids, no pools to cut
+    caps = {t: c for t, c in tier_caps(data, built).items() if t in mix}
     return DataConfig(dir=data.dir, mix=mix, tokenizer=data.tokenizer, eval_sets=data.eval_sets,
                       unique_tokens=caps, build_id=build_id)
