@@ -24,7 +24,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/plan_scale.py
 	$(VENV)/bin/python benchmarks/ray_overhead.py
 	$(VENV)/bin/python benchmarks/fit_speed.py
-	$(VENV)/bin/python benchmarks/extrapolation.py
+	$(VENV)/bin/python benchmarks/heldout_scale.py
 	$(VENV)/bin/python benchmarks/stacked.py
 	$(VENV)/bin/python benchmarks/demo_sweep.py
 

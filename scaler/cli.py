@@ -591,6 +591,9 @@ def _print_excluded(excluded: dict[str, list[str]] | None) -> None:
 
 
 def _print_fit(out: dict[str, Any]) -> None:
+    from scaler.fit.choose import CANDIDATE_COLUMNS, candidate_rows
+    from scaler.fit.predict import error_model_text
+
     console = _console()
     table = Table("parameter", "value", "95% interval",
                   title=f"{out['law']} fit of {out['source']} ({out['n_points']} points)")
@@ -613,27 +616,17 @@ def _print_fit(out: dict[str, Any]) -> None:
                       f"D_opt = {row['d_opt']:.4g}{_interval_text(row.get('d_opt_interval'))}")
     model = out.get("error_model")
     if model:
-        calibrated = (f"calibrated on {model['n_residuals']} backtest residuals" if model["calibrated"]
-                      else f"uncalibrated: {model['n_residuals']} backtest residuals")
-        console.print(f"prediction intervals: run scatter {100 * model['sigma_run']:.2f}%, misspecification "
-                      f"+{100 * model['growth']:.2f}% per decade of extrapolation, 95% multiplier "
-                      f"{model['multiplier']:.2f} ({calibrated})")
+        console.print(f"prediction intervals: {error_model_text(model)}")
     noise = out.get("seed_noise")
     if noise:
         console.print(f"seed noise: {noise['sd_nats']:.4f} nats ({100 * noise['sd_log']:.2f}%), the spread of "
                       f"{noise['n_runs']} runs of {noise['n_configs']} configurations trained more than once")
     if out.get("candidates"):
-        table = Table("law", "held-out error", "objective", "parameters", "converged",
-                      title=f"candidate laws, chosen by the {out.get('chosen_by', 'rolling backtest')}")
-        for c in out["candidates"]:
-            if "error" in c:
-                table.add_row(c["law"], "-", "-", "-", f"failed: {c['error']}")
-                continue
-            mark = " (chosen)" if c["law"] == out["law"] else ""
-            error = c.get("heldout_error_pct")
-            table.add_row(c["law"] + mark, "-" if error is None else f"{error:.2f}%", f"{c['objective']:.4g}",
-                          str(c["n_params"]), str(c["converged"]))
+        table = Table(*CANDIDATE_COLUMNS, title=f"candidate laws (--law auto, horizon {out.get('horizon', 10):g}x)")
+        for row in candidate_rows(out["candidates"], out["law"]):
+            table.add_row(*row)
         console.print(table)
+        console.print(f"chosen: {out.get('chosen_by', '')}")
     _print_compute(out.get("compute"))
     _print_excluded(out.get("excluded"))
 
@@ -721,12 +714,14 @@ def fit(
     drop_nan: Annotated[bool, typer.Option(help="drop rows with NaN values (counted) instead of refusing")] = False,
     bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples for intervals (0: none; default 1000)")] = None,
     seed: Annotated[int | None, typer.Option(help="bootstrap seed (default 0)")] = None,
+    horizon: Annotated[float | None, typer.Option(help="--law auto: the extrapolation (compute over the largest fitted run's) the laws' backtests are scored at (default 10)")] = None,
     eval_set: Annotated[str | None, typer.Option(help="SPEC: which eval set's final loss to fit (default heldout)")] = None,
     refit: Annotated[bool, typer.Option(help="SPEC: refit even if the store's fit.json matches")] = False,
     out: Annotated[Path | None, typer.Option(help="also write the fit as JSON to this file")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the fit as JSON only")] = False,
 ) -> None:
     """Fit a scaling law (4,500 starts) with bootstrap intervals and backtested prediction intervals."""
+    from scaler.fit.choose import DEFAULT_HORIZON
     from scaler.fit.data import load_table
     from scaler.fit.pipeline import fit as fit_law, fit_sweep
 
@@ -741,7 +736,7 @@ def fit(
             spec = load_sweep_spec(spec_file)
             check_writable_folder(spec.store_root, "store")
             result = _sweep_fit(spec, bootstrap, eval_set=eval_set, law=law, seed=seed, reference=reference,
-                                refit=refit, objective=objective, delta=delta, asymmetry=asymmetry)
+                                refit=refit, objective=objective, delta=delta, asymmetry=asymmetry, horizon=horizon)
             if not json_out:
                 _note(f"fit.json: {spec.store_root}/fit.json")
         else:
@@ -751,10 +746,11 @@ def fit(
             data = load_table(table, n=n, loss=loss, d=d, flops=flops, unique=unique, group=group,
                               drop_top=drop_top_loss, drop_nan=drop_nan)
             n_boot, name = 1000 if bootstrap is None else bootstrap, law or "chinchilla"
+            reach = DEFAULT_HORIZON if horizon is None else horizon
             if group and name not in GROUP_LAWS:
-                result = fit_sweep(data, name, n_boot, seed or 0, reference or "raw", goal)
+                result = fit_sweep(data, name, n_boot, seed or 0, reference or "raw", goal, reach)
             else:
-                result = fit_law(data, name, n_boot, seed or 0, reference or "raw", goal, with_data=True)
+                result = fit_law(data, name, n_boot, seed or 0, reference or "raw", goal, with_data=True, horizon=reach)
         if out is not None:
             _write_json_file(out, result)
     if json_out:
@@ -784,7 +780,7 @@ def _objective(name: str | None, delta: float | None, asymmetry: float | None, b
 def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = None, law: str | None = None,
                seed: int | None = None, reference: str | None = None, refit: bool = False,
                objective: str | None = None, delta: float | None = None, asymmetry: float | None = None,
-               run_ids: set[str] | None = None) -> dict[str, Any]:
+               run_ids: set[str] | None = None, horizon: float | None = None) -> dict[str, Any]:
     """The sweep's fit under its [fit] settings (each overridden when given), from the store's
     fit.json when the key matches; of `run_ids`, or of the sweep's runs and its advance steps'."""
     from scaler.fit.pipeline import Objective, fit_store
@@ -794,7 +790,8 @@ def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = N
     return fit_store(spec.store_root, eval_set or s.eval_set, law or s.law,
                      s.bootstrap if n_bootstrap is None else n_bootstrap, s.seed if seed is None else seed,
                      reference or s.reference, refit=refit, objective=goal,
-                     run_ids=run_ids if run_ids is not None else _sweep_run_ids(spec))
+                     run_ids=run_ids if run_ids is not None else _sweep_run_ids(spec),
+                     horizon=s.horizon if horizon is None else horizon)
 
 
 def _sweep_run_ids(spec) -> set[str]:
@@ -877,7 +874,7 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="print the predictions as JSON only")] = False,
 ) -> None:
     """Predicted loss of planned runs, with a 95% prediction interval and how far each extrapolates."""
-    from scaler.fit.predict import PredictError, predict as predict_loss
+    from scaler.fit.predict import SHRINK, PredictError, predict as predict_loss, ranking_lines
 
     with _user_errors(PredictError):
         if out is not None:
@@ -899,13 +896,21 @@ def predict(
     if json_out:
         _print_json(result)
         return
-    table = Table("N", "D", "group", "C (FLOPs)", "loss", "95% interval", "extrapolation", "law",
+    table = Table("N", "D", "group", "C (FLOPs)", "loss", "95% interval", "extrapolation", "width mostly from", "law",
                   title=f"predictions from {source}")
     for p in rows:
+        width = p.get("width")
         table.add_row(f"{p['n']:.4g}", f"{p['d']:.4g}", str(p["group"] or "-"), f"{p['flops']:.3g} ({p['convention']})",
                       f"{p['loss']:.4f}", f"[{p['interval'][0]:.4f}, {p['interval'][1]:.4f}]",
-                      f"{p['extrapolation']:.3g}x", p["law"])
+                      f"{p['extrapolation']:.3g}x",
+                      "-" if not width else f"{width['dominant'].replace('_', ' ')} ({width['shares'][width['dominant']]:.0%})",
+                      p["law"])
     _console().print(table)
+    for line in ranking_lines(result["rankings"]):
+        _say(line)
+    dominant = {p["width"]["dominant"] for p in rows if p.get("width")}
+    for term in sorted(dominant):
+        _note(f"where the width is mostly {term.replace('_', ' ')}, what would shrink it: {SHRINK[term]}")
     if out is not None:
         _note(f"wrote {out}")
 

@@ -93,7 +93,7 @@ from scaler.fit.compute import SIX_ND, Compute, max_log_n, minimise_log_n
 from scaler.fit.data import json_safe
 from scaler.fit.laws import chinchilla_log_loss, tier_tokens
 from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, Z95, ErrorModel, FittedRange
-from scaler.fit.stats import percentile_interval
+from scaler.fit.stats import order_probability, percentile_interval
 
 __all__ = [
     "PUBLISHED_R_D_STAR",
@@ -203,6 +203,8 @@ class OptionResult:
     # 95% prediction interval of the loss of the run (n_params, tokens), misspecification included
     # (the fit's error model); None without one
     loss_prediction_interval: tuple[float, float] | None = None
+    # what that interval's width is made of (ErrorModel.width_terms: shares, dominant, shrink)
+    interval_width: dict[str, Any] | None = None
 
 
 @dataclass
@@ -253,6 +255,9 @@ class Recommendation:
     toml_grid: str = ""
     notes: list[str] = field(default_factory=list)
     settle: str = ""  # whether the verdict is settled (>= SETTLED of samples) and, if not, what would settle it
+    # the feasible tiers ordered by predicted loss at this budget (each at its best N), best first, with the
+    # share of bootstrap samples that order them all the same way and each adjacent pair's share
+    ranking: dict[str, Any] | None = None
 
     @property
     def verdict_text(self) -> str:
@@ -296,6 +301,14 @@ class Recommendation:
                        f"{self.winner}; {self.probability_kind:.0%} pick the same kind of spend")
         if self.settle:
             out.append(self.settle)
+        if self.ranking is not None:
+            pairs = ", ".join(f"{p['better']} < {p['worse']} in {p['probability']:.0%}" for p in self.ranking["pairs"])
+            out.append(f"predicted order at this budget: {' < '.join(self.ranking['order'])} (loss, best first) in "
+                       f"{self.ranking['probability']:.0%} of bootstrap samples ({pairs})")
+        width = self.option(self.winner).interval_width
+        if width is not None:
+            out.append(f"{self.winner}'s 95% prediction interval is mostly {width['dominant'].replace('_', ' ')} "
+                       f"({width['shares'][width['dominant']]:.0%} of its variance); what would shrink it: {width['shrink']}")
         if self.crossover is not None:
             out.append(self._crossover_line())
         if self.experiments:
@@ -651,16 +664,16 @@ def _settle(verdict: str, probability_kind: float, gap: float, gap_interval: tup
 
 
 def _prediction_interval(o: OptionResult, samples: dict[str, Any], compute: Compute, errors: ErrorModel,
-                         fitted: FittedRange) -> tuple[float, float]:
-    """95% interval of the loss of the run (o.n_params, o.tokens) on o's tier (scaler.fit.predict):
-    log L +- multiplier sqrt(sd_boot^2 + sigma(x)^2), sd_boot the samples' spread of log L at that
-    run, sigma(x) the error model's scatter and misspecification at its extrapolation distance x."""
+                         fitted: FittedRange) -> tuple[tuple[float, float], dict[str, Any]]:
+    """95% interval of the loss of the run (o.n_params, o.tokens) on o's tier (scaler.fit.predict's
+    error model at the run's reach beyond the fitted runs, sd_boot the samples' spread of log L at
+    that run), and what its width is made of."""
     log_samples = np.log(_loss_at(o.n_params, o.tokens, o.pool_tokens, samples, o.name))
     log_samples = log_samples[np.isfinite(log_samples)]
     sd_boot = float(np.std(log_samples)) if len(log_samples) > 1 else 0.0
-    distance = fitted.distance(o.n_params, o.tokens, compute.flops(o.n_params, o.tokens))
-    lo, hi = errors.interval(o.loss, sd_boot, distance)
-    return float(lo), float(hi)
+    reach = float(fitted.reach(o.n_params, o.tokens, compute.flops(o.n_params, o.tokens)))
+    lo, hi = errors.interval(o.loss, sd_boot, reach)
+    return (float(lo), float(hi)), errors.width_terms(sd_boot, reach)
 
 
 def _fitted_span(smallest: float | None, largest: float, compute: Compute) -> str:
@@ -739,8 +752,8 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
             res.loss_interval = (res.loss, res.loss)
             res.n_params_interval = (res.n_params, res.n_params)
         if error_model is not None and fitted_range is not None:
-            res.loss_prediction_interval = _prediction_interval(res, _take(p, slice(1, None)), compute, error_model,
-                                                                fitted_range)
+            res.loss_prediction_interval, res.interval_width = _prediction_interval(
+                res, _take(p, slice(1, None)), compute, error_model, fitted_range)
         sample_losses[t.name] = np.where(np.isfinite(loss[1:]), loss[1:], np.inf)
         options.append(res)
 
@@ -758,6 +771,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
 
     # bootstrap: which option wins in each sample
     gap, gap_iv, prob, prob_kind = float("nan"), (float("nan"), float("nan")), 1.0, 1.0
+    ranking = None
     if best_clean is not None:
         gap = raw_opt.loss - best_clean.loss
     if S:
@@ -778,6 +792,13 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
             prob_kind = prob
         if ok.sum() < S:
             notes.append(f"{S - int(ok.sum())} bootstrap samples gave no finite loss and were left out")
+        ranked = [j for j, o in enumerate(options) if o.feasible]
+        if len(ranked) >= 2:
+            idx, p_order, p_pairs = order_probability([options[j].loss for j in ranked], mat[ok][:, ranked])
+            names = [options[ranked[i]].name for i in idx]
+            ranking = {"order": names, "probability": p_order,
+                       "pairs": [{"better": a, "worse": b, "probability": q}
+                                 for a, b, q in zip(names[:-1], names[1:], p_pairs, strict=True)]}
     else:
         for o in options:
             o.win_share = float(o.name == winner)
@@ -828,7 +849,8 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
         raw_option=raw, best_clean=best_clean.name if best_clean is not None else None, verdict=verdict,
         winner=winner, gap=gap, gap_interval=gap_iv, probability=prob, probability_kind=prob_kind,
         flops_convention=compute.convention, extrapolation=extrapolation, crossover=crossover,
-        seed_noise_nats=seed_noise_nats, experiments=exps, toml=iso, toml_grid=grid, notes=notes, settle=settle)
+        seed_noise_nats=seed_noise_nats, experiments=exps, toml=iso, toml_grid=grid, notes=notes, settle=settle,
+        ranking=ranking)
 
 
 # --------------------------------------------------------------------------------------------

@@ -213,8 +213,8 @@ def test_report_of_known_law(sweep: tuple[Path, dict], tmp_path: Path) -> None:
     # the diverged run is named, and the error model is said per tier
     assert "1 run diverged and is not in the fit: raw-17-512." in md
     for tier in KAPPA:
-        assert re.search(rf"- {tier} \(chinchilla\): run scatter [\d.]+% .* per decade of extrapolation, 95% "
-                         r"multiplier [\d.]+, (calibrated on|not calibrated)", md), tier
+        assert re.search(rf"- {tier} \(chinchilla\): run scatter [\d.]+% .* misspecification [\d.]+% at a reach of one "
+                         r"fitted span .* conformal 95% multiplier [\d.]+ over all backtests, (calibrated on|not calibrated)", md), tier
     assert "too-small" in md and "70.0%" in md
 
 
@@ -278,22 +278,29 @@ def test_report_of_one_law_with_candidates(table_fit: dict, tmp_path: Path) -> N
     keep = [i for i, g in enumerate(data["group"]) if g == "web"]
     entry["data"] = {k: [v[i] for i in keep] for k, v in data.items()}
     entry["candidates"] = [
-        {"law": "chinchilla", "heldout_error_pct": 0.31, "objective": 1.2e-5, "n_params": 5, "params": entry["params"],
-         "converged": True, "stopped": "converged"},
-        {"law": "kaplan", "heldout_error_pct": 8.7, "objective": 2.1e-3, "n_params": 4,
+        {"law": "chinchilla", "score_pct": 0.31, "score_se_pct": 0.05, "gap_to_best_pct": 0.0, "gap_se_pct": 0.0,
+         "objective": 1.2e-5, "n_params": 5, "params": entry["params"], "converged": True, "stopped": "converged"},
+        {"law": "kaplan", "score_pct": 8.7, "score_se_pct": 1.2, "gap_to_best_pct": 8.39, "gap_se_pct": 1.1,
+         "objective": 2.1e-3, "n_params": 4,
          "params": {"log_N_c": 25.5, "log_D_c": 29.8, "alpha_N": 0.15, "alpha_D": 0.15}, "converged": True,
          "stopped": "converged"},
-        {"law": "broken", "error": "too few points"},
+        {"law": "broken", "n_params": 7, "converged": True, "score_pct": 0.2, "score_se_pct": 0.1,
+         "refused": "break point N_b 3e12 outside the fitted N (1e6 to 1e8)"},
+        {"law": "overtrain", "error": "too few points"},
     ]
-    entry["chosen_by"] = "rolling backtest at the largest compute"
+    entry["chosen_by"] = "simplest law within one SE of the best backtest at 10x"
+    entry["horizon"] = 10.0
     out_dir = tmp_path / "one"
     out = build_report_from_fit(entry, out_dir, "one law")
     md, page = _check_outputs(out, out_dir, TABLE_FIGURES)
     assert "Fit: one chinchilla law over 20 points" in md
     table = md.split("### Law selection", 1)[1]
-    assert "| law | held-out error | objective | parameters | converged |" in table
-    assert "| chinchilla (chosen) | 0.31% |" in table and "| kaplan | 8.70% |" in table
-    assert "| broken | – | – | failed: too few points | – |" in table
+    assert "backtested at 10x the largest fitted compute; chosen: simplest law within one SE" in table
+    assert "| law | backtest error at the horizon | gap to the best | parameters | converged | status |" in table
+    assert "| chinchilla (chosen) | 0.31% +- 0.05 | +0.00 +- 0.00 | 5 | True | ok |" in table
+    assert "| kaplan | 8.70% +- 1.20 | +8.39 +- 1.10 |" in table
+    assert "| broken | 0.20% +- 0.10 | - | 7 | True | refused: break point N_b 3e12 outside" in table
+    assert "| overtrain | - | - | - | - | failed: too few points |" in table
     assert "FLOPs (6ND)" in page
 
 

@@ -27,7 +27,7 @@ import polars as pl
 
 from scaler.fit.data import json_safe
 
-__all__ = ["HeldOutRow", "BacktestResult", "backtest", "leave_one_group_out", "DEFAULT_TOLERANCE"]
+__all__ = ["HeldOutRow", "BacktestResult", "backtest", "leave_one_group_out", "order_stability", "DEFAULT_TOLERANCE"]
 
 DEFAULT_TOLERANCE = 0.02  # mean |relative error| above this: "the law does not extrapolate"
 
@@ -230,3 +230,37 @@ def leave_one_group_out(
                 error=str(err),
             ))
     return out
+
+
+ORDER_BINS_PER_DECADE = 4  # compute bins of the order-stability check
+
+
+def order_stability(flops: np.ndarray, loss: np.ndarray, groups: np.ndarray) -> dict[str, Any] | None:
+    """Since which compute has the groups' observed order been the order of the largest runs?
+
+    DataDecide's question (Magnusson et al. 2025): would small runs have ranked the data the way
+    large ones do? Runs fall into compute bins (ORDER_BINS_PER_DECADE a decade); in every bin
+    that all groups reach, each group's best (lowest) loss ranks them. `stable_from_flops` is the
+    smallest compute from which every bin up to the largest gives the largest bin's order, and
+    `ratio` the largest bin's compute over it: the order was already visible at 1/ratio of the
+    largest runs' compute. None when fewer than two bins hold every group."""
+    labels = sorted(set(groups.tolist()))
+    if len(labels) < 2:
+        return None
+    index = np.floor(np.log10(flops) * ORDER_BINS_PER_DECADE).astype(int)
+    bins = []
+    for b in np.unique(index):
+        inside = index == b
+        if all(np.any(inside & (groups == g)) for g in labels):
+            best = [float(np.min(loss[inside & (groups == g)])) for g in labels]
+            bins.append((float(np.min(flops[inside])), float(np.max(flops[inside])),
+                         [labels[i] for i in np.argsort(best, kind="stable")]))
+    if len(bins) < 2:
+        return None
+    final = bins[-1][2]
+    first = len(bins) - 1
+    while first > 0 and bins[first - 1][2] == final:
+        first -= 1
+    return {"order": final, "stable_from_flops": bins[first][0], "largest_flops": bins[-1][1],
+            "ratio": bins[-1][1] / bins[first][0], "bins": len(bins), "bins_agreeing": len(bins) - first,
+            "changed_below": bins[first - 1][1] if first > 0 else None}

@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 
 from scaler.config import ConfigError
+from scaler.fit.backtest import order_stability
+from scaler.fit.choose import DEFAULT_HORIZON, candidate_laws, choose, ensemble
 from scaler.fit.compute import Compute
 from scaler.fit.data import FitData, from_store, json_safe
 from scaler.fit.stats import percentile_interval
 from scaler.store import Store, StoreError
 
 FIT_FILE = "fit.json"
-FIT_SCHEMA = 4  # bump when fit.json's layout changes: files of another schema are refitted
+FIT_SCHEMA = 5  # bump when fit.json's layout changes: files of another schema are refitted
 LAW_NAMES = ("chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
              "mixing", "auto")
-AUTO_CANDIDATES = ("chinchilla", "kaplan", "overtrain", "broken")  # `--law auto` scores these
-AUTO_TIE_PCT, AUTO_TIE_SHARE = 0.02, 0.05  # held-out errors this close to the best tie: fewer parameters win
 ALLOCATION_MULTIPLES = (1.0, 10.0, 100.0)  # allocations reported at these multiples of the largest run
 
 
@@ -116,21 +116,23 @@ def repeats_data(data: FitData) -> bool:
 
 def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
         reference: str = "raw", objective: Objective = Objective(), backtests: bool = True,
-        with_data: bool = False) -> dict[str, Any]:
+        with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
     """One law over all of `data`: the fit, bootstrap percentile intervals (`n_bootstrap`
     resamples of the configurations, seeds kept together; 0 for none), the compute-optimal
     allocation at 1x, 10x and 100x the largest run's compute under the data's convention, the
     error model of the prediction intervals (rolling backtests; `backtests=False` skips it), the
-    seed noise and the runs left out (and, `with_data`, the fitted rows). `law="auto"` fits every candidate form and keeps the one with
-    the lowest held-out error (`fit_auto`). JSON-safe; `bootstrap_theta` keeps the resampled
+    seed noise and the runs left out (and, `with_data`, the fitted rows). `law="auto"` fits every
+    candidate form and keeps the one its backtests favour at `horizon` (`fit_auto`). JSON-safe; `bootstrap_theta` keeps the resampled
     parameters so a prediction or recommendation reuses them instead of refitting."""
     from scaler.fit.fitter import bootstrap, fit as fit_law
     from scaler.fit.predict import FittedRange, error_model, seed_noise
 
     if n_bootstrap < 0 or n_bootstrap == 1:
         raise ConfigError(f"--bootstrap {n_bootstrap}: expected 0 (none) or 2 or more resamples")
+    if not (math.isfinite(horizon) and horizon >= 1):
+        raise ConfigError(f"horizon = {horizon}: expected an extrapolation factor of 1 or more")
     if law == "auto":
-        return fit_auto(data, n_bootstrap, seed, objective, with_data)
+        return fit_auto(data, n_bootstrap, seed, objective, with_data, horizon)
     if law in ("quality", "chinchilla_group_e", "mixing"):
         data = with_group_weights(data)
     law_object = law_for(law, data, reference)
@@ -191,51 +193,37 @@ def _allocations(law: Any, theta: np.ndarray, samples: np.ndarray | None, comput
 
 
 def fit_auto(data: FitData, n_bootstrap: int = 1000, seed: int = 0, objective: Objective = Objective(),
-             with_data: bool = False) -> dict[str, Any]:
-    """Fit every candidate form (AUTO_CANDIDATES, and Chinchilla with a per-group E when the runs
-    span several groups), score each by its rolling backtest at the largest compute (the mean
-    |relative error| on the runs above the highest compute cut), and keep the best; forms within
-    AUTO_TIE_PCT percentage points or AUTO_TIE_SHARE of the best error tie, and the one with fewer
-    parameters wins (a form that nests another cannot win on noise alone). The result is
-    the chosen law's fit with `candidates`: one row per form (held-out error, objective,
-    parameters, convergence, or the error that stopped it)."""
-    names = list(AUTO_CANDIDATES)
-    if len(tiers_of(with_group_weights(data))) >= 2:
-        names.append("chinchilla_group_e")
+             with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
+    """Fit every candidate form (`choose.candidate_laws`), backtest each, and keep the one
+    `choose.choose` picks: refused when the runs do not identify it, scored at `horizon`, the
+    simplest within one standard error of the best. The result is the chosen law's fit (bootstrap
+    and error model included) with `candidates` (one row per form: score, its standard error, the
+    gap to the best, refusal or error), `chosen_by` (the reason in words) and `ensemble` (every
+    law `choose.ensemble` keeps: their disagreement widens the prediction intervals,
+    `predict.law_disagreement`)."""
+    names = candidate_laws(data, len(tiers_of(with_group_weights(data))))
     fits: dict[str, dict[str, Any]] = {}
-    candidates: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     for name in names:
         try:
-            entry = fit(data, name, 0, seed, objective=objective)
+            fits[name] = fit(data, name, 0, seed, objective=objective)
         except (ValueError, ConfigError) as err:
-            candidates.append({"law": name, "error": str(err)})
-            continue
-        score = _top_cut_error(entry.get("error_model", {}))
-        fits[name] = entry
-        candidates.append({"law": name, "heldout_error_pct": score, "objective": entry["objective"],
-                           "n_params": len(entry["params"]), "params": entry["params"], "converged": entry["converged"],
-                           "stopped": entry["stopped"]})
-    scored = [c for c in candidates if c.get("heldout_error_pct") is not None]
-    if not scored:
-        raise ConfigError("--law auto: no candidate law could be fitted and backtested: "
-                          + "; ".join(f"{c['law']}: {c.get('error', 'no backtest')}" for c in candidates))
-    lowest = min(c["heldout_error_pct"] for c in scored)
-    tied = [c for c in scored if c["heldout_error_pct"] <= lowest + max(AUTO_TIE_PCT, AUTO_TIE_SHARE * lowest)]
-    best = min(tied, key=lambda c: (c["n_params"], c["heldout_error_pct"]))["law"]
-    chosen = fit(data, best, n_bootstrap, seed, objective=objective, with_data=with_data) if n_bootstrap or with_data \
-        else fits[best]
-    chosen["candidates"] = candidates
-    chosen["chosen_by"] = "rolling backtest at the largest compute (mean |relative error| above the top cut)"
+            failed.append({"law": name, "error": str(err)})
+    try:
+        best, rows, reason = choose(fits, data, horizon)
+    except ValueError as err:
+        raise ConfigError(f"law auto: {err}" + "".join(f"; {f['law']}: {f['error']}" for f in failed)) from None
+    chosen = fit(data, best, n_bootstrap, seed, objective=objective, with_data=with_data, backtests=False)
+    chosen["error_model"] = fits[best]["error_model"]  # the same full-data fit: its backtests stand
+    chosen["ensemble"] = ensemble(rows, fits)
+    chosen["candidates"] = rows + failed
+    chosen["chosen_by"] = reason
+    chosen["horizon"] = horizon
     return json_safe(chosen)
 
 
-def _top_cut_error(model: dict[str, Any]) -> float | None:
-    """The held-out mean |relative error| (%) of the compute cut with the largest compute."""
-    cuts = [b for b in model.get("backtests", []) if b["axis"] == "compute" and b["mean_abs_error_pct"] is not None]
-    return max(cuts, key=lambda b: b["cut"])["mean_abs_error_pct"] if cuts else None
-
-
-def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: Objective) -> dict[str, Any]:
+def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: Objective,
+               horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
     """The parametric fit, IsoFLOP approach 2 and a backtest of one data option; a method that
     cannot run on these points records its error instead of failing the others."""
     from scaler.fit.backtest import backtest
@@ -243,7 +231,7 @@ def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: 
 
     entry: dict[str, Any] = {}
     for key, compute in (
-        ("parametric", lambda: fit(part, law, n_bootstrap, seed, objective=objective)),
+        ("parametric", lambda: fit(part, law, n_bootstrap, seed, objective=objective, horizon=horizon)),
         ("isoflop", lambda: approach2(part.frame(), seed=seed).to_json()),
         ("backtest", lambda: backtest(law_for(entry["parametric"].get("spec", {}).get("family", law), part),
                                       part.frame(), **objective.kwargs()).to_json()),
@@ -266,7 +254,8 @@ def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: 
 
 
 def fit_sweep(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
-              reference: str = "raw", objective: Objective = Objective()) -> dict[str, Any]:
+              reference: str = "raw", objective: Objective = Objective(), horizon: float = DEFAULT_HORIZON
+              ) -> dict[str, Any]:
     """Per data option (tier or mix: `data.groups`), the parametric fit of `law`, IsoFLOP
     approach 2 and a backtest; across options, the quality law (effective-data multipliers
     kappa_t against `reference`) when the runs span two tiers or groups or more. Groups whose
@@ -277,8 +266,10 @@ def fit_sweep(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, s
                            "largest_run_flops": float(np.max(data.columns["C"])), "data": data.to_json(),
                            "groups": {}}
     for label in sorted(set(groups.tolist())):
-        out["groups"][label] = _group_fit(data.subset(groups == label), law, n_bootstrap, seed, objective)
+        out["groups"][label] = _group_fit(data.subset(groups == label), law, n_bootstrap, seed, objective, horizon)
     out["failed_groups"] = sorted(g for g, e in out["groups"].items() if "error" in e["parametric"])
+    if len(out["groups"]) >= 2:
+        out["order"] = order_stability(data.columns["C"], data.loss, groups)
     if len(tiers_of(with_group_weights(data))) >= 2 and law != "mixing":
         try:
             out["quality"] = fit(data, "quality", n_bootstrap, seed, reference, objective)
@@ -288,7 +279,7 @@ def fit_sweep(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, s
 
 
 def fit_key(data: FitData, law: str, eval_set: str, n_bootstrap: int, seed: int, reference: str,
-            objective: Objective = Objective()) -> dict[str, Any]:
+            objective: Objective = Objective(), horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
     """Everything a store's fit depends on. The runs enter as a hash of their sorted (id, loss)
     pairs, so a new, removed or retrained run changes the key."""
     ids = data.run_ids if data.run_ids is not None else np.arange(data.n_points).astype(str)
@@ -296,25 +287,25 @@ def fit_key(data: FitData, law: str, eval_set: str, n_bootstrap: int, seed: int,
     runs_sha256 = hashlib.sha256("\n".join(pairs).encode()).hexdigest()
     return {"schema": FIT_SCHEMA, "law": law, "reference": reference, "eval_set": eval_set,
             "bootstrap": n_bootstrap, "seed": seed, "objective": dataclasses.asdict(objective),
-            "n_runs": data.n_points, "excluded": data.excluded, "runs_sha256": runs_sha256}
+            "horizon": horizon, "n_runs": data.n_points, "excluded": data.excluded, "runs_sha256": runs_sha256}
 
 
 def fit_store(store: Store | str, eval_set: str = "heldout", law: str = "chinchilla", n_bootstrap: int = 1000,
               seed: int = 0, reference: str = "raw", refit: bool = False, objective: Objective = Objective(),
-              run_ids: Collection[str] | None = None) -> dict[str, Any]:
+              run_ids: Collection[str] | None = None, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
     """`fit_sweep` over a store's finished runs (only `run_ids` when given: a sweep's own runs),
     cached in the store's fit.json: the saved fit is returned when its key matches (same law,
     reference, eval set, bootstrap, seed, objective and runs), else the runs are refitted and
     fit.json is replaced atomically."""
     store = store if isinstance(store, Store) else Store(str(store))
     data = from_store(store.root, eval_set, run_ids=run_ids)
-    key = fit_key(data, law, eval_set, n_bootstrap, seed, reference, objective)
+    key = fit_key(data, law, eval_set, n_bootstrap, seed, reference, objective, horizon)
     try:
         saved = None if refit else store.read_sweep_json(FIT_FILE)
     except StoreError:
         saved = None  # an unreadable fit.json is refitted and replaced
     if isinstance(saved, dict) and saved.get("key") == key:
         return saved
-    out = {"key": key, **fit_sweep(data, law, n_bootstrap, seed, reference, objective)}
+    out = {"key": key, **fit_sweep(data, law, n_bootstrap, seed, reference, objective, horizon)}
     store.write_sweep_json(FIT_FILE, out)
     return out

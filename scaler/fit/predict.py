@@ -14,18 +14,24 @@ A predicted loss is off for three reasons, and the interval adds all three (on l
    run's log residual r = log L_obs - log L_pred is recorded with its extrapolation distance
    x = max(N / N_max, D / D_max, C / C_max, 1) against the fit side's largest values.
 
-The model of the residuals is r ~ sigma(x) z with sigma(x)^2 = sigma_run^2 + (growth log10 x)^2;
-`growth` (the misspecification's standard deviation per decade of extrapolation) is its maximum
-likelihood estimate (Gaussian z) on the backtest residuals. The 95% multiplier is calibrated the
-way split-conformal prediction does: the 95th percentile of |r| / sigma(x) over the backtest
-residuals (never below 1.96), so heavy tails widen the interval. For a point at distance x:
+Each held-out run's residual is scaled by tau(x), tau(x)^2 = sigma_run^2 + (growth log10 x)^2,
+with `growth` (the misspecification's standard deviation per decade of extrapolation) the maximum
+likelihood estimate on the backtest residuals: the scores s = |r| / tau(x) are comparable across
+distances. The 95% multiplier at a point is a split-conformal quantile of those scores, weighted
+towards the backtests at a comparable distance (a Gaussian kernel of LOCAL_BANDWIDTH decades in
+log x, never below LOCAL_FLOOR) and towards the cuts that fitted more of the runs (a fit on 30% of
+the runs extrapolates worse than one on all of them), at level 0.95 (1 + 1/n_eff), n_eff the
+weights' effective count. For a point at distance x, on log loss:
 
-    log L = log L_hat +- multiplier sqrt(sd_boot^2 + sigma(x)^2)
+    log L = log L_hat +- max(multiplier(x) tau(x), 1.96 sd_boot)
 
-With fewer than MIN_CALIBRATION backtest residuals the multiplier is 1.96 and the model says it is
-uncalibrated. The printed `extrapolation` of a point is its compute over the largest fitted run's
-(C / C_max, in the fit's convention); the error model uses the distance x above, which is the
-same or larger.
+The backtest residuals already hold their refits' parameter error, so the bootstrap's own interval
+is a floor, not a term added again. A table with fewer than MIN_CALIBRATION runs or backtest
+residuals cannot estimate a 95th percentile: its multiplier is the largest score and at least
+SMALL_TABLE_MULTIPLIER, its interval adds sd_boot, and the model says why (`reason`). The printed
+`extrapolation` of a point is its compute over the largest fitted run's (C / C_max, in the fit's
+convention); the error model uses the distance x above, which is the same or larger. Each point
+also says which of the three terms dominates its width and what would shrink it (`width`).
 """
 
 from __future__ import annotations
@@ -40,12 +46,17 @@ import numpy as np
 from scaler.fit.compute import Compute
 from scaler.fit.data import FitData, json_safe
 
-__all__ = ["ErrorModel", "FittedRange", "rolling_backtests", "error_model", "predict_points", "robust_sd",
-           "seed_noise", "MIN_CALIBRATION", "EXTRAPOLATION_WARN", "EXTRAPOLATION_REFUSE", "predict", "law_entry",
+__all__ = ["Backtests", "ErrorModel", "FittedRange", "rolling_backtests", "error_model", "predict_points", "robust_sd",
+           "seed_noise", "locality", "rank_groups", "ranking_lines", "error_model_text", "SHRINK", "MIN_CALIBRATION", "EXTRAPOLATION_WARN", "EXTRAPOLATION_REFUSE", "predict", "law_entry",
            "PredictError"]
 
 CUT_QUANTILES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # of the runs' compute and of their sizes: fit below, score above
-MIN_CALIBRATION = 20  # backtest residuals needed to calibrate the multiplier
+MIN_RUNS_PER_PARAM = 3  # a backtest cut is used when its fit side has this many runs per law parameter
+MIN_CALIBRATION = 20  # runs, and backtest residuals, needed to calibrate the multiplier
+SMALL_TABLE_MULTIPLIER = 3.0  # the least multiplier of an uncalibrated (small) table
+LOCAL_BANDWIDTH = 0.25  # relative reach (fitted spans): the kernel that weighs backtests at a comparable distance
+MIN_SPAN = 0.5  # decades: the least compute span a fit is credited with
+LOCAL_FLOOR = 0.1  # ... never below this weight, so every backtest counts a little
 EXTRAPOLATION_WARN = 100.0  # compute over the largest fitted run's beyond which predictions warn
 EXTRAPOLATION_REFUSE = 1e4  # ... beyond which a recommendation refuses unless forced
 Z95 = 1.959963984540054
@@ -53,18 +64,20 @@ Z95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class FittedRange:
-    """The largest parameters, tokens and compute among the fitted runs (and the smallest compute)."""
+    """The largest (and smallest) parameters, tokens and compute among the fitted runs."""
 
     n_max: float
     d_max: float
     flops_max: float
     flops_min: float = 0.0
+    n_min: float = 0.0  # 0: unknown (an entry written before the smallest values were saved)
+    d_min: float = 0.0
 
     @classmethod
     def of(cls, data: FitData) -> FittedRange:
         cols = data.columns
         return cls(float(np.max(cols["N"])), float(np.max(cols["D"])), float(np.max(cols["C"])),
-                   float(np.min(cols["C"])))
+                   float(np.min(cols["C"])), float(np.min(cols["N"])), float(np.min(cols["D"])))
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any] | None, largest_run_flops: float) -> FittedRange:
@@ -72,7 +85,8 @@ class FittedRange:
         only its largest compute."""
         if not raw:
             return cls(math.inf, math.inf, float(largest_run_flops))
-        return cls(float(raw["n_max"]), float(raw["d_max"]), float(raw["flops_max"]), float(raw.get("flops_min") or 0.0))
+        return cls(float(raw["n_max"]), float(raw["d_max"]), float(raw["flops_max"]), float(raw.get("flops_min") or 0.0),
+                   float(raw.get("n_min") or 0.0), float(raw.get("d_min") or 0.0))
 
     def span_text(self, convention: str) -> str:
         """"the fitted runs span C = a to b FLOPs (convention)", for warnings and notes."""
@@ -85,27 +99,84 @@ class FittedRange:
                   np.asarray(flops, float) / self.flops_max]
         return np.maximum(np.maximum.reduce(ratios), 1.0)
 
+    def reach(self, n: Any, d: Any, flops: Any) -> np.ndarray:
+        """How far beyond the fitted runs a point is in units of their own span, the largest over
+        N, D and C: log10(v / v_max) / span_v, span_v = log10(v_max / v_min) (at least MIN_SPAN
+        decades; 1 decade where the smallest value is unknown, which makes it log10 x). A power law's
+        exponents are pinned by the span they are fitted on, so a fit over three decades predicts
+        one decade beyond it about as well as a fit over one decade predicts a third of a decade."""
+        out = np.zeros(np.shape(np.asarray(n, float)))
+        for value, top, bottom in ((n, self.n_max, self.n_min), (d, self.d_max, self.d_min),
+                                   (flops, self.flops_max, self.flops_min)):
+            span = max(MIN_SPAN, math.log10(top / bottom)) if bottom > 0 and math.isfinite(top) else 1.0
+            out = np.maximum(out, np.log10(np.maximum(np.asarray(value, float) / top, 1.0)) / span)
+        return out
+
 
 @dataclass
 class ErrorModel:
+    """The prediction intervals' model (module docstring). Every method takes a point's relative
+    reach (`FittedRange.reach`): how far beyond the fitted runs it is, in fitted spans."""
+
     sigma_run: float  # robust sd of in-sample log residuals
-    growth: float  # misspecification sd of log loss per decade of extrapolation distance
-    multiplier: float  # the 95% multiplier (calibrated on the backtests when `calibrated`)
+    growth: float  # misspecification sd of log loss at a reach of one fitted span
+    multiplier: float  # the 95% multiplier over every backtest residual (each point uses multiplier_at)
     calibrated: bool
     n_residuals: int  # backtest residuals the model was estimated from
     backtests: list[dict[str, Any]] = field(default_factory=list)  # one summary per cut
-    residuals: dict[str, list[float]] = field(default_factory=dict)  # {"distance": [...], "residual": [...]} pooled
+    residuals: dict[str, list[float]] = field(default_factory=dict)  # {"distance", "reach", "residual", "weight"} pooled
+    reason: str = ""  # why the multiplier is not calibrated (empty when it is)
 
-    def sigma(self, distance: Any) -> np.ndarray:
-        lx = np.log10(np.maximum(np.asarray(distance, float), 1.0))
-        return np.sqrt(self.sigma_run**2 + (self.growth * lx) ** 2)
+    def sigma(self, reach: Any) -> np.ndarray:
+        """tau: the scale of a residual (log loss) at a relative reach."""
+        return np.sqrt(self.sigma_run**2 + (self.growth * np.asarray(reach, float)) ** 2)
 
-    def interval(self, loss: Any, sd_boot: Any, distance: Any) -> tuple[np.ndarray, np.ndarray]:
+    def residual_reach(self) -> np.ndarray:
+        """The backtest residuals' reach (a file written before reaches were kept: log10 x)."""
+        if self.residuals.get("reach") is not None:
+            return np.asarray(self.residuals["reach"], float)
+        return np.log10(np.maximum(np.asarray(self.residuals.get("distance", []), float), 1.0))
+
+    def multiplier_at(self, reach: Any) -> np.ndarray:
+        """The conformal 95% multiplier at each reach: the weighted quantile of the backtests'
+        scores |r| / tau, weighted towards comparable reaches and mature cuts."""
+        shape = np.shape(np.asarray(reach, float))
+        targets = np.atleast_1d(np.asarray(reach, float)).ravel()
+        r = np.asarray(self.residuals.get("residual", []), float)
+        if not self.calibrated or not len(r):
+            return np.full(shape, self.multiplier)
+        ri = self.residual_reach()
+        maturity = np.asarray(self.residuals.get("weight") or np.ones(len(r)), float)
+        scores = np.abs(r) / self.sigma(ri)
+        return np.array([_weighted_quantile(scores, maturity * locality(ri, t)) for t in targets]).reshape(shape)
+
+    def half_width(self, sd_boot: Any, reach: Any, sd_laws: Any = 0.0) -> np.ndarray:
+        """The interval's half width on log loss (module docstring); `sd_laws`, the candidate
+        laws' disagreement (sd of their log predictions), is added in quadrature at 1.96 sd."""
+        sd_boot = np.asarray(sd_boot, float)
+        tau = self.sigma(reach)
+        if self.calibrated:
+            half = np.maximum(self.multiplier_at(reach) * tau, Z95 * sd_boot)
+        else:
+            half = self.multiplier * np.sqrt(sd_boot**2 + tau**2)
+        return np.sqrt(half**2 + (Z95 * np.asarray(sd_laws, float)) ** 2)
+
+    def interval(self, loss: Any, sd_boot: Any, reach: Any, sd_laws: Any = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """The 95% prediction interval of predicted `loss` whose bootstrap spread of log loss is
-        `sd_boot`, at extrapolation `distance`: loss x exp(+-multiplier sqrt(sd_boot^2 + sigma(x)^2))."""
-        half = self.multiplier * np.sqrt(np.asarray(sd_boot, float) ** 2 + self.sigma(distance) ** 2)
+        `sd_boot`, at relative `reach`: loss x exp(+-half_width)."""
+        half = self.half_width(sd_boot, reach, sd_laws)
         loss = np.asarray(loss, float)
         return loss * np.exp(-half), loss * np.exp(half)
+
+    def width_terms(self, sd_boot: float, reach: float, sd_laws: float = 0.0) -> dict[str, Any]:
+        """The sources of a point's width as shares of its variance, the largest named, and what
+        would shrink it."""
+        parts = {"run_scatter": self.sigma_run**2, "misspecification": (self.growth * float(reach)) ** 2,
+                 "parameters": float(sd_boot) ** 2, "law_disagreement": float(sd_laws) ** 2}
+        total = sum(parts.values()) or 1.0
+        shares = {k: v / total for k, v in parts.items()}
+        dominant = max(shares, key=lambda k: shares[k])
+        return {"shares": shares, "dominant": dominant, "shrink": SHRINK[dominant]}
 
     def to_json(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -114,7 +185,31 @@ class ErrorModel:
     def from_json(cls, raw: Mapping[str, Any]) -> ErrorModel:
         return cls(float(raw["sigma_run"]), float(raw["growth"]), float(raw["multiplier"]),
                    bool(raw["calibrated"]), int(raw["n_residuals"]), list(raw.get("backtests", [])),
-                   dict(raw.get("residuals", {})))
+                   dict(raw.get("residuals", {})), str(raw.get("reason", "")))
+
+
+SHRINK = {  # what narrows an interval, by the term that dominates its width
+    "run_scatter": "more seeds per configuration, or longer final evaluations (train.final_eval_tokens)",
+    "misspecification": "larger runs nearer the target (the error grows with the distance beyond the largest run)",
+    "parameters": "more configurations inside the fitted range (sizes and token counts)",
+    "law_disagreement": "runs where the candidate laws part ways (larger models or budgets nearer the target)",
+}
+
+
+def locality(reach: np.ndarray, target: float) -> np.ndarray:
+    """Kernel weights of backtest residuals at relative reach `reach` for a point at `target`."""
+    gap = (np.asarray(reach, float) - float(target)) / LOCAL_BANDWIDTH
+    return LOCAL_FLOOR + (1.0 - LOCAL_FLOOR) * np.exp(-0.5 * gap**2)
+
+
+def _weighted_quantile(scores: np.ndarray, weights: np.ndarray, level: float = 0.95) -> float:
+    """The split-conformal quantile of weighted scores: level (1 + 1/n_eff), the largest score
+    past 1."""
+    n_eff = weights.sum() ** 2 / np.sum(weights**2)
+    q = min(1.0, level * (1.0 + 1.0 / n_eff))
+    order = np.argsort(scores)
+    cumulative = np.cumsum(weights[order]) / weights.sum()
+    return float(scores[order][min(int(np.searchsorted(cumulative, q - 1e-12)), len(scores) - 1)])
 
 
 def robust_sd(residuals: Any) -> float:
@@ -154,15 +249,40 @@ def _law_inputs(law: Any, data: FitData) -> dict[str, np.ndarray]:
     return {c: data.columns[c] for c in law.columns}
 
 
-def rolling_backtests(law: Any, data: FitData, fit_kwargs: Mapping[str, Any] | None = None,
-                      ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+@dataclass
+class Backtests:
+    """Forward-chained backtests of one law: each held-out run's log residual, its distance from its
+    cut's fit side, the cut (an index into `summaries`), its row in the data, and its cut's share of
+    the runs fitted, squared (the weight of a mature cut)."""
+
+    summaries: list[dict[str, Any]]
+    residual: np.ndarray
+    distance: np.ndarray
+    cut: np.ndarray
+    row: np.ndarray
+    weight: np.ndarray
+    reach: np.ndarray  # each residual's reach beyond its fit side, in that side's spans (FittedRange.reach)
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"distance": self.distance.tolist(), "reach": self.reach.tolist(), "residual": self.residual.tolist(),
+                "weight": self.weight.tolist(), "cut": self.cut.tolist(), "row": self.row.tolist()}
+
+    @classmethod
+    def from_json(cls, summaries: list[dict[str, Any]], raw: Mapping[str, Any]) -> Backtests:
+        r = np.asarray(raw.get("residual", []), float)
+        take = lambda k, fill: np.asarray(raw.get(k) or np.full(len(r), fill), float)  # noqa: E731
+        return cls(list(summaries), r, take("distance", 1.0), take("cut", 0).astype(int), take("row", -1).astype(int),
+                   take("weight", 1.0), np.asarray(raw["reach"], float) if raw.get("reach") is not None
+                   else np.log10(np.maximum(take("distance", 1.0), 1.0)))
+
+
+def rolling_backtests(law: Any, data: FitData, fit_kwargs: Mapping[str, Any] | None = None) -> Backtests:
     """Refit `law` below compute cuts and model-size cuts and score the runs above each.
 
-    Returns (one summary per cut, residuals r = log L_obs - log L_pred, distances x), pooled over
-    the cuts. A cut is used when its fit side has more rows than the law has parameters and it
-    holds out at least one run; the refit starts from the law's whole grid (never from the full
-    fit's optimum, which has seen the held-out runs) and weighs the held-out rows 0 (one compiled
-    solver for every cut).
+    A cut is used when its fit side has MIN_RUNS_PER_PARAM runs per law parameter (a fit on fewer
+    says more about too few runs than about extrapolation) and it holds out at least one run; the refit starts from the law's whole grid (never from the full fit's optimum,
+    which has seen the held-out runs) and weighs the held-out rows 0 (one compiled solver for every
+    cut). Residuals are r = log L_obs - log L_pred, pooled over the cuts.
     """
     from scaler.fit.fitter import fit as fit_law  # lazy: JAX
 
@@ -172,13 +292,13 @@ def rolling_backtests(law: Any, data: FitData, fit_kwargs: Mapping[str, Any] | N
     cuts = [("compute", float(np.quantile(flops, q, method="lower"))) for q in CUT_QUANTILES]
     cuts += [("size", float(np.quantile(n_params, q, method="lower"))) for q in CUT_QUANTILES]
     summaries: list[dict[str, Any]] = []
-    residuals, distances = [], []
+    parts: list[tuple[np.ndarray, ...]] = []
     seen: set[bytes] = set()
     starts = law.start_grid()  # not the full fit's optimum: it has seen the held-out runs
     for axis, cut in cuts:
         fit_side = (flops <= cut) if axis == "compute" else (n_params <= cut)
         key = fit_side.tobytes()
-        if key in seen or fit_side.sum() <= law.n_params or fit_side.all():
+        if key in seen or fit_side.sum() < MIN_RUNS_PER_PARAM * law.n_params or fit_side.all():
             continue
         seen.add(key)
         try:  # the held-out rows weigh 0: the full table's shape, so the solver compiled for it is reused
@@ -189,46 +309,59 @@ def rolling_backtests(law: Any, data: FitData, fit_kwargs: Mapping[str, Any] | N
         predicted = law.predict(result.theta, {k: v[held] for k, v in cols.items()})
         r = np.log(data.loss[held]) - np.log(predicted)
         side = data.subset(fit_side)
-        x = FittedRange.of(side).distance(n_params[held], data.columns["D"][held], flops[held])
+        side_range = FittedRange.of(side)
+        x = side_range.distance(n_params[held], data.columns["D"][held], flops[held])
+        reach = side_range.reach(n_params[held], data.columns["D"][held], flops[held])
         ok = np.isfinite(r)
-        residuals.append(r[ok])
-        distances.append(x[ok])
+        index = len(summaries)
+        parts.append((r[ok], x[ok], np.full(int(ok.sum()), index), np.flatnonzero(held)[ok],
+                      np.full(int(ok.sum()), fit_side.mean() ** 2), reach[ok]))
         summaries.append({"axis": axis, "cut": cut, "n_fit": int(fit_side.sum()), "n_heldout": int(held.sum()),
                           "mean_abs_error_pct": float(100 * np.mean(np.abs(np.expm1(-r[ok])))) if ok.any() else None,
                           "bias_pct": float(100 * np.mean(np.expm1(-r[ok]))) if ok.any() else None,
-                          "max_distance": float(np.max(x)), "converged": bool(result.converged)})
-    if not residuals:
-        return summaries, np.zeros(0), np.ones(0)
-    return summaries, np.concatenate(residuals), np.concatenate(distances)
+                          "max_distance": float(np.max(x)), "max_reach": float(np.max(reach)),
+                          "converged": bool(result.converged)})
+    if not parts:
+        empty = np.zeros(0)
+        return Backtests(summaries, empty, empty, empty.astype(int), empty.astype(int), empty, empty)
+    r, x, cut_index, rows, weight, reach = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return Backtests(summaries, r, x, cut_index.astype(int), rows.astype(int), weight, reach)
 
 
-def error_model(law: Any, data: FitData, theta: np.ndarray, fit_kwargs: Mapping[str, Any] | None = None
-                ) -> ErrorModel:
+def error_model(law: Any, data: FitData, theta: np.ndarray, fit_kwargs: Mapping[str, Any] | None = None,
+                backtests: Backtests | None = None) -> ErrorModel:
     """The residual model of the module docstring, from `data`'s in-sample residuals at `theta`
-    and rolling backtests of `law`."""
+    and rolling backtests of `law` (run here unless given)."""
     in_sample = np.log(data.loss) - np.log(law.predict(theta, _law_inputs(law, data)))
     sigma_run = robust_sd(in_sample)
     if not math.isfinite(sigma_run) or sigma_run <= 0:
         sigma_run = float(np.std(in_sample)) or 1e-6
-    summaries, r, x = rolling_backtests(law, data, fit_kwargs)
-    growth = _growth(r, np.log10(x), sigma_run)
-    model = ErrorModel(sigma_run, growth, Z95, False, int(len(r)), summaries,
-                       {"distance": x.tolist(), "residual": r.tolist()})
-    if len(r) >= MIN_CALIBRATION:
-        z = np.abs(r) / model.sigma(x)
-        model.multiplier = max(Z95, float(np.quantile(z, 0.95)))
+    bt = backtests if backtests is not None else rolling_backtests(law, data, fit_kwargs)
+    r = bt.residual
+    growth = _growth(r, bt.reach, sigma_run, bt.weight)
+    model = ErrorModel(sigma_run, growth, SMALL_TABLE_MULTIPLIER, False, int(len(r)), bt.summaries, bt.to_json())
+    scores = np.abs(r) / model.sigma(bt.reach)
+    if data.n_points >= MIN_CALIBRATION and len(r) >= MIN_CALIBRATION:
+        model.multiplier = _weighted_quantile(scores, bt.weight)
         model.calibrated = True
+    else:
+        model.multiplier = max(SMALL_TABLE_MULTIPLIER, float(np.max(scores))) if len(r) else SMALL_TABLE_MULTIPLIER
+        model.reason = (f"a small table ({data.n_points} runs, {len(r)} backtest residuals; a 95th percentile needs "
+                        f"{MIN_CALIBRATION} of each): the multiplier is the largest backtest score, at least "
+                        f"{SMALL_TABLE_MULTIPLIER:g}, and the interval adds the bootstrap's spread")
     return model
 
 
-def _growth(r: np.ndarray, lx: np.ndarray, sigma_run: float) -> float:
-    """Maximum-likelihood k in r ~ N(0, sigma_run^2 + (k lx)^2), over a log-spaced grid then refined."""
+def _growth(r: np.ndarray, lx: np.ndarray, sigma_run: float, weights: np.ndarray | None = None) -> float:
+    """Weighted maximum-likelihood k in r ~ N(0, sigma_run^2 + (k lx)^2), over a log-spaced grid
+    then refined (each residual weighted as its cut: `Backtests.weight`)."""
     if len(r) == 0 or not np.any(lx > 0):
         return 0.0
+    w = np.ones(len(r)) if weights is None else np.asarray(weights, float)
 
     def nll(k: np.ndarray) -> np.ndarray:
         var = sigma_run**2 + (k[:, None] * lx[None, :]) ** 2
-        return np.sum(0.5 * np.log(var) + 0.5 * r[None, :] ** 2 / var, axis=1)
+        return np.sum(w[None, :] * (0.5 * np.log(var) + 0.5 * r[None, :] ** 2 / var), axis=1)
 
     grid = np.concatenate([[0.0], np.geomspace(1e-5, 1.0, 400)])
     best = int(np.argmin(nll(grid)))
@@ -238,11 +371,12 @@ def _growth(r: np.ndarray, lx: np.ndarray, sigma_run: float) -> float:
 
 
 def predict_points(law: Any, theta: np.ndarray, samples: np.ndarray | None, points: Mapping[str, Any],
-                   compute: Compute, fitted: FittedRange, errors: ErrorModel | None, level: float = 0.95
-                   ) -> list[dict[str, Any]]:
+                   compute: Compute, fitted: FittedRange, errors: ErrorModel | None, level: float = 0.95,
+                   ensemble: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Predicted loss, interval and extrapolation for every row of `points` (the law's columns:
-    N, D and any others). The interval is at 95% (the error model's multiplier); without an error
-    model it is the bootstrap's alone. Rows keep their input order."""
+    N, D and any others). The interval is at 95% (the error model's multiplier, widened by the
+    disagreement of the `ensemble` of candidate laws `--law auto` kept); without an error model it
+    is the bootstrap's alone. Rows keep their input order."""
     cols = {c: np.asarray(points[c], dtype=np.float64) for c in law.columns}
     n, d = cols["N"], cols["D"]
     flops = compute.flops(n, d)
@@ -253,8 +387,10 @@ def predict_points(law: Any, theta: np.ndarray, samples: np.ndarray | None, poin
         log_samples = np.log(preds)
     sd_boot = np.nanstd(log_samples, axis=0) if log_samples is not None else np.zeros_like(point)
     distance = fitted.distance(n, d, flops)
+    reach = fitted.reach(n, d, flops)
+    sd_laws = law_disagreement(ensemble, points) if ensemble else np.zeros_like(point)
     if errors is not None:
-        lo, hi = errors.interval(point, sd_boot, distance)
+        lo, hi = errors.interval(point, sd_boot, reach, sd_laws)
     elif log_samples is not None:
         from scaler.fit.stats import percentile_interval
 
@@ -263,10 +399,34 @@ def predict_points(law: Any, theta: np.ndarray, samples: np.ndarray | None, poin
         lo = hi = point
     out = []
     for i in range(len(point)):
-        out.append({"n": float(n[i]), "d": float(d[i]), "flops": float(flops[i]), "loss": float(point[i]),
-                    "interval": [float(lo[i]), float(hi[i])], "extrapolation": float(flops[i] / fitted.flops_max),
-                    "distance": float(distance[i])})
+        row = {"n": float(n[i]), "d": float(d[i]), "flops": float(flops[i]), "loss": float(point[i]),
+               "interval": [float(lo[i]), float(hi[i])], "extrapolation": float(flops[i] / fitted.flops_max),
+               "distance": float(distance[i]), "reach": float(reach[i])}
+        if errors is not None:
+            row["width"] = errors.width_terms(float(sd_boot[i]), float(reach[i]), float(sd_laws[i]))
+        out.append(row)
     return out
+
+
+def law_disagreement(ensemble: Sequence[Mapping[str, Any]], points: Mapping[str, Any]) -> np.ndarray:
+    """The weighted sd of the candidate laws' log predictions at `points` (`fit_auto`'s ensemble:
+    law spec, theta and backtest weight of each law it did not refuse)."""
+    from scaler.fit import laws
+
+    logs, weights = [], []
+    for member in ensemble:
+        law = laws.law_from_spec(member["spec"])
+        cols = {c: np.asarray(points[c], dtype=np.float64) for c in law.columns if c in points}
+        if len(cols) < len(law.columns):
+            continue
+        logs.append(np.log(law.predict(np.asarray(member["theta"], float), cols)))
+        weights.append(float(member["weight"]))
+    if len(logs) < 2:
+        return np.zeros(len(np.asarray(points["N"])))
+    w = np.asarray(weights) / np.sum(weights)
+    stacked = np.stack(logs)
+    mean = w @ stacked
+    return np.sqrt(w @ (stacked - mean) ** 2)
 
 
 def sample_array(raw: Sequence[Sequence[float]] | None, n_params: int) -> np.ndarray:
@@ -348,8 +508,10 @@ def _checked(entry: Mapping[str, Any]) -> dict[str, Any]:
 def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = None,
             groups: Sequence[str | None] | None = None, unique: Any = None,
             constants: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """`{"points": [{"n", "d", "group", "loss", "interval", "extrapolation", ...}]}` for every
-    (n, d) (or (n, flops): D = flops / flops_per_token(N) in the fit's convention), in input order.
+    """`{"points": [{"n", "d", "group", "loss", "interval", "extrapolation", "width", ...}],
+    "rankings": [...]}` for every (n, d) (or (n, flops): D = flops / flops_per_token(N) in the
+    fit's convention), in input order; a ranking of the groups (`rank_groups`) wherever one (n, d)
+    is asked for two groups or more.
     `unique`: the unique tokens U of each point, for the data-constrained law; `constants`: columns
     with one value for every point (a quality law's tier pools U_<tier>)."""
     from scaler.fit import laws
@@ -382,7 +544,84 @@ def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = Non
         fitted = FittedRange.from_json(entry.get("fitted_range"), entry["largest_run_flops"])
         errors = ErrorModel.from_json(entry["error_model"]) if entry.get("error_model") else None
         samples = sample_array(entry.get("bootstrap_theta"), law.n_params)
-        predicted = predict_points(law, np.asarray(entry["theta"], float), samples, points, compute, fitted, errors)
+        predicted = predict_points(law, np.asarray(entry["theta"], float), samples, points, compute, fitted, errors,
+                                   ensemble=entry.get("ensemble"))
         for i, p in zip(rows, predicted, strict=True):
             out[i] = {"group": label, "law": law.name, "convention": compute.convention, **p}
-    return {"points": out}
+    return {"points": out, "rankings": _rankings(fit_json, out, constants)}
+
+
+def _rankings(fit_json: Mapping[str, Any], points: Sequence[Mapping[str, Any] | None],
+              constants: Mapping[str, float] | None) -> list[dict[str, Any]]:
+    """A ranking (`rank_groups`) for every (N, D) predicted for two groups or more; the fit's
+    observed order stability (`order`) rides along with each."""
+    at: dict[tuple[float, float], list[str]] = {}
+    for p in points:
+        if p is not None and p["group"] is not None:
+            at.setdefault((p["n"], p["d"]), []).append(p["group"])
+    out = []
+    for (n, d), labels in at.items():
+        labels = list(dict.fromkeys(labels))
+        if len(labels) >= 2:
+            ranking = rank_groups(fit_json, n, d, labels, constants)
+            ranking["observed_order"] = fit_json.get("order")
+            out.append(ranking)
+    return out
+
+
+def rank_groups(fit_json: Mapping[str, Any], n: float, d: float, groups: Sequence[str],
+                constants: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The predicted order of `groups` (tiers, datasets, mixes) for a run of `n` parameters and
+    `d` tokens, best (lowest loss) first, with the bootstrap probability of that whole order and of
+    each adjacent pair. A law over groups (the quality law) draws every group from one parameter
+    sample; separate per-group fits pair their independent samples by index."""
+    from scaler.fit import laws
+    from scaler.fit.stats import order_probability
+
+    if len(set(groups)) < 2:
+        raise PredictError("a ranking needs two groups or more")
+    points, columns = [], []
+    for label in groups:
+        entry, mix = law_entry(fit_json, label)
+        law = laws.law_from_spec(entry["spec"])
+        cols = {"N": np.array([float(n)]), "D": np.array([float(d)]), **{k: np.array([v]) for k, v in mix.items()},
+                **{k: np.array([float(v)]) for k, v in (constants or {}).items()}}
+        missing = [c for c in law.columns if c not in cols]
+        if missing:
+            raise PredictError(f"the {law.name} law needs columns {missing} for a ranking")
+        points.append(float(law.predict(np.asarray(entry["theta"], float), cols)[0]))
+        samples = sample_array(entry.get("bootstrap_theta"), law.n_params)
+        columns.append(np.array([float(law.predict(s, cols)[0]) for s in samples]))
+    size = min(len(c) for c in columns)
+    order, probability, pairs = order_probability(points, np.column_stack([c[:size] for c in columns]))
+    ranked = [groups[i] for i in order]
+    return {"n": float(n), "d": float(d), "order": ranked, "losses": {g: points[i] for i, g in enumerate(groups)},
+            "probability": probability, "n_samples": size,
+            "pairs": [{"better": a, "worse": b, "probability": p} for a, b, p in zip(ranked[:-1], ranked[1:], pairs, strict=True)]}
+
+
+def ranking_lines(rankings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each ranking in words: the order, its bootstrap probability, the observed order's stability."""
+    out = []
+    for r in rankings:
+        pairs = ", ".join(f"{p['better']} < {p['worse']} in {p['probability']:.0%}" for p in r["pairs"])
+        out.append(f"order at N {r['n']:.3g}, D {r['d']:.3g}: {' < '.join(r['order'])} (loss, best first) in "
+                   f"{r['probability']:.0%} of {r['n_samples']} bootstrap samples ({pairs})")
+        observed = r.get("observed_order")
+        if observed:
+            out.append(f"  observed: the best runs rank {' < '.join(observed['order'])} at every budget from "
+                       f"{observed['stable_from_flops']:.3g} FLOPs up to the largest ({observed['largest_flops']:.3g}): "
+                       f"the order held over the last {observed['ratio']:.3g}x of compute"
+                       + ("" if observed["changed_below"] is None
+                          else f" (it differed at {observed['changed_below']:.3g} FLOPs)"))
+    return out
+
+
+def error_model_text(model: Mapping[str, Any]) -> str:
+    """The prediction intervals' error model in one sentence (the CLI and the report)."""
+    n_res = int(model.get("n_residuals") or 0)
+    calib = (f"calibrated on {n_res} backtest residuals" if model.get("calibrated")
+             else f"not calibrated: {model.get('reason') or f'{n_res} backtest residuals'}")
+    return (f"run scatter {100 * model['sigma_run']:.2f}% (robust sd of the fitted runs' log residuals), "
+            f"misspecification {100 * (model.get('growth') or 0):.2f}% at a reach of one fitted span beyond the "
+            f"largest runs, conformal 95% multiplier {model.get('multiplier', 0):.2f} over all backtests, {calib}")

@@ -1,4 +1,4 @@
-"""Intervals from bootstrap samples: one definition for the fits, the recommendation and the report."""
+"""Intervals and orders from bootstrap samples: one definition for the fits, the recommendation and the report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["percentile_interval"]
+__all__ = ["percentile_interval", "order_probability"]
 
 
 def percentile_interval(samples: Any, level: float = 0.95, axis: int | None = 0) -> tuple[Any, Any]:
@@ -31,3 +31,18 @@ def percentile_interval(samples: Any, level: float = 0.95, axis: int | None = 0)
     if np.ndim(lo) == 0:
         return float(lo), float(hi)
     return lo, hi
+
+
+def order_probability(point: Any, samples: Any) -> tuple[list[int], float, list[float]]:
+    """The order of G options by their point losses (best first), the share of the (S, G) sample
+    losses that rank all G the same way, and for each adjacent pair of that order the share of
+    samples in which the better one stays better. Samples with a non-finite loss are left out."""
+    point = np.asarray(point, dtype=np.float64)
+    samples = np.asarray(samples, dtype=np.float64).reshape(-1, len(point))
+    samples = samples[np.isfinite(samples).all(axis=1)]
+    order = [int(i) for i in np.argsort(point, kind="stable")]
+    if not len(samples):
+        return order, float("nan"), [float("nan")] * (len(order) - 1)
+    ranked = samples[:, order]
+    pairs = ranked[:, :-1] < ranked[:, 1:]
+    return order, float(np.mean(pairs.all(axis=1))), [float(p) for p in pairs.mean(axis=0)]

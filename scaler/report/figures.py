@@ -352,22 +352,16 @@ def allocation_curve(view: LawView, flops: Sequence[float], bands: bool = True) 
 
 
 def _model_residuals(model: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Pooled rolling-backtest residuals, when an error model stores them as "residuals": either
-    column-wise {"distance": [...], "residual": [...]} or rows [{"distance", "residual"}, ...],
-    residual = log L_obs - log L_pred. Returns (distance, (pred - obs) / obs)."""
-    raw = model.get("residuals")
-    if not raw:
+    """Pooled rolling-backtest residuals of an error model: (reach, (pred - obs) / obs), residual =
+    log L_obs - log L_pred."""
+    if not model.get("residuals"):
         return None
     try:
-        if isinstance(raw, Mapping):
-            x, r = np.asarray(raw["distance"], float), np.asarray(raw["residual"], float)
-        else:
-            x = np.array([float(p["distance"]) for p in raw])
-            r = np.array([float(p["residual"]) for p in raw])
+        em = ErrorModel.from_json(model)
+        r = np.asarray(em.residuals["residual"], float)
+        return em.residual_reach(), np.expm1(-r)
     except (KeyError, TypeError, ValueError):
         return None
-    ok = np.isfinite(x) & np.isfinite(r)
-    return x[ok], np.expm1(-r[ok])
 
 
 def interval_check(view: LawView | Sequence[LawView], fit_json: Mapping[str, Any] | None,
@@ -377,7 +371,7 @@ def interval_check(view: LawView | Sequence[LawView], fit_json: Mapping[str, Any
     on the runs at or below a compute cut; their distance against that fit side's largest N, D,
     C), the pooled rolling-backtest residuals when the error model stores them, and the rolling
     cuts' summaries. Relative errors are (predicted - observed) / observed; "inside" / "total"
-    count the held-out points within the 95% envelope multiplier x sigma(x). Several views of one
+    count the held-out points within the error model's 95% envelope at their reach. Several views of one
     entry (a law over tiers) are checked together."""
     sweep = as_sweep(fit_json)
     views = [view] if isinstance(view, LawView) else list(view)
@@ -387,7 +381,7 @@ def interval_check(view: LawView | Sequence[LawView], fit_json: Mapping[str, Any
     out: dict[str, Any] = {"model": model, "cuts": list(raw_model.get("backtests") or []), "inside": 0, "total": 0}
     preds = [p for p in (predict_runs(v, runs) for v in views) if p is not None]
     if preds:
-        out["in_sample"] = (np.concatenate([p["distance"] for p in preds]),
+        out["in_sample"] = (np.concatenate([np.zeros(len(p["distance"])) for p in preds]),  # inside: reach 0
                             np.concatenate([p["predicted"] / p["observed"] - 1.0 for p in preds]))
     heldout_x: list[np.ndarray] = []
     heldout_e: list[np.ndarray] = []
@@ -396,14 +390,15 @@ def interval_check(view: LawView | Sequence[LawView], fit_json: Mapping[str, Any
     if len(views) == 1 and _ok(bt) and bt.get("rows") and bt.get("cut_flops") and part.height:
         side = part.filter(pl.col("C") <= float(bt["cut_flops"]))  # the backtest's own split (flops <= cut)
         if side.height:
-            rng = FittedRange(float(side["N"].max()), float(side["D"].max()), float(side["C"].max()))
+            rng = FittedRange(float(side["N"].max()), float(side["D"].max()), float(side["C"].max()),
+                              float(side["C"].min()), float(side["N"].min()), float(side["D"].min()))
             rows = [r for r in bt["rows"] if r.get("observed") and r.get("predicted")]
             pts = [r.get("point") or {} for r in rows]
             n = np.array([p.get("N", 0.0) for p in pts], float)
             d = np.array([p.get("D", 0.0) for p in pts], float)
             c = np.array([r.get("flops") or 0.0 for r in rows], float)
             if rows:
-                heldout_x.append(rng.distance(n, d, c))
+                heldout_x.append(rng.reach(n, d, c))
                 heldout_e.append(np.array([r["predicted"] / r["observed"] - 1.0 for r in rows]))
     if heldout_x:
         out["heldout"] = (np.concatenate(heldout_x), np.concatenate(heldout_e))
@@ -414,7 +409,7 @@ def interval_check(view: LawView | Sequence[LawView], fit_json: Mapping[str, Any
         for key in ("heldout", "pooled"):
             if key in out:
                 x, e = out[key]
-                inside = np.abs(np.log1p(e)) <= model.multiplier * model.sigma(x) + 1e-12
+                inside = np.abs(np.log1p(e)) <= model.half_width(0.0, x) + 1e-12
                 out["inside"] += int(inside.sum())
                 out["total"] += len(x)
     return out
@@ -825,8 +820,8 @@ def predicted_vs_observed(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame
 
 def calibration(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame, path: Path | str) -> Path:
     """Per fitted law (up to MAX_PANELS): relative errors (pred - obs) / obs against the
-    extrapolation distance x = max(N/N_max, D/D_max, C/C_max, 1), with the error model's 95%
-    envelope exp(+-multiplier sigma(x)) - 1: the fitted runs (dots, x = 1 inside the range), the
+    reach beyond the fitted runs (`FittedRange.reach`, in fitted spans), with the error model's 95%
+    envelope exp(+-half_width) - 1: the fitted runs (dots, reach 0 inside the range), the
     backtest's held-out runs (crosses), the pooled rolling-backtest residuals when the fit stores
     them (small dots), and each rolling cut's bias +- mean |error| at its largest distance (bars)."""
     sweep = as_sweep(fit_json)
@@ -849,7 +844,7 @@ def calibration(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame, path: Pa
         model: ErrorModel | None = check["model"]
         colour = _colour(names, v.label) if len(group) == 1 else "C0"
         title = v.label if len(group) == 1 else "all runs"
-        x_max = 10.0
+        x_max = 1.0
         if "in_sample" in check:
             x, e = check["in_sample"]
             ax.scatter(x, 100 * e, s=7, color="0.45", lw=0, alpha=0.6, zorder=3, label="fitted runs")
@@ -859,33 +854,33 @@ def calibration(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame, path: Pa
             ax.scatter(x, 100 * e, s=6, color=colour, alpha=0.45, lw=0, zorder=3, label="rolling backtests")
             x_max = max(x_max, float(np.nanmax(x)) if len(x) else x_max)
         for cut in check["cuts"]:
-            if cut.get("max_distance") and cut.get("bias_pct") is not None:
-                ax.errorbar([cut["max_distance"]], [cut["bias_pct"]], yerr=[[cut.get("mean_abs_error_pct") or 0]] * 2,
+            if cut.get("max_reach") is not None and cut.get("bias_pct") is not None:
+                ax.errorbar([cut["max_reach"]], [cut["bias_pct"]], yerr=[[cut.get("mean_abs_error_pct") or 0]] * 2,
                             fmt="s" if cut.get("axis") == "size" else "o", ms=3.5, mfc="white", color=colour,
                             capsize=2, lw=0.8, zorder=4)
-                x_max = max(x_max, float(cut["max_distance"]))
+                x_max = max(x_max, float(cut["max_reach"]))
         if "heldout" in check:
             x, e = check["heldout"]
             ax.scatter(x, 100 * e, s=28, marker="x", color=colour, lw=1.0, zorder=5, label="backtest held out")
             x_max = max(x_max, float(np.nanmax(x)))
         if model is not None:
-            xs = np.geomspace(1.0, x_max * 1.5, 80)
-            half = model.multiplier * model.sigma(xs)
+            xs = np.linspace(0.0, x_max * 1.2, 80)
+            half = model.half_width(0.0, xs)
             up, down = 100 * np.expm1(half), 100 * np.expm1(-half)
             ax.fill_between(xs, down, up, color=colour, alpha=0.12, lw=0)
             ax.plot(xs, up, color=colour, lw=0.8, ls="--")
             ax.plot(xs, down, color=colour, lw=0.8, ls="--", label="95% envelope")
-            cal = f"x{model.multiplier:.2f}" + ("" if model.calibrated else ", uncalibrated")
+            cal = f"conformal x{model.multiplier:.2f}" + ("" if model.calibrated else ", uncalibrated")
             held = f"; {check['inside']}/{check['total']} held out inside" if check["total"] else ""
             ax.set_title(f"{title} ({v.law.name}): {cal}{held}", fontsize=7.5)
         else:
             ax.set_title(f"{title} ({v.law.name})", fontsize=8)
         ax.axhline(0, color="k", lw=0.5)
-        _style(ax)
+        _style(ax, logx=False)
         ax.set_yscale("symlog", linthresh=1.0, linscale=1.0)  # small errors linear, the envelope's growth in log
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-        ax.set_xlim(0.9, x_max * 1.5)
-        ax.set_xlabel("extrapolation distance x (1 = inside the fit)", fontsize=7.5)
+        ax.set_xlim(-0.03 * x_max, x_max * 1.2)
+        ax.set_xlabel("reach beyond the fitted runs (fitted spans; 0 = inside)", fontsize=7.5)
     axes[0].set_ylabel("(pred - obs) / obs, % (symlog)")
     _legend(axes[0], fontsize=6, frameon=False, loc="best")
     more = f"; first {len(shown)} of {len(panels)} laws" if len(panels) > len(shown) else ""

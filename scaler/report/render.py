@@ -29,7 +29,9 @@ from typing import Any
 
 import polars as pl
 
+from scaler.fit.choose import CANDIDATE_COLUMNS, candidate_rows
 from scaler.fit.laws import allocation_exponents
+from scaler.fit.predict import error_model_text
 from scaler.report import figures as F
 
 __all__ = ["build_report", "build_report_from_fit", "REFERENCES", "FIGURES"]
@@ -73,11 +75,11 @@ FIGURES: dict[str, tuple[str, str, str]] = {
                   "error against compute in {flops} (right); crosses: the backtest's held-out largest runs "
                   "as predicted by a fit on the smaller ones."),
     "calibration": ("calibration.png", "Do the prediction intervals hold?",
-                    "Relative error (pred - obs) / obs against extrapolation distance x = max(N/N_max, "
-                    "D/D_max, C/C_max, 1) beyond the runs a fit saw, with the error model's 95% envelope "
-                    "(multiplier x sigma(x), dashed): fitted runs (grey, x = 1), the backtest's held-out "
-                    "runs (crosses) and each rolling backtest cut's bias +- mean |error| at its largest "
-                    "distance (bars; squares: cuts in model size). Points outside the envelope are "
+                    "Relative error (pred - obs) / obs against the reach beyond the runs a fit saw "
+                    "(max over N, D, C of log10(v / v_max) / log10(v_max / v_min): fitted spans), with the "
+                    "error model's 95% envelope (dashed): fitted runs (grey, reach 0), the rolling "
+                    "backtests' residuals (dots), the backtest's held-out runs (crosses) and each rolling "
+                    "cut's bias +- mean |error| at its largest reach (bars; squares: cuts in model size). Points outside the envelope are "
                     "predictions the intervals did not cover."),
     "frontier": ("frontier_kappa.png", "Loss frontier and quality multipliers",
                  "Left: every run's final loss against compute ({flops}) with each group's frontier (the "
@@ -388,19 +390,9 @@ def _candidate_blocks(sweep: Mapping[str, Any]) -> list[Block]:
             continue
         where = "" if sweep.get("single_law") else f" ({g})"
         blocks.append(("h3", f"Law selection{where}"))
-        blocks.append(("p", f"Candidate laws, fitted to the same runs; chosen: {e.get('law')}, by "
-                            f"{e.get('chosen_by') or 'the lowest held-out error'}."))
-        rows = []
-        for c in cands:
-            name = str(c.get("law", "?"))
-            mark = f"{name} (chosen)" if name == e.get("law") else name
-            if c.get("error"):
-                rows.append([mark, "–", "–", f"failed: {c['error']}", "–"])
-                continue
-            params = ", ".join(f"{k}={_num(v, 4)}" for k, v in (c.get("params") or {}).items())
-            conv = str(c.get("converged")) + (f" ({c['stopped']})" if c.get("stopped") else "")
-            rows.append([mark, _pct(c.get("heldout_error_pct")), _num(c.get("objective"), 4), params, conv])
-        blocks.append(("table", ["law", "held-out error", "objective", "parameters", "converged"], rows))
+        blocks.append(("p", f"Candidate laws, fitted to the same runs and backtested at {e.get('horizon', 10):g}x the "
+                            f"largest fitted compute; chosen: {e.get('chosen_by') or e.get('law')}."))
+        blocks.append(("table", list(CANDIDATE_COLUMNS), candidate_rows(cands, str(e.get("law")))))
     return blocks
 
 
@@ -549,19 +541,14 @@ def _error_model_blocks(sweep: Mapping[str, Any], runs: pl.DataFrame, label: str
         if not isinstance(em, Mapping) or em.get("sigma_run") is None:
             continue
         where = f"{e.get('law')}" if sweep.get("single_law") else f"{g} ({e.get('law')})"
-        n_res = int(em.get("n_residuals") or 0)
-        calib = (f"calibrated on {_plural(n_res, 'rolling-backtest residual')}" if em.get("calibrated") else
-                 f"not calibrated (only {_plural(n_res, 'rolling-backtest residual')}; the multiplier stays 1.96)")
-        text = (f"{where}: run scatter {100 * em['sigma_run']:.2f}% (robust sd of the fitted runs' log residuals), "
-                f"misspecification growing {100 * (em.get('growth') or 0):.2f}% per decade of extrapolation, "
-                f"95% multiplier {em.get('multiplier', 0):.2f}, {calib}.")
+        text = f"{where}: {error_model_text(em)}."
         view = views.get(g)
         if view is not None:
             check = F.interval_check(view, sweep, runs)
             if check["total"]:
                 text += (f" {check['inside']} of {check['total']} held-out backtest runs fall inside the 95% "
                          "envelope (the multiplier is calibrated on the rolling backtests, so about 95% is "
-                         "expected by construction; benchmarks/extrapolation.py scores the intervals on runs "
+                         "expected by construction; benchmarks/heldout_scale.py scores the intervals on runs "
                          "that no fit saw).")
         sentences.append(text)
         for b in em.get("backtests") or []:
@@ -569,19 +556,20 @@ def _error_model_blocks(sweep: Mapping[str, Any], runs: pl.DataFrame, label: str
                    f"N <= {_num(b.get('cut'), 3)}" if b.get("axis") == "size" else str(b.get("cut")))
             rows.append([g, cut, f"{b.get('n_fit')} / {b.get('n_heldout')}", _pct(b.get("mean_abs_error_pct")),
                          "–" if b.get("bias_pct") is None else f"{b['bias_pct']:+.2f}%",
-                         _num(b.get("max_distance"), 3), str(b.get("converged"))])
+                         _num(b.get("max_distance"), 3), _num(b.get("max_reach"), 3), str(b.get("converged"))])
     if not sentences:
         return [("p", "No error model in the fit: the prediction intervals are the bootstrap's alone.")]
     blocks: list[Block] = [
-        ("p", "The 95% prediction interval of a loss adds the bootstrap's parameter spread, the run-to-run "
-              "scatter and a misspecification term that grows with the extrapolation distance, scaled by a "
-              "multiplier calibrated on rolling backtests (refits below compute and size cuts, scored on the "
-              "runs above):"),
+        ("p", "The 95% prediction interval of a loss comes from the errors of rolling backtests (refits below "
+              "compute and size cuts, scored on the runs above) at a comparable reach beyond their fitted runs: "
+              "a split-conformal quantile of their residuals scaled by the run scatter and a misspecification "
+              "term that grows with the reach, never narrower than the bootstrap's own interval, and widened "
+              "by the candidate laws' disagreement under --law auto (docs/design.md §5.7):"),
         ("list", sentences)]
     if rows:
         blocks += [("h3", "Rolling backtests"),
                    ("table", ["group", f"cut (C in {label})", "fit / held out", "mean |error|", "bias",
-                              "max distance", "converged"], rows)]
+                              "max distance", "max reach (spans)", "converged"], rows)]
     return blocks
 
 
@@ -658,8 +646,7 @@ def _caveats(runs: pl.DataFrame, sweep: Mapping[str, Any], target_flops: float |
                        "those parameters are not identified by these runs.")
         em = par.get("error_model") if _ok(par) else None
         if isinstance(em, Mapping) and em.get("sigma_run") is not None and not em.get("calibrated"):
-            out.append(f"{g}: the prediction intervals' multiplier is not calibrated (too few backtest residuals): "
-                       "they may be too narrow far beyond the runs.")
+            out.append(f"{g}: the prediction intervals' multiplier is not calibrated: {em.get('reason') or 'too few backtest residuals'}.")
         iso = e.get("isoflop")
         if _ok(iso):
             bad = [b for b in iso.get("budgets") or [] if b.get("status") != "ok"]

@@ -174,6 +174,8 @@ class FitSettings(_Strict):
     objective: Literal["huber", "asymmetric"] = Field(default="huber", description="what the fitter minimises")
     delta: PositiveFloat = Field(default=1e-3, description="the Huber threshold (on log loss; on loss: asymmetric)")
     asymmetry: PositiveFloat = Field(default=10.0, description="asymmetric: the weight of predictions above a run")
+    horizon: float = Field(default=10.0, ge=1.0, description="law auto: the extrapolation (compute over the largest "
+                           "fitted run's) its backtests are scored at")
 
 
 class SweepSpec(_Strict):
