@@ -1,37 +1,30 @@
-"""Prediction intervals that hold at held-out scale (docs/design.md §5, "Predictions").
+"""Prediction intervals that hold at held-out scale (docs/design.md §5.7).
 
-A predicted loss is off for three reasons, and the interval adds all three (on log loss):
+A predicted loss is off for four reasons, and the interval holds all four (on log loss):
 
-1. parameter uncertainty: the spread of the bootstrap samples' predictions at the point
-   (`sd_boot`, the standard deviation of log L over the samples);
-2. run-to-run scatter: how far single runs sit from the fitted law inside the fitted range
-   (`sigma_run`, a robust (MAD) standard deviation of the in-sample log residuals; it includes
-   seed noise);
-3. misspecification, which grows with extrapolation and which the bootstrap cannot see: measured
-   by rolling backtests. The law is refitted below several cuts (the 30th to 80th percentiles),
-   along compute (the runs with C <= cut) and along model size (N <= cut), the two ways a budget
-   extrapolates (cuts that select the same runs count once); each held-out
-   run's log residual r = log L_obs - log L_pred is recorded with its extrapolation distance
-   x = max(N / N_max, D / D_max, C / C_max, 1) against the fit side's largest values.
+1. parameter uncertainty: the bootstrap spread of the prediction at the point (`sd_boot`);
+2. run-to-run scatter (`sigma_run`, a robust sd of the in-sample log residuals, seed noise included);
+3. misspecification, which grows with the reach beyond the fitted runs and which the bootstrap cannot
+   see: `growth`, the sd of log loss at a reach of one fitted span (`FittedRange.reach`: the largest
+   over N, D and C of log10(v / v_max) / log10(v_max / v_min));
+4. under `--law auto`, the candidate laws' disagreement (`sd_laws`, added at 1.96 sd).
 
-Each held-out run's residual is scaled by tau(x), tau(x)^2 = sigma_run^2 + (growth log10 x)^2,
-with `growth` (the misspecification's standard deviation per decade of extrapolation) the maximum
-likelihood estimate on the backtest residuals: the scores s = |r| / tau(x) are comparable across
-distances. The 95% multiplier at a point is a split-conformal quantile of those scores, weighted
-towards the backtests at a comparable distance (a Gaussian kernel of LOCAL_BANDWIDTH decades in
-log x, never below LOCAL_FLOOR) and towards the cuts that fitted more of the runs (a fit on 30% of
-the runs extrapolates worse than one on all of them), at level 0.95 (1 + 1/n_eff), n_eff the
-weights' effective count. For a point at distance x, on log loss:
+The model is fitted to forward-chained backtests (`rolling_backtests`): the law refitted below the
+30th-80th percentiles of compute and of model size, each held-out run's residual r kept with its
+reach beyond its cut's runs. Each residual's scale is tau^2 = sigma_run^2 + (growth reach)^2,
+`growth` their weighted maximum likelihood, and the 95% multiplier m(reach) the split-conformal
+quantile of the scores |r| / tau, weighted towards backtests at a comparable reach (a Gaussian
+kernel of LOCAL_BANDWIDTH spans, never below LOCAL_FLOOR) and towards cuts that fitted most of the
+runs (weight: that share squared). At a point:
 
-    log L = log L_hat +- max(multiplier(x) tau(x), 1.96 sd_boot)
+    half = max(m(reach) tau(reach), 1.96 sd_boot), then sqrt(half^2 + (1.96 sd_laws)^2)
+    log L = log L_hat +- half
 
-The backtest residuals already hold their refits' parameter error, so the bootstrap's own interval
-is a floor, not a term added again. A table with fewer than MIN_CALIBRATION runs or backtest
-residuals cannot estimate a 95th percentile: its multiplier is the largest score and at least
-SMALL_TABLE_MULTIPLIER, its interval adds sd_boot, and the model says why (`reason`). The printed
-`extrapolation` of a point is its compute over the largest fitted run's (C / C_max, in the fit's
-convention); the error model uses the distance x above, which is the same or larger. Each point
-also says which of the three terms dominates its width and what would shrink it (`width`).
+The backtest residuals already hold their refits' parameter error, so the bootstrap's spread is a
+floor, not a term added again. A table with fewer than MIN_CALIBRATION runs or backtest residuals
+cannot estimate a 95th percentile: its multiplier is the largest score, at least
+SMALL_TABLE_MULTIPLIER, its interval adds sd_boot in quadrature, and the model says why
+(`reason`). Each point says which term dominates its width and what would shrink it (`width`).
 """
 
 from __future__ import annotations
