@@ -616,7 +616,8 @@ def _print_fit(out: dict[str, Any]) -> None:
                       f"D_opt = {row['d_opt']:.4g}{_interval_text(row.get('d_opt_interval'))}")
     model = out.get("error_model")
     if model:
-        console.print(f"prediction intervals: {error_model_text(model)}")
+        intervals = error_model_text(model)  # a result line (stdout), like the fit above it
+        console.print(f"prediction intervals: {intervals}")
     noise = out.get("seed_noise")
     if noise:
         console.print(f"seed noise: {noise['sd_nats']:.4f} nats ({100 * noise['sd_log']:.2f}%), the spread of "
