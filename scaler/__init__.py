@@ -1,6 +1,6 @@
 """scaler: scaling-law and data-mix experiment planner.
 
-The Python API, the same path the CLI takes (README, "Python API"):
+The Python API, the same path the CLI takes (docs/guide.md, "Python API"; the README's notebook example):
 
     import scaler
 
@@ -16,11 +16,14 @@ Names:
 - fit inputs: `from_store` (a store's finished runs), `load_table` (a CSV from anywhere), `FitData`;
 - fitting: `fit` (one law over a table), `fit_sweep` (per data option, plus the quality law),
   `fit_store` (fit_sweep cached in the store's fit.json), `laws` (the law factories);
+- predicting: `predict` (a fit and planned (N, D) -> loss, 95% interval, extrapolation, rankings);
 - deciding: `recommend` (a fit and a data build -> allocation and verdict), `to_flops`;
-- reporting: `build_report` (figures, Markdown and HTML).
+- reporting: `build_report` (figures, Markdown and HTML; matplotlib loads when it runs).
 
+The store- and build-facing steps (`from_store`, `fit_store`, `recommend`, `build_report`) are
+`scaler.session`'s; the layers below take tables, options and frames (docs/design.md §1).
 Importing scaler changes no environment variable and no JAX setting, and does not import JAX;
-`laws` and `build_report` load on first use. Note that `scaler.fit` and `scaler.recommend` are
+`laws` loads on first use. Note that `scaler.fit` and `scaler.recommend` are
 the functions above; their modules are reached with `from scaler.fit import pipeline` and
 `from scaler.recommend import ...`.
 """
@@ -34,27 +37,25 @@ from typing import Any
 # `scaler.recommend` to a module.
 import scaler.fit as _fit_package  # noqa: F401
 import scaler.recommend as _recommend_module  # noqa: F401
-from scaler.config import ConfigError
-from scaler.fit.data import FitData, FitDataError, from_store, load_table
-from scaler.fit.pipeline import fit, fit_store, fit_sweep
-from scaler.recommend import Recommendation, recommend_from_fit as recommend, to_flops
-from scaler.store import Store, StoreError, load_curves, load_runs
+from scaler.errors import ConfigError, StoreError
+from scaler.fit.data import FitData, FitDataError, load_table
+from scaler.fit.pipeline import fit, fit_sweep
+from scaler.recommend import Recommendation, to_flops
+from scaler.fit.predict import predict
+from scaler.session import build_report, fit_store, from_store, recommend
+from scaler.store import Store, load_curves, load_runs
 
 __all__ = [
     "ConfigError", "FitData", "FitDataError", "Recommendation", "Store", "StoreError", "build_report", "fit",
-    "fit_store", "fit_sweep", "from_store", "laws", "load_curves", "load_runs", "load_table", "recommend",
+    "fit_store", "fit_sweep", "from_store", "laws", "load_curves", "load_runs", "load_table", "predict", "recommend",
     "to_flops",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """`laws` (imports JAX) and `build_report` (imports matplotlib) load on first use."""
+    """`laws` (imports JAX) loads on first use."""
     if name == "laws":
         from scaler.fit import laws
 
         return laws
-    if name == "build_report":
-        from scaler.report.render import build_report
-
-        return build_report
     raise AttributeError(f"module 'scaler' has no attribute {name!r}")

@@ -455,7 +455,7 @@ def run(
 ) -> None:
     """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
     from scaler.sweep.plan import make_plan, over_budget, sweep_stacks, unchecked_budgets
-    from scaler.sweep.runners import make_runner
+    from scaler.sweep.engines import make_runner
     from scaler.sweep.spec import expand, load_sweep_spec
 
     with _user_errors():
@@ -727,6 +727,9 @@ def fit(
     from scaler.fit.pipeline import fit as fit_law, fit_sweep
 
     with _user_errors(ValueError):  # a law that cannot be fitted to these rows is one line too
+        if json_out and spec_file is not None and spec_file.suffix == ".json":  # the old `--json FILE`
+            raise ConfigError(f"{spec_file}: --json takes no file: it prints the fit as JSON only, on stdout; "
+                              f"write it to a file with --out {spec_file}")
         if (spec_file is None) == (table is None):
             raise ConfigError("give a sweep spec, or --table FILE.csv with --n, --loss and --d or --flops")
         if out is not None:
@@ -784,7 +787,8 @@ def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = N
                run_ids: set[str] | None = None, horizon: float | None = None) -> dict[str, Any]:
     """The sweep's fit under its [fit] settings (each overridden when given), from the store's
     fit.json when the key matches; of `run_ids`, or of the sweep's runs and its advance steps'."""
-    from scaler.fit.pipeline import Objective, fit_store
+    from scaler.fit.pipeline import Objective
+    from scaler.session import fit_store
 
     s = spec.fit
     goal = _objective(objective, delta, asymmetry, Objective(s.objective, s.delta, s.asymmetry))
@@ -926,15 +930,15 @@ def _fitted_range_text(fit_json: dict[str, Any], group: str | None) -> str:
 
 def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tokens: float | None = None,
                     **options: Any):
-    from scaler.recommend import recommend_from_fit
+    from scaler.session import recommend
 
     pools = None
     if spec is not None and spec.data.raw_pool_tokens is not None and raw_tokens is None:
         from scaler.sweep.spec import raw_pool_caps
 
         pools = raw_pool_caps(spec.data)  # the sweep's scarce data: its raw pool and what each tier keeps
-    return recommend_from_fit(fit_json, spec.data.dir if spec is not None else None, budget_flops,
-                              raw_tokens=raw_tokens, pools=pools, **options)
+    return recommend(fit_json, spec.data.dir if spec is not None else None, budget_flops,
+                     raw_tokens=raw_tokens, pools=pools, **options)
 
 
 def _tier_values(pairs: list[str] | None, option: str) -> dict[str, float] | None:
@@ -998,7 +1002,7 @@ def recommend(
 def _report(spec_file: Path, spec, out: Path, budget_multiple: float, fit_json: dict[str, Any]) -> dict[str, Path]:
     from scaler.advance import read_steps
     from scaler.data.folder import read_report
-    from scaler.report.render import build_report
+    from scaler.session import build_report
     from scaler.store import Store
 
     has_report = spec.data.dir and (Path(spec.data.dir) / "report.json").exists()
@@ -1085,7 +1089,7 @@ def _advance(spec, budget_hours: float | None, reach: list[float], pairs: int, t
     """One advance step of `spec` (scaler/advance.py), trained with `runner`."""
     from scaler.advance import advance_step, check_options
     from scaler.store import Store
-    from scaler.sweep.runners import make_runner
+    from scaler.sweep.engines import make_runner
     from scaler.sweep.spec import expand, extra_run
 
     check_options(reach, pairs, budget_hours)

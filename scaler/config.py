@@ -43,11 +43,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scaler.errors import ConfigError
+
 FLOPS_CONVENTION = "flops_v1"
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message says where and what was expected."""
 
 
 class _Strict(BaseModel):

@@ -108,7 +108,6 @@ __all__ = [
     "tier_options_from_report",
     "recommend",
     "recommend_from_fit",
-    "recommend_from_store",
 ]
 
 PUBLISHED_R_D_STAR = 15.4  # Muennighoff et al. 2023, R_D* = 15.39
@@ -912,25 +911,6 @@ def tier_options_from_report(report: dict[str, Any] | str | Path, tiers: Sequenc
     return out, facts
 
 
-def recommend_from_store(store_root: str | Path, data_dir: str | Path, budget_flops: float,
-                         raw_tokens: float | None = None, eval_set: str = "heldout", n_bootstrap: int = 1000,
-                         seed: int = 0, reference: str = "raw", cleaning_flops_per_second: float | None = None,
-                         tokenizer: str | None = None, n_steps: int = 4, force: bool = False) -> Recommendation:
-    """Fit the quality law on the store's runs (kappa = 1 for `reference`; Chinchilla when the runs
-    cover one tier), bootstrap it, and `recommend_from_fit`. Nothing is written to the store."""
-    from scaler.fit.data import from_store
-    from scaler.fit.pipeline import fit, tiers_of
-
-    data = from_store(str(store_root), eval_set=eval_set)
-    tiers = tiers_of(data)
-    if len(tiers) >= 2:
-        fitted = {"quality": fit(data, "quality", n_bootstrap, seed, reference)}
-    else:
-        fitted = {"groups": {tiers[0] if tiers else "stdlib": {"parametric": fit(data, "chinchilla", n_bootstrap, seed)}}}
-    return recommend_from_fit(fitted, data_dir, budget_flops, raw_tokens=raw_tokens, tokenizer=tokenizer,
-                              cleaning_flops_per_second=cleaning_flops_per_second, n_steps=n_steps, force=force)
-
-
 def _law_entry(fit: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
     """The law entry of `fit` (a sweep's fit, or one law's entry as `scaler.fit.pipeline.fit`
     returns it) and, for a store with runs on one tier, that tier."""
@@ -954,20 +934,22 @@ def _smallest_run_flops(entry: Mapping[str, Any], fit: Mapping[str, Any]) -> flo
     return None
 
 
-def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = None, budget_flops: float | None = None,
+def recommend_from_fit(fit: Mapping[str, Any], data_report: Mapping[str, Any] | None = None, budget_flops: float | None = None,
                        raw_tokens: float | None = None, tokenizer: str | None = None,
                        cleaning_flops_per_second: float | None = None, n_steps: int = 4, *,
                        yields: Mapping[str, float] | None = None, cleaning_costs: Mapping[str, float] | None = None,
                        pools: Mapping[str, float] | None = None, experiment_flops: Sequence[float] | None = None,
-                       crossover_budgets: int = CROSSOVER_BUDGETS, force: bool = False) -> Recommendation:
+                       crossover_budgets: int = CROSSOVER_BUDGETS, force: bool = False,
+                       data_source: str = "the data build's report.json") -> Recommendation:
     """The recommendation from a fit: a sweep's (`scaler.fit_sweep` / `fit_store`, i.e. fit.json:
     its quality law, or the Chinchilla fit of a store with runs on one tier) or one law's entry
     (`scaler.fit.pipeline.fit`, e.g. a quality law fitted on a table with a group column). The law's
     point estimate and bootstrap samples are used as fitted (no refit), under the fit's compute
     convention (6ND for a fit that does not record one); `budget_flops` is in that convention.
 
-    Tier options: with `data_dir`, the build's yields and cleaning costs from
-    `<data_dir>/report.json` (raw pool: raw's training tokens unless `raw_tokens`); without one,
+    Tier options: with `data_report` (a `data build`'s report.json as a dict, read by
+    `scaler.session.recommend` from a build folder; `data_source` names it in the notes), the
+    build's yields and cleaning costs (raw pool: raw's training tokens unless `raw_tokens`); without one,
     `raw_tokens` is required and every tier of the law has yield 1 and no cleaning cost unless
     `yields` (tokens kept / raw tokens) or `cleaning_costs` (FLOPs per raw token) say otherwise.
     Given yields and costs override the build's. `pools` (tokens per tier, the reference tier's
@@ -977,6 +959,9 @@ def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = Non
     """
     from scaler.fit import laws
 
+    if isinstance(data_report, (str, Path)):
+        raise TypeError(f"recommend_from_fit: data_report {str(data_report)!r}: expected the build's report.json as a "
+                        "dict; for a build folder call scaler.recommend(fit, data_dir, ...) (scaler.session.recommend)")
     if budget_flops is None:
         raise ValueError("budget_flops is required")
     budget_flops = float(budget_flops)
@@ -1016,21 +1001,19 @@ def recommend_from_fit(fit: Mapping[str, Any], data_dir: str | Path | None = Non
             raise ValueError(f"{what}: unknown tier(s) {', '.join(unknown)}; the law's tiers are {', '.join(names)}")
     derived = entry.get("derived", {})
     kappas = {t: float(derived.get(f"kappa_{t}") or 1.0) for t in names}
-    if data_dir is None:
+    if data_report is None:
         if raw_tokens is None:
             raise ValueError("raw_tokens (--raw-tokens U) is needed without a data build")
         tiers = [TierOption(t, kappa=kappas[t]) for t in names]
         source = "no data build: yields and cleaning costs as given (default yield 100%, no cleaning cost)"
     else:
-        from scaler.data.folder import read_report
-
-        report = read_report(data_dir).model_dump(mode="json")
+        report = dict(data_report)
         tiers, facts = tier_options_from_report(report, names, tokenizer, cleaning_flops_per_second, kappas)
         skipped = sorted(set(report.get("tiers", {})) - set(names))
         if skipped:
             notes.append(f"tiers built but not in the sweep (no kappa fitted): {', '.join(skipped)}")
         raw_tokens = raw_tokens if raw_tokens is not None else facts["raw_train_tokens"]
-        source = (f"cleaning costs from {Path(data_dir) / 'report.json'} (tokenizer {facts['tokenizer']}, "
+        source = (f"cleaning costs from {data_source} (tokenizer {facts['tokenizer']}, "
                   f"{facts['raw_tokens_read']:.3g} raw tokens read)")
     if pools:
         missing = [t.name for t in tiers if t.name not in pools]

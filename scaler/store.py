@@ -45,16 +45,14 @@ import fsspec
 import polars as pl
 from fsspec.implementations.local import LocalFileSystem
 
+from scaler.errors import StoreError
+
 RUN_STATES = ("pending", "running", "done", "failed", "diverged")
 CORRUPT = "corrupt"  # not written to status.json: a run with an unreadable file (Store.problems)
 
 # One lock per process for status read-modify-write, so a heartbeat thread cannot undo a state
 # change made by the main thread. (Module-level, so Store objects stay picklable for Ray.)
 _STATUS_LOCK = threading.RLock()
-
-
-class StoreError(Exception):
-    """A store file is missing where required, unreadable, or disagrees with what is written."""
 
 
 def canonical_json(obj: Any) -> str:

@@ -107,17 +107,17 @@ def test_one_law_over_a_table(tmp_path: Path) -> None:
 
 
 def test_fit_store_reuses_fit_json_only_when_its_key_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from scaler.fit import pipeline
+    from scaler import session
 
     store = make_store(tmp_path / "store")
     calls: list[tuple] = []
-    real = pipeline.fit_sweep
+    real = session.fit_sweep
 
     def counting(*args, **kwargs):
         calls.append(args[1:])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fit_sweep", counting)
+    monkeypatch.setattr(session, "fit_sweep", counting)
     first = scaler.fit_store(store, n_bootstrap=0)
     assert json.loads((tmp_path / "store" / "fit.json").read_text())["key"] == first["key"]
     assert scaler.fit_store(store, n_bootstrap=0) == first and len(calls) == 1  # same key: reused

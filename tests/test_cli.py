@@ -103,6 +103,8 @@ BAD_INPUTS: list[tuple[str, Callable[[dict[str, Path]], list[str]], str]] = [
                                                  "--loss", "loss", "--drop-top-loss", "-1"], "--drop-top-loss -1"),
     ("fit: --reference not a tier", lambda f: ["fit", "--table", str(f["table"]), "--n", "N", "--d", "D", "--loss",
                                                "loss", "--law", "quality", "--reference", "web"], "--law quality"),
+    ("fit: the old --json FILE", lambda f: ["fit", "--table", str(f["table"]), "--n", "N", "--d", "D", "--loss", "loss",
+                                            "--json", "out.json"], "--json takes no file"),
     ("plan: --peak-flops -1", lambda f: ["plan", str(f["good"]), "--peak-flops", "-1", "--mfu", "0.5"], "--peak-flops"),
     ("plan: --mfu 2", lambda f: ["plan", str(f["good"]), "--peak-flops", "1e12", "--mfu", "2"], "--mfu"),
     ("plan: a string budget", lambda f: ["plan", str(f["string_budget"])], "design.isoflop.budgets.0"),

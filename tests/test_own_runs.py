@@ -122,7 +122,7 @@ def test_recommend_for_runs_trained_anywhere_warns_then_refuses_far_out(group_fi
 
 
 def test_diverged_and_failed_runs_are_named_not_dropped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from scaler.fit.data import from_store
+    from scaler.session import from_store
 
     store = Store(str(tmp_path / "store"))
     rng = np.random.default_rng(1)
@@ -139,7 +139,7 @@ def test_diverged_and_failed_runs_are_named_not_dropped(tmp_path: Path, capsys: 
     data = from_store(store.root)
     assert data.excluded == {"diverged": ["blew-up"], "failed": ["crashed"]} and data.n_points == 8
     from scaler.cli import _print_sweep_fit
-    from scaler.fit.pipeline import fit_store
+    from scaler.session import fit_store
 
     sweep_ids = {f"run{i}" for i in range(7)} | {"blew-up"}  # run7 belongs to an earlier build of the sweep
     result = fit_store(store, n_bootstrap=0, run_ids=sweep_ids)

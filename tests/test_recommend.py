@@ -19,10 +19,10 @@ from scaler.recommend import (
     TierOption,
     recommend,
     recommend_from_fit,
-    recommend_from_store,
     tier_options_from_report,
     to_flops,
 )
+from scaler import session
 
 ROOT = Path(__file__).resolve().parents[1]
 # Epoch AI's refit of Chinchilla (Besiroglu et al. 2024): a != b on purpose
@@ -171,7 +171,7 @@ def test_tier_options_from_report() -> None:
                     reason="store/demo-sweep and data/demo are built by `scaler run sweeps/demo.toml`, not in a clone")
 def test_recommend_from_demo_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    rec = recommend_from_store("store/demo-sweep", "data/demo", 100 * 1.2e12, n_bootstrap=100)
+    rec = session.recommend_from_store("store/demo-sweep", "data/demo", 100 * 1.2e12, n_bootstrap=100)
     assert rec.verdict in ("size", "cleaning")
     assert rec.flops_convention in rec.lines()[0] and rec.extrapolation is not None
     assert 0.0 <= rec.probability <= 1.0 and 0.0 <= rec.probability_kind <= 1.0
@@ -397,9 +397,9 @@ def test_saved_demo_fit_with_build_and_overrides(monkeypatch: pytest.MonkeyPatch
     if "quality" not in fit or "error" in fit["quality"]:
         pytest.skip("the saved demo fit has no quality law")
     budget = 100 * fit["quality"]["largest_run_flops"]
-    built = recommend_from_fit(fit, "data/demo", budget)
+    built = session.recommend(fit, "data/demo", budget)
     tier = next(o.name for o in built.options if o.name != built.raw_option)
-    given = recommend_from_fit(fit, "data/demo", budget, yields={tier: 0.25}, cleaning_costs={tier: 0.0})
+    given = session.recommend(fit, "data/demo", budget, yields={tier: 0.25}, cleaning_costs={tier: 0.0})
     assert given.option(tier).yield_fraction == 0.25 and given.option(tier).cleaning_flops == 0
     assert given.option(built.raw_option).yield_fraction == built.option(built.raw_option).yield_fraction
     if "compute" not in fit["quality"]:

@@ -16,7 +16,8 @@ import pytest
 
 from scaler.config import Family, count_params, flops_per_token
 from scaler.report import figures as F
-from scaler.report.render import FIGURES, build_report, build_report_from_fit
+from scaler.report.render import FIGURES, build_report_from_fit
+from scaler.session import build_report
 from scaler.store import Store
 
 TRUE = {"E": 1.8, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
@@ -60,7 +61,7 @@ def _make_store(root: Path, noise: float = 0.003, seed: int = 1) -> None:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from scaler.fit.data import from_store
+    from scaler.session import from_store
     from scaler.fit.pipeline import fit_sweep
 
     root = tmp_path_factory.mktemp("sweep") / "store"

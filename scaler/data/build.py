@@ -69,7 +69,7 @@ from scaler.data.folder import (
 )
 from scaler.data.perplexity import ReferenceScorer
 from scaler.data.tokenize import ByteTokenizer, Tokenizer, pack, parse_tokenizer_name, save_tokenizer, train_bpe
-from scaler.store import StoreError
+from scaler.errors import StoreError
 
 BUILD_FORMAT = "data_v1"
 EXAMPLES_PER_REASON = 3

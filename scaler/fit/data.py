@@ -190,15 +190,13 @@ def load_table(
     return with_clusters(drop_top_loss(check(data, drop_nan), drop_top))
 
 
-def from_store(store_root: str, eval_set: str = "heldout", drop_nan: bool = False,
-               run_ids: Collection[str] | None = None) -> FitData:
-    """The finished runs of a store: N = n_params, D = tokens, C = flops (flops_v1), the final
-    loss on `eval_set`, the mix as group and `w_<tier>` weights, and per-tier pools `U_<tier>`.
-    `run_ids` (a sweep's runs, e.g. its current expansion) keeps only those: runs of an earlier
-    data build or spec that share the store are listed in `excluded` as "outside the sweep"."""
-    from scaler.store import load_runs
-
-    runs = load_runs(store_root)
+def from_runs(runs: pl.DataFrame, store_root: str, eval_set: str = "heldout", drop_nan: bool = False,
+              run_ids: Collection[str] | None = None) -> FitData:
+    """The finished runs of a store's runs table (`scaler.store.load_runs`; `store_root` names it in
+    messages): N = n_params, D = tokens, C = flops (flops_v1), the final loss on `eval_set`, the mix
+    as group and `w_<tier>` weights, and per-tier pools `U_<tier>`. `run_ids` (a sweep's runs, e.g.
+    its current expansion) keeps only those: runs of an earlier data build or spec that share the
+    store are listed in `excluded` as "outside the sweep". `scaler.session.from_store` reads the store."""
     if runs.is_empty():
         raise FitDataError(f"{store_root}: no runs in the store")
     excluded: dict[str, list[str]] = {}

@@ -1,13 +1,11 @@
-"""From fit inputs to a fit: which law, the per-group fits, the quality law, and a store's fit.json.
+"""From fit inputs to a fit: which law, the per-group fits, the quality law, and the key of a cached fit.
 
-The CLI and the Python API (`scaler.fit`, `scaler.fit_sweep`, `scaler.fit_store`) both call these,
-so a notebook gets exactly what `scaler fit` prints. JAX is imported by the fitter only when a fit
-runs, and nothing here touches the training stack (docs/design.md §1).
-
-fit.json is written through `Store` (atomically, on a local disk or an fsspec URL) with a `key`
-that names everything its numbers depend on: the law, the reference tier, the eval set, the
-bootstrap count and seed, and the runs (their ids and final losses). A saved fit is reused only
-when its key matches; any change refits.
+The CLI and the Python API (`scaler.fit`, `scaler.fit_sweep`) both call these, so a notebook gets
+exactly what `scaler fit` prints. JAX is imported by the fitter only when a fit runs; nothing here
+reads a store or touches the training stack (docs/design.md §1): `scaler.session.fit_store` caches
+a store's fit in its fit.json under `fit_key`, which names everything its numbers depend on (the
+law, the reference tier, the eval set, the bootstrap count and seed, the objective, the horizon and
+the runs: their ids and final losses). A saved fit is reused only when its key matches.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +22,8 @@ from scaler.config import ConfigError
 from scaler.fit.backtest import order_stability
 from scaler.fit.choose import DEFAULT_HORIZON, candidate_laws, choose, ensemble
 from scaler.fit.compute import Compute
-from scaler.fit.data import FitData, from_store, json_safe
+from scaler.fit.data import FitData, json_safe
 from scaler.fit.stats import percentile_interval
-from scaler.store import Store, StoreError
 
 FIT_FILE = "fit.json"
 FIT_SCHEMA = 5  # bump when fit.json's layout changes: files of another schema are refitted
@@ -288,24 +284,3 @@ def fit_key(data: FitData, law: str, eval_set: str, n_bootstrap: int, seed: int,
     return {"schema": FIT_SCHEMA, "law": law, "reference": reference, "eval_set": eval_set,
             "bootstrap": n_bootstrap, "seed": seed, "objective": dataclasses.asdict(objective),
             "horizon": horizon, "n_runs": data.n_points, "excluded": data.excluded, "runs_sha256": runs_sha256}
-
-
-def fit_store(store: Store | str, eval_set: str = "heldout", law: str = "chinchilla", n_bootstrap: int = 1000,
-              seed: int = 0, reference: str = "raw", refit: bool = False, objective: Objective = Objective(),
-              run_ids: Collection[str] | None = None, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
-    """`fit_sweep` over a store's finished runs (only `run_ids` when given: a sweep's own runs),
-    cached in the store's fit.json: the saved fit is returned when its key matches (same law,
-    reference, eval set, bootstrap, seed, objective and runs), else the runs are refitted and
-    fit.json is replaced atomically."""
-    store = store if isinstance(store, Store) else Store(str(store))
-    data = from_store(store.root, eval_set, run_ids=run_ids)
-    key = fit_key(data, law, eval_set, n_bootstrap, seed, reference, objective, horizon)
-    try:
-        saved = None if refit else store.read_sweep_json(FIT_FILE)
-    except StoreError:
-        saved = None  # an unreadable fit.json is refitted and replaced
-    if isinstance(saved, dict) and saved.get("key") == key:
-        return saved
-    out = {"key": key, **fit_sweep(data, law, n_bootstrap, seed, reference, objective, horizon)}
-    store.write_sweep_json(FIT_FILE, out)
-    return out

@@ -513,6 +513,8 @@ def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = Non
     labels = list(groups) if groups is not None else [None] * len(n)
     if (d is None) == (flops is None):
         raise PredictError("give tokens (D) or FLOPs for every point, not both")
+    d, flops, unique = (None if v is None else np.broadcast_to(np.asarray(v, np.float64), n.shape)
+                        for v in (d, flops, unique))  # one number, or one per point
     if len(labels) != len(n):
         raise PredictError(f"{len(labels)} group labels for {len(n)} points")
     out: list[dict[str, Any] | None] = [None] * len(n)

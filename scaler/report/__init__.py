@@ -1,13 +1,13 @@
-"""The sweep report: `build_report(store_root, fit_json, ...)` (a store's runs and curves, or
-store_root=None) and `build_report_from_fit(fit_json, out_dir, title)` (a fit JSON alone), both
-in `scaler.report.render`; the figures in `scaler.report.figures`. Loaded on first use
-(matplotlib)."""
+"""The sweep report: `render_report(store, fit_json, ...)` (a store's runs and curves already read,
+`StoreRuns`, or None) and `build_report_from_fit(fit_json, out_dir, title)` (a fit JSON alone), both
+in `scaler.report.render`; the figures in `scaler.report.figures`. `scaler.session.build_report`
+reads a store and calls `render_report`. Loaded on first use (matplotlib)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_report", "build_report_from_fit"]
+__all__ = ["StoreRuns", "render_report", "build_report_from_fit"]
 
 
 def __getattr__(name: str) -> Any:

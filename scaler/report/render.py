@@ -1,9 +1,10 @@
 """The sweep report: every figure, a Markdown file and a self-contained HTML page.
 
-`build_report(store_root, fit_json, data_report, out_dir, title, ...)` draws the figures of
+`render_report(store, fit_json, data_report, out_dir, title, ...)` draws the figures of
 `scaler.report.figures` and writes `report.md` (images referenced by relative path) and
 `index.html` (the same content, images embedded as base64 data URIs, inline CSS, no external
-reference of any kind). The runs come from the store when one is given (`store_root`), else from
+reference of any kind). The runs come from the store when one is given (`StoreRuns`, read by
+`scaler.session.store_runs`: nothing here opens a store), else from
 the fit JSON's top-level "data" (the fitted rows: N, D, C, loss, group, ...), so a report can be
 built from a fit JSON alone: `build_report_from_fit(fit_json, out_dir, title)` (what
 `scaler report --fit FIT.json` calls). The fit may be a sweep fit (`fit_sweep`, fit.json) or one
@@ -24,6 +25,7 @@ import base64
 import html
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from scaler.fit.laws import allocation_exponents
 from scaler.fit.predict import error_model_text
 from scaler.report import figures as F
 
-__all__ = ["build_report", "build_report_from_fit", "REFERENCES", "FIGURES"]
+__all__ = ["StoreRuns", "render_report", "build_report_from_fit", "REFERENCES", "FIGURES"]
 
 # Published Chinchilla-law fits (L = E + A / N^alpha + B / D^beta).
 REFERENCES: dict[str, dict[str, float]] = {
@@ -670,30 +672,37 @@ def _caveats(runs: pl.DataFrame, sweep: Mapping[str, Any], target_flops: float |
     return out
 
 
-def _runs(store_root: str, eval_set: str = "heldout", compute: Any = None, run_ids: Sequence[str] | None = None
-          ) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+@dataclass(frozen=True)
+class StoreRuns:
+    """A store's runs and loss curves as `scaler.store.load_runs` and `load_curves` give them
+    (`scaler.session.store_runs` reads them); `error`: why the store could not be read."""
+
+    root: str
+    runs: pl.DataFrame
+    curves: pl.DataFrame
+    error: str | None = None
+
+
+def _runs(store: StoreRuns, eval_set: str = "heldout", compute: Any = None, run_ids: Sequence[str] | None = None
+          ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The store's runs and curves; only `run_ids` (the fit's own runs) when given, so runs of
     another data build or spec version sharing the store are not drawn."""
-    from scaler.store import load_curves, load_runs
-
-    try:
-        raw = load_runs(store_root)
-        curves = load_curves(store_root)
-    except Exception as err:  # noqa: BLE001 - a broken store should still give a report
-        return F.runs_table(pl.DataFrame()), pl.DataFrame(), f"{type(err).__name__}: {err}"
+    if store.error is not None:
+        return F.runs_table(pl.DataFrame()), pl.DataFrame()
+    raw, curves = store.runs, store.curves
     if run_ids is not None and "run_id" in raw.columns:
         raw = raw.filter(pl.col("run_id").is_in(list(run_ids)))
         if "run_id" in curves.columns:
             curves = curves.filter(pl.col("run_id").is_in(list(run_ids)))
-    return F.runs_table(raw, eval_set, compute), curves, None
+    return F.runs_table(raw, eval_set, compute), curves
 
 
 # --------------------------------------------------------------------------------------------
 # entry points
 
 
-def build_report(
-    store_root: str | None,
+def render_report(
+    store: StoreRuns | None,
     fit_json: dict | None,
     data_report: dict | None,
     out_dir: Path,
@@ -707,9 +716,9 @@ def build_report(
 ) -> dict[str, Path]:
     """Draw every figure and write report.md and index.html under `out_dir`.
 
-    `store_root` is the sweep's store (runs and loss curves); None builds the report from the fit
-    alone, its runs being the fit JSON's top-level "data" (a store without finished runs falls
-    back to them too). `fit_json` is a sweep fit or one law's entry (None or {}: no fit).
+    `store` is the sweep's store, read (`scaler.session.store_runs`: its runs and loss curves); None
+    builds the report from the fit alone, its runs being the fit JSON's top-level "data" (a store
+    without finished runs falls back to them too). `fit_json` is a sweep fit or one law's entry (None or {}: no fit).
     `target_flops` (optional) is the budget a recommendation is for: the caveats say how far it
     extrapolates; `next_run` ({"n", "d" and/or "flops", optional "group"}) marks the proposed next
     run on the iso-loss contours. `recommendation` (a `scaler.recommend.Recommendation.to_json()`)
@@ -724,12 +733,10 @@ def build_report(
     sweep = F.as_sweep(fit_json or {})
     compute = F.fit_compute(sweep)
     eval_set = (sweep.get("key") or {}).get("eval_set", "heldout")  # the fit's eval set (fit.json key)
-    store_error = None
     curves = pl.DataFrame()
     runs = F.runs_from_fit(None)
-    if store_root is not None:
-        fitted_ids = (sweep.get("data") or {}).get("run_id")
-        runs, curves, store_error = _runs(str(store_root), eval_set, compute, fitted_ids)
+    if store is not None:
+        runs, curves = _runs(store, eval_set, compute, (sweep.get("data") or {}).get("run_id"))
     from_store = runs.height > 0
     if not from_store:
         runs = F.runs_from_fit(sweep)
@@ -768,8 +775,8 @@ def build_report(
     if recommendation:
         blocks += [("h2", "The answer"), *_answer_blocks(recommendation)]
     blocks += _advance_blocks(advance_steps)
-    if store_root is not None:
-        summary = [f"Store: {store_root} ({_plural(runs.height if from_store else 0, 'finished run')}"
+    if store is not None:
+        summary = [f"Store: {store.root} ({_plural(runs.height if from_store else 0, 'finished run')}"
                    + (f"; {_plural(len(set(runs['group'].to_list())), 'data option')}" if from_store else "") + ")."]
         if not from_store and runs.height:
             summary.append(f"The store has no finished run: the {_plural(runs.height, 'fitted run')} the fit carries "
@@ -788,8 +795,8 @@ def build_report(
                        + (f"; compute convention {convention}" if convention else "") + ".")
     else:
         summary.append("No fit was given.")
-    if store_error:
-        summary.append(f"The store could not be read: {store_error}.")
+    if store is not None and store.error:
+        summary.append(f"The store could not be read: {store.error}.")
     if recommendation:
         blocks.append(("h2", "The sweep and its fit"))
     blocks.append(("p", " ".join(summary)))
@@ -859,7 +866,7 @@ def build_report_from_fit(
     data_report: dict | None = None,
     spec_text: str | None = None,
 ) -> dict[str, Path]:
-    """The report of a fit JSON alone (`scaler report --fit FIT.json`): `build_report` without a
+    """The report of a fit JSON alone (`scaler report --fit FIT.json`): `render_report` without a
     store, the runs being the fit's top-level "data". Same return value."""
-    return build_report(None, fit_json, data_report, out_dir, title, recommendation, spec_text,
+    return render_report(None, fit_json, data_report, out_dir, title, recommendation, spec_text,
                         target_flops=target_flops, next_run=next_run)

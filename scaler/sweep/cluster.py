@@ -407,7 +407,7 @@ def _stop_head(head: subprocess.Popen[bytes]) -> None:
     head.wait()
 
 
-# -- the engines behind one interface (scaler.sweep.runners.make_runner) -------------------------
+# -- the engines behind one interface (scaler.sweep.engines.make_runner) ------------------------
 @dataclasses.dataclass(frozen=True)
 class RayRunner:
     """Each run a Ray task on the cluster at `address` (else RAY_ADDRESS)."""

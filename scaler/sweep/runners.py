@@ -286,9 +286,8 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-# -- one interface over the engines ------------------------------------------------------------
+# -- the local engine (scaler.sweep.engines.make_runner gives it and the cluster engines) -------
 OutcomeHook = Callable[[dict[str, Any]], None]
-RUNNER_NAMES = ("local", "ray", "slurm")
 
 
 @dataclass(frozen=True)
@@ -303,24 +302,3 @@ class LocalRunner:
             stacks: Stacks | None = None) -> list[dict[str, Any]]:
         return run_local(configs, store_root, retries, self.workers, on_outcome=on_outcome, on_step=on_step,
                          stacks=stacks)
-
-
-def make_runner(name: str, *, workers: int = 1, address: str | None = None, slurm_cluster: str | None = None,
-                resources: dict[str, Any] | None = None):
-    """The engine called `name` (local | ray | slurm). Every engine has `run(configs, store_root,
-    retries, on_outcome=None, on_step=None, stacks=None) -> outcomes in input order` (`stacks`:
-    lists of indices of configs trained together); only the local engine with one worker reports
-    steps. Bad settings raise ConfigError before anything runs."""
-    from scaler.config import ConfigError
-
-    if name not in RUNNER_NAMES:
-        raise ConfigError(f"--runner: expected local, ray or slurm (got {name!r})")
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: expected 1 or more processes")
-    if name == "local":
-        return LocalRunner(workers)
-    from scaler.sweep.cluster import RayRunner, SlurmRunner
-
-    if name == "ray":
-        return RayRunner(resources or {}, address)
-    return SlurmRunner(resources or {}, slurm_cluster)

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from scaler.store import StoreError
+from scaler.errors import StoreError
 
 
 class CheckpointCorrupt(Exception):

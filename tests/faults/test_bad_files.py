@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaler.cli import app
-from scaler.fit.data import from_store
+from scaler.session import from_store
 from scaler.store import Store, load_curves, load_runs
 
 GARBAGE = b"\x00\x9f{not json or parquet"
