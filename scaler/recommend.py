@@ -20,11 +20,11 @@ The model of one choice (tier t, budget C, raw pool U raw tokens):
   (1 - exp(-R/R*)), R = D/U_t - 1 (D' = D while D <= U_t); R* = R_D* of the law where it fits
   one (quality law with pools, data_constrained), else the published R_D* = 15.4 (Muennighoff
   et al. 2023, fit on their 8.7B-token runs; a borrowed constant, not a measurement of this data);
-- the loss is the quality law's, with pools, for a run on tier t alone (`laws.tier_tokens`,
-  `laws.chinchilla_log_loss`): L = E_t + A / N^alpha + B / (kappa_t D')^beta (E_t = E e^{de_t}
-  for an e-shift law). For a quality law with pools this is `law.predict` on that run; for the
-  other laws it adds the repetition (and the given kappa_t) they do not model. Model-parameter
-  repetition (R_N* of data_constrained) is not modelled: N is free here.
+- the loss is the fitted law's own formula (`LawSamples`: `Law.predict_log` at every parameter
+  sample) for a run on tier t alone: a quality law gets w_t = 1 (and U_t = the tier's pool when it
+  fits repetition, else D' as above), data_constrained gets U = the pool (its own R_D* and R_N*),
+  and a law of N and D alone (chinchilla, kaplan, overtrain, broken) gets kappa_t D' (kappa_t 1
+  unless given), the repetition it does not model added.
 
 For every tier the N minimising L is found over log N in [0, log(C_t/6)] (up to one token per
 parameter under 6ND; every convention spends at least 6 FLOPs per parameter and token) by
@@ -83,7 +83,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ import numpy as np
 
 from scaler.fit.compute import SIX_ND, Compute, max_log_n, minimise_log_n
 from scaler.fit.data import json_safe
-from scaler.fit.laws import chinchilla_log_loss, tier_tokens
+from scaler.fit.laws import repeated_tokens
 from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, Z95, ErrorModel, FittedRange
 from scaler.fit.stats import order_probability, percentile_interval
 
@@ -345,86 +345,97 @@ class Recommendation:
 # The law, as NumPy arrays over parameter samples
 
 
-def _law_arrays(law: Any, thetas: np.ndarray, tiers: Sequence[TierOption]) -> dict[str, Any]:
-    names = list(law.param_names)
-    consts = dict(getattr(law, "constants", {}) or {})
-    S = thetas.shape[0]
+@dataclass(frozen=True)
+class LawSamples:
+    """The fitted law at S parameter rows (`thetas`, (S, P)) and what a run on one tier feeds it.
 
-    def col(name: str) -> np.ndarray | None:
-        if name in names:
-            return thetas[:, names.index(name)].astype(np.float64)
-        if name in consts and isinstance(consts[name], (int, float)):
-            return np.full(S, float(consts[name]))
-        return None
+    Every loss is the law's own formula (`Law.predict_log`, theta as (P, S, 1) so each row is one
+    sample), on the columns of a run that trains on `tier` alone from a pool of `pool` unique
+    tokens: a quality law gets w_tier = 1 (and U_t = pool when it fits repetition); a law with a U
+    column (data_constrained) gets U = pool; a law with neither sees its tokens repeated,
+    D' = repeated_tokens(D, pool, R_D*) with the published R_D* (Muennighoff et al. 2023), times
+    the option's kappa (1 unless given)."""
 
-    out: dict[str, Any] = {}
-    for k in ("a", "b", "e", "alpha", "beta"):
-        v = col(k)
-        if v is None:
-            raise ValueError(f"law {law.name!r} has no Chinchilla parameter {k!r}; recommend needs "
-                             "chinchilla, data_constrained or quality")
-        out[k] = v
-    r = col("log_R_D_star")
-    out["r_star"] = np.exp(r) if r is not None else np.full(S, PUBLISHED_R_D_STAR)
-    out["r_star_source"] = "fitted" if r is not None else "published (Muennighoff et al. 2023)"
-    out["log_kappa"], out["de"] = {}, {}
-    for t in tiers:
-        lk = col(f"log_kappa_{t.name}")
-        out["log_kappa"][t.name] = lk if lk is not None else np.full(S, math.log(t.kappa))
-        de = col(f"de_{t.name}")
-        out["de"][t.name] = de if de is not None else np.zeros(S)
-    return out
+    law: Any
+    thetas: np.ndarray
+    kappa: Mapping[str, float]  # each option's kappa, used by a law that fits none
+    r_star: np.ndarray  # (S,) the repetition constant: the law's fitted R_D*, else the published one
+    r_star_source: str
+
+    @classmethod
+    def of(cls, law: Any, thetas: np.ndarray, tiers: Sequence[TierOption]) -> LawSamples:
+        thetas = np.asarray(thetas, dtype=np.float64).reshape(len(thetas), -1)
+        family, names = law.spec.get("family"), list(law.param_names)
+        wanted = set(law.columns) - {"N", "D", "U"} - ({f"{p}_{t}" for t in law.spec.get("tiers", ()) for p in "wU"}
+                                                       if family == "quality" else set())
+        if wanted:
+            raise ValueError(f"law {law.name!r} needs columns {sorted(wanted)} that a tier's run does not give; "
+                             "recommend needs a law of N and D (chinchilla, kaplan, overtrain, broken, "
+                             "data_constrained) or the quality law")
+        if family == "quality" and {t.name for t in tiers} - set(law.spec["tiers"]):
+            raise ValueError(f"tiers {sorted({t.name for t in tiers} - set(law.spec['tiers']))} are not the quality "
+                             f"law's ({', '.join(law.spec['tiers'])})")
+        fitted = "log_R_D_star" in names
+        r_star = np.exp(thetas[:, names.index("log_R_D_star")]) if fitted else np.full(len(thetas), PUBLISHED_R_D_STAR)
+        return cls(law, thetas, {t.name: t.kappa for t in tiers}, r_star,
+                   "fitted" if fitted else "published (Muennighoff et al. 2023)")
+
+    def __len__(self) -> int:
+        return len(self.thetas)
+
+    def take(self, rows: Any) -> LawSamples:
+        """These samples at `rows` (a slice, or indices that may repeat)."""
+        return replace(self, thetas=self.thetas[rows], r_star=self.r_star[rows])
+
+    def kappa_of(self, tier: str) -> float:
+        """The tier's kappa at row 0 (the point estimate): fitted by a quality law, else the option's."""
+        name = f"log_kappa_{tier}"
+        return float(np.exp(self.thetas[0, self.law.param_names.index(name)])) if name in self.law.param_names \
+            else float(self.kappa[tier])
+
+    def loss_nd(self, log_n: np.ndarray, tokens: Any, pool: float, tier: str) -> np.ndarray:
+        """Predicted loss (S, K) of runs on `tier` alone at log_n (S, K) and `tokens` (broadcasting
+        to it), each row under its own sample."""
+        spec, r_star = self.law.spec, self.r_star[:, None]
+        cols: dict[str, Any] = {"N": np.exp(log_n)}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if spec.get("family") == "quality":
+                cols.update({f"w_{t}": float(t == tier) for t in spec["tiers"]})
+                if spec.get("pools"):
+                    cols.update({"D": tokens, **{f"U_{t}": pool for t in spec["tiers"]}})
+                else:
+                    cols["D"] = repeated_tokens(tokens, pool, r_star, xp=np)
+            elif "U" in self.law.columns:
+                cols.update(D=tokens, U=pool)
+            else:
+                cols["D"] = self.kappa[tier] * repeated_tokens(tokens, pool, r_star, xp=np)
+            return np.exp(self.law.predict_log(self.thetas.T[:, :, None], cols, np))
 
 
-def _take(p: dict[str, Any], rows: Any) -> dict[str, Any]:
-    """The law arrays `p` at `rows` of their samples (a slice, or indices that may repeat)."""
-    out: dict[str, Any] = {}
-    for k, v in p.items():
-        if isinstance(v, np.ndarray):
-            out[k] = v[rows]
-        elif isinstance(v, dict):
-            out[k] = {t: a[rows] for t, a in v.items()}
-        else:
-            out[k] = v
-    return out
-
-
-def _loss_nd(log_n: np.ndarray, tokens: Any, pool: float, p: dict[str, Any], tier: str) -> np.ndarray:
-    """Predicted loss of runs on `tier` alone (pool `pool` unique tokens) of log_n (S, K) and
-    `tokens` (broadcasting to it), against per-sample parameters (S,) broadcast as (S, 1): the
-    quality law's chinchilla(N, kappa_t D'_t) with e + de_t (module docstring)."""
-    s = lambda k: p[k][:, None]  # noqa: E731
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        d_eff = tier_tokens(tokens, 1.0, np.exp(p["log_kappa"][tier][:, None]), pool, s("r_star"), xp=np)
-        e_tier = s("e") + p["de"][tier][:, None]
-        return np.exp(chinchilla_log_loss(s("a"), s("b"), e_tier, s("alpha"), s("beta"), log_n, np.log(d_eff), xp=np))
-
-
-def _loss(log_n: np.ndarray, c_train: Any, pool: float, p: dict[str, Any], tier: str, compute: Compute) -> np.ndarray:
+def _loss(log_n: np.ndarray, c_train: Any, pool: float, p: LawSamples, tier: str, compute: Compute) -> np.ndarray:
     """The loss of runs that spend `c_train` FLOPs (a number, or (S, 1) per row) at log_n (S, K):
     D = compute.tokens(N, c_train)."""
-    n = np.exp(log_n)
-    return _loss_nd(log_n, compute.tokens(n, c_train), pool, p, tier)
+    return p.loss_nd(log_n, compute.tokens(np.exp(log_n), c_train), pool, tier)
 
 
-def _loss_at(n: float, d: float, pool: float, p: dict[str, Any], tier: str) -> np.ndarray:
+def _loss_at(n: float, d: float, pool: float, p: LawSamples, tier: str) -> np.ndarray:
     """Per-sample loss of one fixed run (N, D) on `tier` with pool `pool`: (S,). A fixed run's
     loss does not depend on the compute convention."""
-    return _loss_nd(np.full((len(p["a"]), 1), math.log(n)), d, pool, p, tier)[:, 0]
+    return p.loss_nd(np.full((len(p), 1), math.log(n)), d, pool, tier)[:, 0]
 
 
-def _optimise(c_train: float, pool: float, p: dict[str, Any], tier: str, compute: Compute
+def _optimise(c_train: float, pool: float, p: LawSamples, tier: str, compute: Compute
               ) -> tuple[np.ndarray, np.ndarray]:
     """Per sample, the log N in [0, log(C/6)] minimising the loss: (log_n (S,), loss (S,))."""
     return minimise_log_n(lambda x: _loss(x, c_train, pool, p, tier, compute), 0.0, float(max_log_n(c_train)),
-                          len(p["a"]))
+                          len(p))
 
 
 # --------------------------------------------------------------------------------------------
 # The crossover
 
 
-def _row_best(train_flops: np.ndarray, pool: float, q: dict[str, Any], tier: str, compute: Compute) -> np.ndarray:
+def _row_best(train_flops: np.ndarray, pool: float, q: LawSamples, tier: str, compute: Compute) -> np.ndarray:
     """The best loss of row r of the law arrays `q` at training budget train_flops[r]: (R,), +inf
     where the budget is too small to train. One search for all rows: x = log N / log(C_r/6) in
     [0, 1], so every row searches its own range [0, log(C_r/6)]."""
@@ -432,14 +443,14 @@ def _row_best(train_flops: np.ndarray, pool: float, q: dict[str, Any], tier: str
     ok = train_flops >= MIN_FLOPS_PER_PARAM_TOKEN
     if ok.any():
         c = train_flops[ok][:, None]
-        top, rows = max_log_n(c), _take(q, ok)
+        top, rows = max_log_n(c), q.take(ok)
         _, best = minimise_log_n(lambda x: _loss(x * top, c, pool, rows, tier, compute), 0.0, 1.0, len(c),
                                  grid=CROSSOVER_GRID, iters=CROSSOVER_ITERS)
         out[ok] = best
     return out
 
 
-def _bests(budgets: np.ndarray, q: dict[str, Any], tiers: Sequence[TierOption], raw_tokens: float,
+def _bests(budgets: np.ndarray, q: LawSamples, tiers: Sequence[TierOption], raw_tokens: float,
            compute: Compute) -> dict[str, np.ndarray]:
     """Per tier, the best loss of row r of `q` at budget budgets[r], the tier charged its cleaning."""
     return {t.name: _row_best(budgets - t.cleaning_flops_per_raw_token * raw_tokens, t.yield_fraction * raw_tokens, q,
@@ -453,7 +464,7 @@ def _gap_of(best: dict[str, np.ndarray], raw: str) -> np.ndarray:
         return best[raw] - cleaned
 
 
-def _gap(budgets: np.ndarray, q: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tokens: float,
+def _gap(budgets: np.ndarray, q: LawSamples, tiers: Sequence[TierOption], raw: str, raw_tokens: float,
          compute: Compute) -> np.ndarray:
     """Best raw loss - best cleaned loss of row r of `q` at budget budgets[r] (> 0: cleaning wins),
     every tier charged its cleaning."""
@@ -477,13 +488,13 @@ def _curves(best: dict[str, np.ndarray], wins: np.ndarray, budgets: np.ndarray, 
     return out
 
 
-def _crossover(p: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tokens: float, lo: float, hi: float,
+def _crossover(p: LawSamples, tiers: Sequence[TierOption], raw: str, raw_tokens: float, lo: float, hi: float,
                compute: Compute, n_budgets: int, level: float) -> tuple[dict[str, Any], int]:
     """The crossover of the module docstring over [lo, hi], row 0 of `p` being the point estimate;
     and how many times the point estimate's verdict flips on the grid."""
-    M = len(p["a"])  # the point estimate and the samples
+    M = len(p)  # the point estimate and the samples
     budgets = np.geomspace(lo, hi, n_budgets)
-    best = _bests(np.repeat(budgets, M), _take(p, np.tile(np.arange(M), n_budgets)), tiers, raw_tokens, compute)
+    best = _bests(np.repeat(budgets, M), p.take(np.tile(np.arange(M), n_budgets)), tiers, raw_tokens, compute)
     best = {name: values.reshape(n_budgets, M) for name, values in best.items()}
     wins = _gap_of(best, raw) > 0  # cleaning wins, per budget (rows) and sample (columns)
     to_clean, to_size = ~wins[:-1] & wins[1:], wins[:-1] & ~wins[1:]  # flips between grid budgets k and k+1
@@ -507,7 +518,7 @@ def _crossover(p: dict[str, Any], tiers: Sequence[TierOption], raw: str, raw_tok
     first = first_clean if to_cleaning else first_size
     cols = np.flatnonzero(first < n_budgets)
     a, b = np.log(budgets[first[cols]]), np.log(budgets[first[cols] + 1])
-    q = _take(p, cols)
+    q = p.take(cols)
     for _ in range(CROSSOVER_BISECTIONS):
         mid = 0.5 * (a + b)
         after = (_gap(np.exp(mid), q, tiers, raw, raw_tokens, compute) > 0) == to_cleaning
@@ -559,11 +570,11 @@ def experiment_ladder(c_lo: float, c_hi: float, n_steps: int) -> list[float]:
     return [c_lo * (c_hi / c_lo) ** (k / (n_steps + 1)) for k in range(1, n_steps + 1)]
 
 
-def _experiments(p: dict[str, Any], tiers: dict[str, TierOption], contenders: Sequence[str], raw_tokens: float,
+def _experiments(p: LawSamples, tiers: dict[str, TierOption], contenders: Sequence[str], raw_tokens: float,
                  budgets: Sequence[float], compute: Compute, information: Any = None) -> list[Experiment]:
     if len(contenders) < 2 or not budgets:
         return []
-    theta_p, samples = _take(p, slice(0, 1)), _take(p, slice(1, None))  # row 0 is the point estimate
+    theta_p, samples = p.take(slice(0, 1)), p.take(slice(1, None))  # row 0 is the point estimate
     out: list[Experiment] = []
     for c in budgets:
         runs = []
@@ -610,7 +621,7 @@ def gap_information(law: Any, theta: np.ndarray, samples: np.ndarray, gaps: np.n
     var_now = float(g @ sigma @ g)
     step = 1e-4 * np.maximum(1.0, np.abs(theta))
     shifted = np.vstack([theta + np.diag(step), theta - np.diag(step)])  # (2P, P)
-    p = _law_arrays(law, shifted, tiers)
+    p = LawSamples.of(law, shifted, tiers)
     pools = {t.name: t.yield_fraction * raw_tokens for t in tiers}
     P = theta.size
 
@@ -662,7 +673,7 @@ def _settle(verdict: str, probability_kind: float, gap: float, gap_interval: tup
     return out
 
 
-def _prediction_interval(o: OptionResult, samples: dict[str, Any], compute: Compute, errors: ErrorModel,
+def _prediction_interval(o: OptionResult, samples: LawSamples, compute: Compute, errors: ErrorModel,
                          fitted: FittedRange) -> tuple[tuple[float, float], dict[str, Any]]:
     """95% interval of the loss of the run (o.n_params, o.tokens) on o's tier (scaler.fit.predict's
     error model at the run's reach beyond the fitted runs, sd_boot the samples' spread of log L at
@@ -719,7 +730,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
         np.zeros((0, theta.shape[1]))
     ts = ts[np.isfinite(ts).all(axis=1)]
     S = len(ts)
-    p = _law_arrays(law, np.vstack([theta, ts]), tiers)  # row 0: point estimate
+    p = LawSamples.of(law, np.vstack([theta, ts]), tiers)  # row 0: point estimate
     by_name = {t.name: t for t in tiers}
 
     options: list[OptionResult] = []
@@ -730,7 +741,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
         cc = t.cleaning_flops_per_raw_token * raw_tokens
         ct = budget_flops - cc
         pool = t.yield_fraction * raw_tokens
-        kappa = float(np.exp(p["log_kappa"][t.name][0]))
+        kappa = p.kappa_of(t.name)
         res = OptionResult(name=t.name, kappa=kappa, yield_fraction=t.yield_fraction, cleaning_flops=cc,
                            training_flops=max(ct, 0.0), pool_tokens=pool, feasible=ct >= MIN_FLOPS_PER_PARAM_TOKEN)
         if not res.feasible:
@@ -752,7 +763,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
             res.n_params_interval = (res.n_params, res.n_params)
         if error_model is not None and fitted_range is not None:
             res.loss_prediction_interval, res.interval_width = _prediction_interval(
-                res, _take(p, slice(1, None)), compute, error_model, fitted_range)
+                res, p.take(slice(1, None)), compute, error_model, fitted_range)
         sample_losses[t.name] = np.where(np.isfinite(loss[1:]), loss[1:], np.inf)
         options.append(res)
 
@@ -812,7 +823,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
                          "optimum here)")
     if raw_opt.epochs > 1 or (best_clean is not None and best_clean.epochs > 1):
         notes.append("some options repeat their pool (epochs > 1): the repetition model (R_D* = "
-                     f"{float(p['r_star'][0]):.3g}, {p['r_star_source']}) decides part of the answer")
+                     f"{float(p.r_star[0]):.3g}, {p.r_star_source}) decides part of the answer")
 
     extrapolation = budget_flops / float(largest_run_flops) if largest_run_flops else None
     if largest_run_flops and extrapolation > EXTRAPOLATION_WARN:  # type: ignore[operator]
@@ -844,7 +855,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
     iso, grid = _snippets(exps, contenders)
     return Recommendation(
         budget_flops=budget_flops, raw_tokens=raw_tokens, law=str(getattr(law, "name", "?")),
-        r_star=float(p["r_star"][0]), r_star_source=p["r_star_source"], n_samples=S, options=options,
+        r_star=float(p.r_star[0]), r_star_source=p.r_star_source, n_samples=S, options=options,
         raw_option=raw, best_clean=best_clean.name if best_clean is not None else None, verdict=verdict,
         winner=winner, gap=gap, gap_interval=gap_iv, probability=prob, probability_kind=prob_kind,
         flops_convention=compute.convention, extrapolation=extrapolation, crossover=crossover,

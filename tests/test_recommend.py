@@ -429,3 +429,28 @@ def test_settle_says_whether_the_verdict_is_settled_and_what_would_settle_it() -
     per_flop = [e.information_per_flop for e in unsure.experiments[::2]]
     assert per_flop == sorted(per_flop, reverse=True)
     assert "ranked by the gap variance each pair would remove per FLOP" in "\n".join(unsure.lines())
+
+
+def test_every_loss_is_the_law_s_own_formula() -> None:
+    """One formula per law: recommend evaluates the fitted law itself (no second copy of the
+    quality law), so a tier's run costs what `law.predict` says, and any law of N and D works."""
+    from scaler.recommend import LawSamples
+
+    law = laws.quality(["raw", "clean"], reference="raw", pools=True, e_shift=True)
+    theta = np.array([math.log(406.4), math.log(410.7), math.log(1.69), 0.34, 0.28, math.log(1.3), math.log(8.0), 0.02])
+    n, d, pool = np.array([1e8, 3e8]), np.array([2e9, 9e9]), 3e9  # the second run repeats its pool 3 times
+    got = LawSamples.of(law, theta[None], [TierOption("raw"), TierOption("clean")]).loss_nd(
+        np.log(n)[None], d[None], pool, "clean")[0]
+    want = law.predict(theta, {"N": n, "D": d, "w_raw": 0.0 * n, "w_clean": 1.0 + 0.0 * n, "U_raw": pool + 0 * n,
+                               "U_clean": pool + 0 * n})
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+    kaplan, k_theta = laws.kaplan(), np.array([math.log(6.4e13), math.log(1.8e13), 0.076, 0.103])
+    rec = recommend(_samples(k_theta, scale=0.01), k_theta, kaplan, [TierOption("raw")], 1e21, raw_tokens=1e30)
+    best = rec.option("raw")
+    assert best.loss == pytest.approx(float(kaplan.predict(k_theta, {"N": [best.n_params], "D": [best.tokens]})[0]),
+                                      rel=1e-9)
+    mixing = laws.mixing(["web", "code"])
+    with pytest.raises(ValueError, match="needs columns"):
+        recommend(np.zeros((0, mixing.n_params)), np.zeros(mixing.n_params), mixing, [TierOption("raw")], 1e21,
+                  raw_tokens=1e12)
