@@ -42,7 +42,7 @@ import polars as pl
 from scaler.fit.compute import SIX_ND, Compute
 from scaler.fit.data import FitData, load_table, with_clusters
 from scaler.fit.pipeline import Objective, fit
-from scaler.fit.predict import predict
+from scaler.fit.result import predict
 from scaler.fit.stats import percentile_interval
 
 ROOT = Path(__file__).resolve().parents[1] / "anchors"

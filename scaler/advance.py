@@ -108,7 +108,7 @@ def choose(candidates: Sequence[Candidate], pairs: int, budget_hours: float | No
 
 def predictions(fit_json: Mapping[str, Any], runs: Sequence[Any], pools: Mapping[str, float]) -> list[dict[str, Any]]:
     """Each run's predicted final loss and 95% prediction interval from the law behind the verdict."""
-    from scaler.fit.predict import predict
+    from scaler.fit.result import predict
 
     quality = fit_json.get("quality")
     entry = quality if isinstance(quality, Mapping) and "error" not in quality else fit_json  # else a tier's own law

@@ -809,15 +809,18 @@ def _sweep_run_ids(spec) -> set[str]:
 
 
 def _read_fit_json(path: Path) -> dict[str, Any]:
+    from scaler.fit.result import PredictError, SweepFit
+
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"{path}: not a readable fit JSON ({err})") from None
-    if not isinstance(raw, dict) or not ("groups" in raw or "spec" in raw):
-        raise ConfigError(f"{path}: not a fit (expected the JSON of `scaler fit`: a store's fit.json or --out FILE)")
-    return raw
+    try:
+        return dict(SweepFit.from_json(raw).raw)
+    except PredictError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def _fit_source(source: Path) -> dict[str, Any]:
@@ -879,7 +882,8 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="print the predictions as JSON only")] = False,
 ) -> None:
     """Predicted loss of planned runs, with a 95% prediction interval and how far each extrapolates."""
-    from scaler.fit.predict import SHRINK, PredictError, predict as predict_loss, ranking_lines
+    from scaler.fit.predict import SHRINK, ranking_lines
+    from scaler.fit.result import PredictError, predict as predict_loss
 
     with _user_errors(PredictError):
         if out is not None:
@@ -921,11 +925,10 @@ def predict(
 
 
 def _fitted_range_text(fit_json: dict[str, Any], group: str | None) -> str:
-    from scaler.fit.predict import FittedRange, law_entry
+    from scaler.fit.result import SweepFit
 
-    entry, _ = law_entry(fit_json, group)
-    fitted = FittedRange.from_json(entry.get("fitted_range"), entry["largest_run_flops"])
-    return fitted.span_text(entry.get("flops_convention", "6ND"))
+    law, _ = SweepFit.from_json(fit_json).law_for(group)
+    return law.fitted_range.span_text(law.entry.get("flops_convention", "6ND"))
 
 
 def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tokens: float | None = None,

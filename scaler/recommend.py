@@ -93,6 +93,7 @@ from scaler.fit.compute import SIX_ND, Compute, max_log_n, minimise_log_n
 from scaler.fit.data import json_safe
 from scaler.fit.laws import repeated_tokens
 from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, Z95, ErrorModel, FittedRange
+from scaler.fit.result import SweepFit
 from scaler.fit.stats import order_probability, percentile_interval
 
 __all__ = [
@@ -922,20 +923,6 @@ def tier_options_from_report(report: dict[str, Any] | str | Path, tiers: Sequenc
     return out, facts
 
 
-def _law_entry(fit: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
-    """The law entry of `fit` (a sweep's fit, or one law's entry as `scaler.fit.pipeline.fit`
-    returns it) and, for a store with runs on one tier, that tier."""
-    if "spec" in fit or ("error" in fit and "groups" not in fit):
-        return fit, None
-    if fit.get("quality") is not None:
-        return fit["quality"], None
-    groups = fit.get("groups", {})
-    if len(groups) != 1:
-        raise ValueError("the fit has no quality law: recommend needs runs on two tiers or more, or on one")
-    (tier, group), = groups.items()
-    return group["parametric"], tier
-
-
 def _smallest_run_flops(entry: Mapping[str, Any], fit: Mapping[str, Any]) -> float | None:
     """The smallest fitted run's compute, where the fit records it (older fits do not)."""
     for source in (entry.get("fitted_range") or {}, entry, fit):
@@ -977,7 +964,7 @@ def recommend_from_fit(fit: Mapping[str, Any], data_report: Mapping[str, Any] | 
         raise ValueError("budget_flops is required")
     budget_flops = float(budget_flops)
     notes: list[str] = []
-    entry, single_tier = _law_entry(fit)
+    entry, single_tier = SweepFit(fit).decision_law()
     if single_tier is not None:
         notes.append(f"the store has runs on the {single_tier} tier only: no cleaned tier to compare")
     if "error" in entry:

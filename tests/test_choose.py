@@ -14,7 +14,8 @@ from scaler.fit.choose import choose, ensemble, identification_problem
 from scaler.fit.compute import SIX_ND, Compute
 from scaler.fit.data import FitData, with_clusters
 from scaler.fit.pipeline import fit, fit_sweep
-from scaler.fit.predict import Backtests, predict, ranking_lines
+from scaler.fit.predict import Backtests, ranking_lines
+from scaler.fit.result import predict
 from scaler.fit.stats import order_probability
 
 CHINCHILLA_THETA = np.array([math.log(406.4), math.log(410.7), math.log(1.69), 0.34, 0.28])

@@ -13,7 +13,8 @@ from scaler.fit import laws
 from scaler.fit.compute import FLOPS_V1, SIX_ND, Compute, allocate, family_of_shapes
 from scaler.fit.data import FitData, with_clusters
 from scaler.fit.pipeline import fit
-from scaler.fit.predict import PredictError, predict, seed_noise
+from scaler.fit.predict import seed_noise
+from scaler.fit.result import PredictError, predict
 
 CHINCHILLA_THETA = np.array([math.log(406.4), math.log(410.7), math.log(1.69), 0.34, 0.28])
 

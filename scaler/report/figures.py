@@ -7,7 +7,7 @@ so a report can be drawn on any machine that can read the store or the fit JSON.
 
 A fit dict is either a sweep fit (`scaler.fit.pipeline.fit_sweep`: per-group entries under
 "groups") or one law's entry (`scaler fit --table ... --out F.json`: "spec", "theta", ... at the
-top); `as_sweep` gives both the sweep's shape. `law_views` turns it into the fitted laws a figure
+top); `scaler.fit.result.SweepFit.sweep_json` gives both the sweep's shape. `law_views` turns it into the fitted laws a figure
 draws (`LawView`: the law rebuilt from its spec, theta, bootstrap samples, the fit's compute
 convention and the columns held fixed). Laws are evaluated in NumPy. Allocations come from
 `scaler.fit.compute.allocate` under the fit's own convention (never a closed form under 6ND),
@@ -42,11 +42,12 @@ from scaler.fit import laws  # noqa: E402
 from scaler.fit.compute import SIX_ND, Compute, allocate, law_columns_fixed  # noqa: E402
 from scaler.fit.isoflop import group_budgets  # noqa: E402
 from scaler.fit.predict import ErrorModel, FittedRange, predict_points, sample_array  # noqa: E402
+from scaler.fit.result import LawFit, PredictError, SweepFit  # noqa: E402
 from scaler.fit.stats import percentile_interval  # noqa: E402
 
 __all__ = [
-    "DPI", "NotDrawn", "LawView", "runs_table", "runs_from_fit", "as_sweep", "fit_compute", "flops_label",
-    "law_views", "group_budgets", "fitted_law", "predict_runs", "allocation_curve",
+    "DPI", "NotDrawn", "LawView", "runs_table", "runs_from_fit", "flops_label",
+    "law_views", "group_budgets", "predict_runs", "allocation_curve",
     "interval_check", "parabola_minima",
     "loss_curves", "isoflop_curves", "allocation", "isoloss", "predicted_vs_observed", "calibration",
     "frontier_and_kappa", "data_report",
@@ -125,7 +126,7 @@ def runs_from_fit(fit_json: Mapping[str, Any] | None) -> pl.DataFrame:
         return np.array([np.nan if v is None else float(v) for v in data[name]], dtype=np.float64)
 
     n, d = num("N"), num("D")
-    c = num("C") if "C" in data else (fit_compute(fit_json) or Compute(SIX_ND)).flops(n, d)
+    c = num("C") if "C" in data else (SweepFit(fit_json or {}).compute() or Compute(SIX_ND)).flops(n, d)
     text = lambda name, default: [str(v) for v in data[name]] if name in data else [default] * k  # noqa: E731
     frame = pl.DataFrame({
         "run_id": pl.Series(text("run_id", None), dtype=pl.String), "group": text("group", "all"),
@@ -145,46 +146,6 @@ def _ok(entry: Any) -> bool:
     return isinstance(entry, Mapping) and not entry.get("error")
 
 
-def as_sweep(fit_json: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The sweep fit's shape for any fit dict. A sweep fit is returned as is; one law's entry (a
-    dict with "spec") becomes {"groups": {"all": {"parametric": entry}}, ...} with the entry's
-    source, point count, exclusions, compute and data at the top, "single_law": True, and, for a
-    quality law, the entry as "quality" too (its kappas)."""
-    fit_json = dict(fit_json or {})
-    if "spec" not in fit_json or "groups" in fit_json:
-        return fit_json
-    entry = {k: v for k, v in fit_json.items() if k != "data"}
-    data = fit_json.get("data") or {}
-    out: dict[str, Any] = {
-        "source": fit_json.get("source"), "n_points": fit_json.get("n_points") or len(data.get("loss") or []),
-        "excluded": fit_json.get("excluded") or {}, "compute": fit_json.get("compute"),
-        "flops_convention": fit_json.get("flops_convention"), "largest_run_flops": fit_json.get("largest_run_flops"),
-        "data": data, "groups": {"all": {"parametric": entry}}, "failed_groups": [], "single_law": True,
-    }
-    if (fit_json.get("spec") or {}).get("family") == "quality":
-        out["quality"] = entry
-    return out
-
-
-def fit_compute(fit_json: Mapping[str, Any] | None) -> Compute | None:
-    """The compute convention a fit records (its top-level "compute", else its first entry's);
-    None when it records none (a fit written before conventions were)."""
-    fit_json = fit_json or {}
-    raw = fit_json.get("compute")
-    if not raw:
-        for e in (fit_json.get("groups") or {}).values():
-            par = e.get("parametric") if isinstance(e, Mapping) else None
-            if _ok(par) and par.get("compute"):
-                raw = par["compute"]
-                break
-    if not raw:
-        return None
-    try:
-        return Compute.from_json(raw)
-    except (TypeError, ValueError):
-        return None
-
-
 def flops_label(compute: Compute | str | None) -> str:
     """"FLOPs (<convention>)", the unit beside every FLOP figure; plain "FLOPs" when unknown."""
     if compute is None:
@@ -194,20 +155,6 @@ def flops_label(compute: Compute | str | None) -> str:
 
 def _c_axis(label: str) -> str:
     return f"training compute C, {label}"
-
-
-def fitted_law(entry: Mapping[str, Any]) -> tuple[laws.Law, np.ndarray] | None:
-    """(law, theta) of a fit entry: the law rebuilt from its "spec" (older files without one: from
-    its "law" name) and its theta. None when the entry cannot be rebuilt or its theta is incomplete."""
-    spec = entry.get("spec") or {"family": entry.get("law")}
-    try:
-        law = laws.law_from_spec(spec)
-    except ValueError:
-        return None
-    theta = entry.get("theta")
-    if theta is None or len(theta) != law.n_params or any(v is None for v in theta):
-        return None
-    return law, np.asarray(theta, dtype=np.float64)
 
 
 @dataclass
@@ -257,7 +204,7 @@ class LawView:
 def law_views(fit_json: Mapping[str, Any] | None) -> list[LawView]:
     """Every fitted law a figure can draw: per group its parametric law (a law over tiers, fitted
     once for all runs, gives one view per tier). Entries that failed or cannot be rebuilt are left out."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     groups = sweep.get("groups") or {}
     single = bool(sweep.get("single_law"))
     views: list[LawView] = []
@@ -265,10 +212,11 @@ def law_views(fit_json: Mapping[str, Any] | None) -> list[LawView]:
         par = groups[g].get("parametric") if isinstance(groups[g], Mapping) else None
         if not _ok(par):
             continue
-        fitted = fitted_law(par)
-        if fitted is None:
+        try:
+            fitted = LawFit.from_json(par)
+        except PredictError:
             continue
-        law, theta = fitted
+        law, theta = fitted.law, fitted.theta
         try:
             compute = Compute.from_json(par.get("compute") or sweep.get("compute"))
         except (TypeError, ValueError):
@@ -373,7 +321,7 @@ def interval_check(view: LawView | Sequence[LawView], fit_json: Mapping[str, Any
     cuts' summaries. Relative errors are (predicted - observed) / observed; "inside" / "total"
     count the held-out points within the error model's 95% envelope at their reach. Several views of one
     entry (a law over tiers) are checked together."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     views = [view] if isinstance(view, LawView) else list(view)
     view = views[0]
     model = view.error_model()
@@ -586,7 +534,7 @@ def isoflop_curves(runs: pl.DataFrame, fit_json: Mapping[str, Any] | None, path:
                    flops: str = "FLOPs") -> Path:
     """Per group: final loss against N at each budget, the fitted parabola in log N, its minimum
     (the fit's isoflop minimum, with its interval, where present; else the re-fitted vertex)."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     groups = [g for g in _groups(runs) if runs.filter(pl.col("group") == g).height]
     if not groups:
         raise NotDrawn("no runs to draw")
@@ -638,7 +586,7 @@ def allocation(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame, path: Pat
     allocations at 1x/10x/100x the largest run with their intervals (diamonds), the IsoFLOP
     minima with intervals (circles), the fitted runs (dots) and Chinchilla's 20 tokens per
     parameter under the same convention (dashed)."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     views = [v for v in law_views(sweep) if v.fixed is not None]
     if not views:
         raise _no_law(sweep, "allocation to draw")
@@ -707,7 +655,7 @@ def isoloss(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame, path: Path |
     """Per fitted law (up to MAX_PANELS), iso-loss contours of L over (C, N) on log-log axes
     (D = the tokens C buys at N under the fit's convention), the efficient frontier N_opt(C)
     with its 95% band, the fitted runs, and the proposed next run (a star) when given."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     views = [v for v in law_views(sweep) if v.fixed is not None]
     if not views:
         raise _no_law(sweep, "iso-loss contours")
@@ -765,7 +713,7 @@ def predicted_vs_observed(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame
     observed loss, per group (left), and the relative error (pred - obs) / obs against compute
     with the interval (right); the backtest's held-out runs, predicted by a fit on the smaller
     runs, as crosses."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     views = law_views(sweep)
     if not views:
         raise _no_law(sweep, "prediction to compare", in_n_and_d=False)
@@ -824,7 +772,7 @@ def calibration(fit_json: Mapping[str, Any] | None, runs: pl.DataFrame, path: Pa
     envelope exp(+-half_width) - 1: the fitted runs (dots, reach 0 inside the range), the
     backtest's held-out runs (crosses), the pooled rolling-backtest residuals when the fit stores
     them (small dots), and each rolling cut's bias +- mean |error| at its largest distance (bars)."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     all_views = law_views(sweep)
     if not all_views:
         raise _no_law(sweep, "error model to check", in_n_and_d=False)
@@ -893,7 +841,7 @@ def frontier_and_kappa(runs: pl.DataFrame, fit_json: Mapping[str, Any] | None, p
                        flops: str = "FLOPs") -> Path:
     """Left: loss against compute per group with each group's frontier (best loss per budget).
     Right: the quality law's effective-data multipliers kappa_t with 95% intervals."""
-    sweep = as_sweep(fit_json)
+    sweep = SweepFit(fit_json or {}).sweep_json()
     if runs.height == 0 and not _ok(sweep.get("quality")):
         raise NotDrawn("no runs and no quality fit")
     fig, (ax, ax_k) = _fig(2, 3.6, 3.0)

@@ -34,6 +34,7 @@ import polars as pl
 from scaler.fit.choose import CANDIDATE_COLUMNS, candidate_rows
 from scaler.fit.laws import allocation_exponents
 from scaler.fit.predict import error_model_text
+from scaler.fit.result import SweepFit
 from scaler.report import figures as F
 
 __all__ = ["StoreRuns", "render_report", "build_report_from_fit", "REFERENCES", "FIGURES"]
@@ -730,8 +731,8 @@ def render_report(
     a one-line note in the report (never a crash)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sweep = F.as_sweep(fit_json or {})
-    compute = F.fit_compute(sweep)
+    sweep = SweepFit(fit_json or {}).sweep_json()
+    compute = SweepFit(sweep).compute()
     eval_set = (sweep.get("key") or {}).get("eval_set", "heldout")  # the fit's eval set (fit.json key)
     curves = pl.DataFrame()
     runs = F.runs_from_fit(None)
