@@ -26,6 +26,7 @@ from rich.text import Text
 
 from scaler.config import ConfigError, RunConfig, load_run_config
 from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
+from scaler import workflow
 from scaler.store import StoreError, check_writable_folder
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -298,14 +299,6 @@ def _load_sweep(spec_file: Path):
     return spec, expand(spec)
 
 
-def _states(store_root: str, runs) -> dict[str, str]:
-    """Each run's state; "corrupt" for a run with an unreadable file."""
-    from scaler.store import Store
-
-    store = Store(store_root)
-    return {r.run_id: store.state_of(r.run_id) for r in runs}
-
-
 def _stack_option(value: str | None):
     """--stack: None (the spec's), "auto" or a whole number >= 1."""
     if value is None or value == "auto":
@@ -335,7 +328,7 @@ def plan(
     with _user_errors():
         spec, runs = _load_sweep(spec_file)
         stacks = sweep_stacks(spec, runs, _stack_option(stack), workers=max(1, workers))
-        result = make_plan(spec, runs, peak_flops, mfu, usd_per_hour, _states(spec.store_root, runs), stacks)
+        result = make_plan(spec, runs, peak_flops, mfu, usd_per_hour, workflow.states(spec.store_root, runs), stacks)
     for warning in unchecked_budgets(spec, result):
         _warn(warning)
     problems = over_budget(spec, result)
@@ -423,25 +416,6 @@ def _prepare_data(spec, spec_file: Path) -> None:
                           "or run `scaler data build` first")
 
 
-def _run_progress(runner, configs: list[dict[str, Any]], store_root: str, retries: int, names: dict[str, str],
-                  stacks: list[list[int]]):
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-    with _progress(*columns) as bar:
-        sweep_task = bar.add_task("runs", total=len(configs), info="")
-        run_task = bar.add_task("current run", total=None, info="")
-
-        def on_step(row: dict[str, Any]) -> None:
-            bar.update(run_task, description=names.get(row["run_id"], row["run_id"])[-48:], completed=row["step"],
-                       total=row["steps"], info=f"loss {row['train_loss']:.3f}  {row['tokens_per_s']:,.0f} tok/s")
-
-        def on_outcome(outcome: dict[str, Any]) -> None:
-            bar.advance(sweep_task)
-            bar.update(sweep_task, info=f"last: {outcome['run_id']} {outcome['state']}")
-
-        return runner.run(configs, store_root, retries, on_outcome=on_outcome, on_step=on_step, stacks=stacks)
-
-
 @app.command()
 def run(
     spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
@@ -467,7 +441,7 @@ def run(
         check_writable_folder(spec.store_root, "store")
         _prepare_data(spec, spec_file)
         runs = expand(spec)  # now with the data's build id
-        states = _states(spec.store_root, runs)
+        states = workflow.states(spec.store_root, runs)
         stack_size = _stack_option(stack)
         sweep_plan = make_plan(spec, runs, states=states,
                                stacks=sweep_stacks(spec, runs, stack_size, runner, max(1, workers)))
@@ -476,72 +450,48 @@ def run(
             raise ConfigError("; ".join(problems) + " (--force to go ahead)")
         for warning in unchecked_budgets(spec, sweep_plan):
             _warn(warning)
-    _train(spec, runs, states, engine, runner, workers, stack_size, max_runs)
+    _train(spec, runs, engine, runner, workers, stack_size, max_runs)
 
 
-def _train(spec, runs, states: dict[str, str], engine, runner: str, workers: int, stack_size, max_runs: int | None
-           ) -> None:
-    """Train `runs` of `spec` into its store: done runs are skipped, interrupted ones resume, failed
-    ones are retried; exits 1 when a run failed, 2 when the store cannot be written."""
-    from scaler.store import Store
-    from scaler.sweep.plan import stacked_together, sweep_stacks
-
-    store = Store(spec.store_root)
-    for r in runs:
-        if states[r.run_id] == "corrupt":
-            states[r.run_id] = _set_aside(store, r)
-        if states[r.run_id] in ("done", "diverged"):
-            store.remove_dead_claim(r.run_id)  # left by a worker killed between finishing and releasing
-    left = [r for r in runs if states[r.run_id] not in ("done", "diverged")]
-    todo = left[:max_runs]
-    _note(f"sweep {spec.name}: {len(runs)} runs, {len(runs) - len(left)} done, {len(todo)} to run now ({runner}); "
+def _train(spec, runs, engine, runner: str, workers: int, stack_size, max_runs: int | None) -> None:
+    """`workflow.to_train` and `train_sweep` with progress bars; exits 1 when a run failed, 2 when
+    the store cannot be written, 130 on Ctrl-C (the current run is back to pending)."""
+    todo, n_done = workflow.to_train(spec, runs, max_runs, warn=lambda m: _warn(m, "corrupt"))
+    _note(f"sweep {spec.name}: {len(runs)} runs, {n_done} done, {len(todo)} to run now ({runner}); "
           f"store {spec.store_root}")
-    configs = [r.config.model_dump(mode="json") for r in todo]
-    stacks = sweep_stacks(spec, todo, stack_size, runner, workers)
-    together = stacked_together(spec, todo, stacks)  # per task, the runs of one vmapped step
-    if spec.branches() and todo:
-        _note(f"{len(todo)} runs in {sum(map(len, together))} families of WSD branches, {len(stacks)} tasks "
-              f"(up to {max(map(len, together))} families stacked)")
-    elif any(len(group) > 1 for group in stacks):
-        _note(f"{len(todo)} runs in {len(stacks)} stacks (up to {max(map(len, stacks))} runs trained together)")
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    names = {r.run_id: r.config.name for r in todo}
+    result = workflow.SweepOutcome()
     try:
-        with _user_errors(ValueError, ConnectionError):
-            outcomes = _run_progress(engine, configs, spec.store_root, spec.retries,
-                                     {r.run_id: r.config.name for r in todo}, stacks) if configs else []
+        if todo:
+            with _user_errors(ValueError, ConnectionError), _progress(*columns) as bar:
+                sweep_task = bar.add_task("runs", total=len(todo), info="")
+                run_task = bar.add_task("current run", total=None, info="")
+
+                def on_step(row: dict[str, Any]) -> None:
+                    bar.update(run_task, description=names.get(row["run_id"], row["run_id"])[-48:],
+                               completed=row["step"], total=row["steps"],
+                               info=f"loss {row['train_loss']:.3f}  {row['tokens_per_s']:,.0f} tok/s")
+
+                def on_outcome(outcome: dict[str, Any]) -> None:
+                    bar.advance(sweep_task)
+                    bar.update(sweep_task, info=f"last: {outcome['run_id']} {outcome['state']}")
+
+                result = workflow.train_sweep(spec, todo, engine, runner, workers, stack_size, note=_note,
+                                              on_step=on_step, on_outcome=on_outcome)
     except KeyboardInterrupt:
         _warn("the current run is back to pending; run the same command to resume", "interrupted")
         raise typer.Exit(130) from None
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome["state"]] = counts.get(outcome["state"], 0) + 1
+    counts = result.counts()
     _say("outcomes: " + (", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "nothing to run"))
-    for outcome in outcomes:
-        if outcome["state"] == "failed":
-            _say(("failed ", "red"), f"{outcome['run_id']}: {outcome['error']}")
-    store_errors = {o["error"].removeprefix("StoreError: ") for o in outcomes
-                    if o["state"] == "failed" and o["error"].startswith("StoreError: ")}
-    if store_errors:  # the store cannot be written (full disk, read-only): the runs were not the problem
-        _say(("error: ", "red"), f"the store cannot be written: {sorted(store_errors)[0]}", stderr=True)
+    for outcome in result.failed():
+        _say(("failed ", "red"), f"{outcome['run_id']}: {outcome['error']}")
+    if result.store_errors():  # the store cannot be written (full disk, read-only): the runs were not the problem
+        _say(("error: ", "red"), f"the store cannot be written: {result.store_errors()[0]}", stderr=True)
         raise typer.Exit(2)
     if counts.get("failed"):
         raise typer.Exit(1)
-
-
-def _set_aside(store, run) -> str:
-    """Move a corrupt run's unreadable files aside (never deleted), put back its config from the
-    spec, and return the state it resumes from: a done run whose rows are intact stays done, a
-    run whose metrics were lost trains again (from its checkpoints only when their rows survive)."""
-    from scaler.store import run_id_of
-
-    problems = "; ".join(error for _, error in store.problems(run.run_id))
-    moved = store.set_aside(run.run_id)
-    identity = run.config.identity()
-    if run_id_of(identity) == run.run_id:
-        store.write_config(run.run_id, identity)  # config.json from the spec, if it was the damaged file
-    if any(path.rsplit("/", 1)[-1].startswith("metrics.parquet") for path in moved):
-        store.write_status(run.run_id, "pending", reset_reason="metrics set aside")
-    _warn(f"run {run.run_id}: {problems}; moved aside to {', '.join(moved)}; queued again", "corrupt")
-    return store.read_status(run.run_id)["state"]
 
 
 @app.command()
@@ -781,31 +731,14 @@ def _objective(name: str | None, delta: float | None, asymmetry: float | None, b
                      default.asymmetry if asymmetry is None else asymmetry)
 
 
-def _sweep_fit(spec, n_bootstrap: int | None = None, *, eval_set: str | None = None, law: str | None = None,
-               seed: int | None = None, reference: str | None = None, refit: bool = False,
-               objective: str | None = None, delta: float | None = None, asymmetry: float | None = None,
-               run_ids: set[str] | None = None, horizon: float | None = None) -> dict[str, Any]:
-    """The sweep's fit under its [fit] settings (each overridden when given), from the store's
-    fit.json when the key matches; of `run_ids`, or of the sweep's runs and its advance steps'."""
+def _sweep_fit(spec, n_bootstrap: int | None = None, *, objective: str | None = None, delta: float | None = None,
+               asymmetry: float | None = None, **overrides: Any) -> dict[str, Any]:
+    """`workflow.sweep_fit` with the --objective, --delta and --asymmetry flags over the spec's [fit]."""
     from scaler.fit.pipeline import Objective
-    from scaler.session import fit_store
 
     s = spec.fit
     goal = _objective(objective, delta, asymmetry, Objective(s.objective, s.delta, s.asymmetry))
-    return fit_store(spec.store_root, eval_set or s.eval_set, law or s.law,
-                     s.bootstrap if n_bootstrap is None else n_bootstrap, s.seed if seed is None else seed,
-                     reference or s.reference, refit=refit, objective=goal,
-                     run_ids=run_ids if run_ids is not None else _sweep_run_ids(spec),
-                     horizon=s.horizon if horizon is None else horizon)
-
-
-def _sweep_run_ids(spec) -> set[str]:
-    """The sweep's own runs and those of its finished `scaler advance` steps, not the whole store's."""
-    from scaler.advance import advanced_run_ids
-    from scaler.store import Store
-    from scaler.sweep.spec import expand
-
-    return {r.run_id for r in expand(spec)} | advanced_run_ids(Store(spec.store_root))
+    return workflow.sweep_fit(spec, n_bootstrap, objective=goal, **overrides)
 
 
 def _read_fit_json(path: Path) -> dict[str, Any]:
@@ -931,19 +864,6 @@ def _fitted_range_text(fit_json: dict[str, Any], group: str | None) -> str:
     return law.fitted_range.span_text(law.entry.get("flops_convention", "6ND"))
 
 
-def _recommendation(spec, fit_json: dict[str, Any], budget_flops: float, raw_tokens: float | None = None,
-                    **options: Any):
-    from scaler.session import recommend
-
-    pools = None
-    if spec is not None and spec.data.raw_pool_tokens is not None and raw_tokens is None:
-        from scaler.sweep.spec import raw_pool_caps
-
-        pools = raw_pool_caps(spec.data)  # the sweep's scarce data: its raw pool and what each tier keeps
-    return recommend(fit_json, spec.data.dir if spec is not None else None, budget_flops,
-                     raw_tokens=raw_tokens, pools=pools, **options)
-
-
 def _tier_values(pairs: list[str] | None, option: str) -> dict[str, float] | None:
     """`--yield clean=0.4 --yield dedup=0.8` as {tier: value}."""
     if not pairs:
@@ -989,9 +909,9 @@ def recommend(
                    "cleaning_costs": _tier_values(cleaning_costs, "--cleaning-cost"), "force": force}
         if spec_file is not None:
             spec = load_sweep_spec(spec_file)
-            result = _recommendation(spec, _sweep_fit(spec, bootstrap), flops, raw_tokens, **options)
+            result = workflow.sweep_recommendation(spec, _sweep_fit(spec, bootstrap), flops, raw_tokens, **options)
         else:
-            result = _recommendation(None, _read_fit_json(fit_file), flops, raw_tokens, **options)  # type: ignore[arg-type]
+            result = workflow.sweep_recommendation(None, _read_fit_json(fit_file), flops, raw_tokens, **options)  # type: ignore[arg-type]
     if result.extrapolation and result.extrapolation > EXTRAPOLATION_WARN:
         _warn(f"the budget is {result.extrapolation:.3g}x the largest fitted run: the answer extrapolates far "
               "beyond the evidence (see the note below)", "extrapolation")
@@ -1000,30 +920,6 @@ def recommend(
         return
     for line in result.lines():
         _say(line)
-
-
-def _report(spec_file: Path, spec, out: Path, budget_multiple: float, fit_json: dict[str, Any]) -> dict[str, Path]:
-    from scaler.advance import read_steps
-    from scaler.data.folder import read_report
-    from scaler.session import build_report
-    from scaler.store import Store
-
-    has_report = spec.data.dir and (Path(spec.data.dir) / "report.json").exists()
-    data_report = read_report(spec.data.dir).model_dump(mode="json") if has_report else None
-    target = budget_multiple * fit_json["largest_run_flops"]
-    recommendation = _recommendation(spec, fit_json, target) if spec.data.dir else None
-    return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
-                        recommendation=recommendation.to_json() if recommendation else None,
-                        spec_text=Path(spec_file).read_text(), target_flops=target,
-                        next_run=_next_run(recommendation), advance_steps=read_steps(Store(spec.store_root)))
-
-
-def _next_run(recommendation: Any) -> dict[str, Any] | None:
-    """The top-ranked next experiment of a recommendation, for the report's iso-loss figure."""
-    if recommendation is None or not recommendation.experiments:
-        return None
-    top = min(recommendation.experiments, key=lambda e: e.rank)
-    return {"n": top.n_params, "d": top.tokens, "flops": top.flops, "group": top.tier}
 
 
 @app.command()
@@ -1047,7 +943,7 @@ def report(
             spec = load_sweep_spec(spec_file)
             out_dir = out or Path("reports") / spec.name
             check_writable_folder(str(out_dir), "--out")
-            paths = _report(spec_file, spec, out_dir, budget_multiple, _sweep_fit(spec, bootstrap))
+            paths = workflow.sweep_report(spec_file, spec, out_dir, budget_multiple, _sweep_fit(spec, bootstrap))
         else:
             fit_json = _read_fit_json(fit_file)  # type: ignore[arg-type]
             if not fit_json.get("largest_run_flops"):
@@ -1089,27 +985,13 @@ def advance(
 
 def _advance(spec, budget_hours: float | None, reach: list[float], pairs: int, target_flops: float | None,
              runner: str = "local", workers: int = 2) -> dict[str, Any]:
-    """One advance step of `spec` (scaler/advance.py), trained with `runner`."""
-    from scaler.advance import advance_step, check_options
-    from scaler.store import Store
+    """One advance step of `spec` (`workflow.advance_sweep`), its runs trained with `runner`."""
     from scaler.sweep.engines import make_runner
-    from scaler.sweep.spec import expand, extra_run
 
-    check_options(reach, pairs, budget_hours)
-    if spec.data.dir is None or len({t for m in spec.all_mixes() for t in m}) < 2:
-        raise ConfigError(f"sweep {spec.name}: advance compares raw with cleaned data: the sweep needs data.dir and "
-                          "mixes over two tiers or more")
     engine = make_runner(runner, workers=workers, resources=spec.resources.model_dump())
-
-    def train(runs) -> None:
-        _train(spec, runs, _states(spec.store_root, runs), engine, runner, workers, _stack_option("1"), None)
-
-    return advance_step(
-        Store(spec.store_root), {r.run_id for r in expand(spec)}, fit=lambda ids: _sweep_fit(spec, run_ids=ids),
-        recommend=lambda fit_json, flops, ladder: _recommendation(spec, fit_json, flops, experiment_flops=ladder),
-        train=train, make_run=lambda n, c, tier: extra_run(spec, n, c, tier, prefix="/advance"),
-        pools=_tier_pools(spec), target_flops=target_flops, eval_set=spec.fit.eval_set, reach=reach, pairs=pairs,
-        budget_hours=budget_hours, workers=workers, seconds_of=_throughput_estimate(spec.store_root), progress=_note)
+    return workflow.advance_sweep(spec, engine, lambda runs: _train(spec, runs, engine, runner, workers, 1, None),
+                                  reach=reach, pairs=pairs, budget_hours=budget_hours, target_flops=target_flops,
+                                  workers=workers, progress=_note)
 
 
 @app.command()
@@ -1132,13 +1014,13 @@ def design(
     from scaler.sweep.spec import load_sweep_spec
 
     with _user_errors(ValueError):
-        prior_entry = _prior_quality(_read_fit_json(prior), prior)
+        prior_entry = workflow.prior_quality(_read_fit_json(prior), str(prior))
         specs = [load_sweep_spec(f) for f in spec_files]
-        designs = [_design_runs(spec, f.stem, prior_entry) for spec, f in zip(specs, spec_files, strict=True)]
+        designs = [workflow.design_runs(spec, f.stem, prior_entry) for spec, f in zip(specs, spec_files, strict=True)]
         target = budget or 100.0 * float(np.max(designs[0].columns["C"]))
 
         def recommend_at(spec):
-            return lambda entry: _recommendation(spec, entry, target, crossover_budgets=0)
+            return lambda entry: workflow.sweep_recommendation(spec, entry, target, crossover_budgets=0)
 
         results = []
         for spec, d in zip(specs, designs, strict=True):
@@ -1152,82 +1034,11 @@ def design(
         _say(line)
 
 
-def _prior_quality(fit_json: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The quality law of a prior fit: a sweep fit's `quality`, or one quality law's entry."""
-    entry = fit_json.get("quality") if "quality" in fit_json else fit_json
-    if not isinstance(entry, dict) or "error" in entry or (entry.get("spec") or {}).get("family") != "quality":
-        raise ConfigError(f"{path}: the prior has no fitted quality law (a sweep fit over two tiers or more)")
-    return entry
-
-
-def _design_runs(spec, name: str, prior: dict[str, Any]):
-    """A spec's runs as the prior's law reads them: N, D, C (the prior's convention), weights, pools."""
-    import numpy as np
-
-    from scaler.config import mix_label
-    from scaler.design import DesignRuns
-    from scaler.fit.compute import Compute
-    from scaler.fit.laws import law_from_spec
-    from scaler.model.family import count_params
-    from scaler.sweep.plan import make_plan, sweep_stacks
-    from scaler.sweep.spec import expand
-
-    if spec.data.dir is None:
-        raise ConfigError(f"design {name}: the quality law needs data tiers (data.dir and mixes)")
-    runs = expand(spec)
-    tiers = list(law_from_spec(prior["spec"]).spec["tiers"])
-    unknown = sorted({t for r in runs for t in r.mix} - set(tiers))
-    if unknown:
-        raise ConfigError(f"design {name}: tier {unknown[0]!r} has no kappa in the prior (its tiers: {', '.join(tiers)})")
-    pools = _tier_pools(spec)
-    n = np.array([count_params(r.config.model) for r in runs], dtype=np.float64)
-    d = np.array([r.config.train.tokens for r in runs], dtype=np.float64)
-    columns = {"N": n, "D": d, "C": Compute.from_json(prior.get("compute")).flops(n, d),
-               **{f"w_{t}": np.array([r.mix.get(t, 0.0) for r in runs]) for t in tiers},
-               **{f"U_{t}": np.full(len(runs), pools[t]) for t in tiers}}
-    plan = make_plan(spec, runs, stacks=sweep_stacks(spec, runs, None))  # WSD branches share their trunks
-    return DesignRuns(name, columns, np.array([mix_label(r.mix) for r in runs]), plan.trained_flops or plan.total_flops)
-
-
 def _numbers(text: str, option: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",")]
     except ValueError:
         raise ConfigError(f"{option} {text!r}: expected comma-separated numbers, e.g. 4,8") from None
-
-
-def _tier_pools(spec) -> dict[str, float]:
-    """Each tier's pool (tokens) as the sweep's runs read it: cut from its raw pool, capped, or whole."""
-    from scaler.data.folder import read_token_meta
-    from scaler.sweep.spec import tier_caps
-
-    pools = {t: float(c.tokens) for t, c in read_token_meta(spec.data.dir, spec.data.tokenizer).tiers.items()}
-    return {t: min(whole, float(tier_caps(spec.data).get(t, whole))) for t, whole in pools.items()}
-
-
-def _throughput_estimate(store_root: str):
-    """seconds(run): its tokens at the median throughput its size reached in the sweep's own runs
-    (the nearest size measured; None before any run finished)."""
-    import numpy as np
-    import polars as pl
-
-    from scaler.model.family import count_params
-    from scaler.store import load_curves, load_runs
-
-    try:
-        curves = load_curves(store_root).join(load_runs(store_root).select("run_id", "n_params"), on="run_id")
-        by_size = curves.group_by("n_params").agg(pl.col("tokens_per_s").median()).sort("n_params")
-    except Exception:  # noqa: BLE001 - no runs, or none with throughput rows: no estimate
-        return lambda run: None
-    sizes, rates = by_size["n_params"].to_numpy(), by_size["tokens_per_s"].to_numpy()
-
-    def seconds(run) -> float | None:
-        if not len(sizes):
-            return None
-        nearest = int(np.argmin(np.abs(np.log(sizes / count_params(run.config.model)))))
-        return float(run.config.train.tokens / rates[nearest]) if rates[nearest] > 0 else None
-
-    return seconds
 
 
 DEMO_BUDGET_MULTIPLE = 100.0  # the demo's question: a budget 100x its sweep's largest
@@ -1277,12 +1088,12 @@ def demo(
     _print_sweep_fit(fit_json)
     _heading("4. report")
     with _user_errors(ValueError):
-        paths = _report(spec_file, spec, out, target / fit_json["largest_run_flops"], fit_json)
+        paths = workflow.sweep_report(spec_file, spec, out, target / fit_json["largest_run_flops"], fit_json)
     for name, path in paths.items():
         _say(f"{name}: {path}")
     _heading(f"5. recommendation for {target:.3g} FLOPs ({DEMO_BUDGET_MULTIPLE:g}x the sweep's largest budget)")
     with _user_errors(ValueError):
-        result = _recommendation(spec, fit_json, target)
+        result = workflow.sweep_recommendation(spec, fit_json, target)
     for line in result.lines():
         _say(line)
     _note(f"demo done in {time.perf_counter() - t0:.0f} s; report: {out / 'index.html'}")

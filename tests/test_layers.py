@@ -29,8 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "session": {"errors", "config", "store", "data", "fit", "recommend", "report"},
     "advance": {"errors", "config", "store", "model", "sweep", "fit", "session"},
     "design": {"errors", "config", "fit"},
+    "workflow": {"errors", "config", "store", "model", "data", "sweep", "fit", "session", "advance", "design"},
     "cli": {"errors", "config", "store", "runtime", "model", "data", "train", "sweep", "fit", "recommend", "report",
-            "session", "advance", "design"},
+            "session", "advance", "design", "workflow"},
     "__init__": {"errors", "config", "store", "fit", "recommend", "report", "session"},
 }
 # Removed by issue 21 and kept out: fit, recommend and report open no store and no data build (the
