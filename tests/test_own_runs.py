@@ -138,7 +138,7 @@ def test_diverged_and_failed_runs_are_named_not_dropped(tmp_path: Path, capsys: 
         store.write_status(run_id, state)
     data = from_store(store.root)
     assert data.excluded == {"diverged": ["blew-up"], "failed": ["crashed"]} and data.n_points == 8
-    from scaler.cli import _print_sweep_fit
+    from scaler.cli.common import _print_sweep_fit
     from scaler.session import fit_store
 
     sweep_ids = {f"run{i}" for i in range(7)} | {"blew-up"}  # run7 belongs to an earlier build of the sweep
