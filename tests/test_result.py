@@ -71,3 +71,15 @@ def test_an_entry_written_before_specs_and_conventions_still_reads() -> None:
     assert law_fit.loss([1e9], [2e10])[0] == pytest.approx(float(laws.chinchilla().predict(THETA, {"N": [1e9], "D": [2e10]})[0]))
     with pytest.raises(PredictError, match="usable parameters"):
         LawFit.from_json({**old, "theta": THETA[:3].tolist()})
+
+
+def test_the_bootstrap_does_not_depend_on_the_rows_order() -> None:
+    """A store lists its runs by id and ids change with a data build; a CSV may be exported in any
+    order: the same runs must give the same draws and the same intervals."""
+    data = _table()
+    flip = np.random.default_rng(1).permutation(data.n_points)
+    shuffled = with_clusters(FitData("t", {k: v[flip] for k, v in data.columns.items()}, data.loss[flip],
+                                     compute=Compute(SIX_ND)))
+    a, b = fit(data, "chinchilla", 12, 0), fit(shuffled, "chinchilla", 12, 0)
+    np.testing.assert_allclose(a["bootstrap_theta"], b["bootstrap_theta"], rtol=1e-6, atol=1e-9)
+    assert a["intervals"]["alpha"] == pytest.approx(b["intervals"]["alpha"], rel=1e-6)

@@ -137,12 +137,14 @@ def drop_top_loss(data: FitData, k: int) -> FitData:
 
 def repeat_clusters(data: FitData) -> np.ndarray:
     """A label per row, shared by rows whose every column (N, D, U, mix weights, pools) and group are
-    equal: the same configuration, differing only in seed (or not at all)."""
+    equal: the same configuration, differing only in seed (or not at all). Labels rank the
+    configurations by their values, so they do not depend on the rows' order (a store lists its
+    runs by id, and ids change with a data build)."""
     keys = [data.columns[k] for k in sorted(data.columns) if k != "C"]
     groups = data.groups if data.groups is not None else np.full(data.n_points, "")
-    rows = zip(*(np.round(k, 9).tolist() for k in keys), groups.tolist(), strict=True)
-    index: dict[tuple[Any, ...], int] = {}
-    return np.array([f"c{index.setdefault(tuple(row), len(index))}" for row in rows])
+    rows = [tuple(row) for row in zip(*(np.round(k, 9).tolist() for k in keys), groups.tolist(), strict=True)]
+    rank = {row: i for i, row in enumerate(sorted(set(rows), key=repr))}
+    return np.array([f"c{rank[row]:06d}" for row in rows])
 
 
 def with_clusters(data: FitData) -> FitData:

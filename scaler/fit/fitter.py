@@ -505,14 +505,14 @@ def _derived_row(law: Law, theta: np.ndarray, budgets: Sequence[float]) -> dict[
 
 
 def _cluster_counts(clusters: Any, m: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """(n, m) row weights of `n` cluster resamples: K unique labels (in order of first
-    appearance) drawn K times with replacement; a row's weight is its cluster's draw count."""
-    labels = np.asarray(clusters, dtype=object)
-    if labels.shape != (m,):
-        raise ValueError(f"clusters must give one label per row: shape ({m},), got {labels.shape}")
-    codes: dict[Any, int] = {}
-    inverse = np.array([codes.setdefault(label, len(codes)) for label in labels.tolist()], dtype=np.int64)
-    K = len(codes)
+    """(n, m) row weights of `n` cluster resamples: K unique labels (sorted, so the draws do not
+    depend on the rows' order) drawn K times with replacement; a row's weight is its cluster's
+    draw count."""
+    labels = np.asarray([str(label) for label in np.asarray(clusters, dtype=object).ravel()])
+    if np.shape(clusters) != (m,):
+        raise ValueError(f"clusters must give one label per row: shape ({m},), got {np.shape(clusters)}")
+    _, inverse = np.unique(labels, return_inverse=True)
+    K = int(inverse.max()) + 1
     if K < 2:
         raise ValueError(f"a cluster bootstrap needs at least 2 clusters, got {K}")
     draws = rng.integers(0, K, size=(n, K))

@@ -26,7 +26,7 @@ from scaler.fit.data import FitData, json_safe
 from scaler.fit.stats import percentile_interval
 
 FIT_FILE = "fit.json"
-FIT_SCHEMA = 5  # bump when fit.json's layout changes: files of another schema are refitted
+FIT_SCHEMA = 6  # bump when fit.json's layout or its bootstrap draws change: files of another schema are refitted
 LAW_NAMES = ("chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
              "mixing", "auto")
 ALLOCATION_MULTIPLES = (1.0, 10.0, 100.0)  # allocations reported at these multiples of the largest run
