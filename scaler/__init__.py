@@ -40,8 +40,8 @@ import scaler.recommend as _recommend_module  # noqa: F401
 from scaler.errors import ConfigError, StoreError
 from scaler.fit.data import FitData, FitDataError, load_table
 from scaler.fit.pipeline import fit, fit_sweep
-from scaler.recommend import Recommendation, to_flops
 from scaler.fit.result import predict
+from scaler.recommend import Recommendation, to_flops
 from scaler.session import build_report, fit_store, from_store, recommend
 from scaler.store import Store, load_curves, load_runs
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from scaler.config import ConfigError
+from scaler.errors import ParameterError
 from scaler.fit.data import json_safe
 from scaler.fit.predict import Z95
 from scaler.store import Store
@@ -94,8 +95,8 @@ def choose(candidates: Sequence[Candidate], pairs: int, budget_hours: float | No
     for rank in sorted({c.rank for c in candidates}):
         group = [c for c in candidates if c.rank == rank]
         if budget_hours is not None and any(c.seconds is None for c in group):
-            raise ConfigError("--budget-hours: no time estimate for the next experiments (the sweep has no finished "
-                              "run to measure its throughput on)")
+            raise ParameterError("{budget_hours}: no time estimate for the next experiments (the sweep has no finished "
+                                 "run to measure its throughput on)", "budget_hours")
         need = sum(c.seconds or 0.0 for c in group) / max(1, min(workers, len(group)))
         if need > left:
             continue
@@ -190,12 +191,12 @@ def advance_step(store: Store, sweep_ids: set[str], *, fit: Fit, recommend: Reco
 def check_options(reach: Sequence[float], pairs: int, budget_hours: float | None) -> None:
     """The step's options, checked before anything is fitted or trained."""
     if pairs < 1:
-        raise ConfigError(f"--pairs {pairs}: expected 1 or more")
+        raise ParameterError(f"{{pairs}} {pairs}: expected 1 or more", "pairs")
     if not reach or any(not (math.isfinite(m) and m > 1) for m in reach):
-        raise ConfigError(f"--reach {','.join(f'{m:g}' for m in reach)}: expected multiples of the largest fitted run "
-                          "above 1, e.g. 4,8")
+        raise ParameterError(f"{{reach}} {','.join(f'{m:g}' for m in reach)}: expected multiples of the largest fitted run "
+                             "above 1, e.g. 4,8", "reach")
     if budget_hours is not None and not (math.isfinite(budget_hours) and budget_hours > 0):
-        raise ConfigError(f"--budget-hours {budget_hours:g}: expected a positive number of hours")
+        raise ParameterError(f"{{budget_hours}} {budget_hours:g}: expected a positive number of hours", "budget_hours")
 
 
 def _plan_step(store: Store, k: int, sweep_ids: set[str], *, fit: Fit, recommend: Recommend,
@@ -217,8 +218,8 @@ def _plan_step(store: Store, k: int, sweep_ids: set[str], *, fit: Fit, recommend
     chosen = choose(candidates, pairs, budget_hours, workers)
     if not chosen:
         need = min(sum(c.seconds or 0.0 for c in candidates if c.rank == r) for r in {c.rank for c in candidates})
-        raise ConfigError(f"--budget-hours {budget_hours:g}: the cheapest pair of next experiments needs about "
-                          f"{need / 3600:.2g} h (estimated from the sweep's runs)")
+        raise ParameterError(f"{{budget_hours}} {budget_hours:g}: the cheapest pair of next experiments needs about "
+                             f"{need / 3600:.2g} h (estimated from the sweep's runs)", "budget_hours")
     runs = [c.run for c in chosen]
     expected = [e for e in before.experiments if e.rank in {c.rank for c in chosen}]
     return json_safe({

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from scaler.config import ConfigError
+from scaler.errors import ParameterError
 from scaler.fit.data import FitData, json_safe, with_clusters
 from scaler.fit.predict import Z95
 
@@ -52,7 +53,8 @@ def noise_of(prior: Mapping[str, Any]) -> tuple[float, str]:
     run = (prior.get("error_model") or {}).get("sigma_run")
     if run:
         return float(run), "the prior's run scatter (its error model; no seed noise was measured)"
-    raise ConfigError("--prior: the fit measured neither seed noise nor run scatter; give --noise SD (log loss)")
+    raise ParameterError("{prior}: the fit measured neither seed noise nor run scatter; give {noise_sd} SD (log loss)",
+                         "prior", "noise_sd")
 
 
 def synthetic_losses(law: Any, theta: np.ndarray, design: DesignRuns, sd: float, rng: np.random.Generator
@@ -74,7 +76,7 @@ def simulate(design: DesignRuns, prior: Mapping[str, Any], recommend_at: Any, *,
     from scaler.fit.pipeline import fit
 
     if n_sims < 2:
-        raise ConfigError(f"--sims {n_sims}: expected 2 or more synthetic sweeps")
+        raise ParameterError(f"{{n_sims}} {n_sims}: expected 2 or more synthetic sweeps", "n_sims")
     law = laws.law_from_spec(prior["spec"])
     theta = np.asarray(prior["theta"], dtype=np.float64)
     sd, sd_source = (float(noise_sd), "given") if noise_sd is not None else noise_of(prior)

@@ -89,6 +89,7 @@ from typing import Any
 
 import numpy as np
 
+from scaler.errors import ParameterError
 from scaler.fit.compute import SIX_ND, Compute, max_log_n, minimise_log_n
 from scaler.fit.data import json_safe
 from scaler.fit.laws import repeated_tokens
@@ -1001,7 +1002,7 @@ def recommend_from_fit(fit: Mapping[str, Any], data_report: Mapping[str, Any] | 
     kappas = {t: float(derived.get(f"kappa_{t}") or 1.0) for t in names}
     if data_report is None:
         if raw_tokens is None:
-            raise ValueError("raw_tokens (--raw-tokens U) is needed without a data build")
+            raise ParameterError("{raw_tokens} U is needed without a data build", "raw_tokens")
         tiers = [TierOption(t, kappa=kappas[t]) for t in names]
         source = "no data build: yields and cleaning costs as given (default yield 100%, no cleaning cost)"
     else:

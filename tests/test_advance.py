@@ -146,7 +146,7 @@ def test_choice_fits_the_budget_and_scores_name_misses() -> None:
     cands = [Candidate(None, t, rank, s) for rank, s in ((1, 3000.0), (2, 600.0), (3, 100.0)) for t in ("raw", "clean")]
     assert [c.rank for c in choose(cands, 1, budget_hours=0.5, workers=2)] == [2, 2]  # rank 1 needs 3000 s > 1800
     assert [c.rank for c in choose(cands, 2, budget_hours=None)] == [1, 1, 2, 2]
-    with pytest.raises(ConfigError, match="--budget-hours: no time estimate"):
+    with pytest.raises(ConfigError, match="budget_hours: no time estimate"):
         choose([Candidate(None, "raw", 1, None)], 1, budget_hours=1.0)
     rows = score([{"run_id": "a", "tier": "raw", "predicted_loss": 2.0, "interval": [1.9, 2.1]},
                   {"run_id": "b", "tier": "raw", "predicted_loss": 2.0, "interval": [1.9, 2.1]},

@@ -115,7 +115,7 @@ def test_cancel_latch_remembers_a_swallowed_interrupt():
 
 def test_ray_needs_an_address(monkeypatch, tmp_path):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with pytest.raises(ValueError, match="--address HOST:PORT"):
+    with pytest.raises(ValueError, match="address HOST:PORT"):
         run_on_ray([tiny_run(0)], str(tmp_path), {})
 
 

@@ -68,5 +68,5 @@ def test_designs_side_by_side_and_errors() -> None:
     assert noise_of({"error_model": {"sigma_run": 0.02}})[0] == 0.02
     with pytest.raises(ConfigError, match="neither seed noise nor run scatter"):
         noise_of({})
-    with pytest.raises(ConfigError, match="--sims 1"):
+    with pytest.raises(ConfigError, match="n_sims 1"):
         simulate(wide, PRIOR, recommend_at, n_sims=1)

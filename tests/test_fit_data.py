@@ -28,9 +28,9 @@ def test_chinchilla_anchor_loads_as_epoch_fits_it() -> None:
 
 def test_bad_tables_get_clear_errors(tmp_path: Path) -> None:
     good = {"n": [1e6, 2e6, 4e6, 1e6, 2e6, 4e6], "d": [1e8] * 3 + [2e8] * 3, "l": [3.0, 2.9, 2.8, 2.95, 2.85, 2.75]}
-    with pytest.raises(FitDataError, match="--loss 'loss': no such column"):
+    with pytest.raises(FitDataError, match="loss 'loss': no such column"):
         load_table(write(tmp_path, **good), n="n", d="d", loss="loss")
-    with pytest.raises(FitDataError, match="--d COL, or --flops"):
+    with pytest.raises(FitDataError, match="give d COL, or flops COL"):
         load_table(write(tmp_path, **good), n="n", loss="l")
     with pytest.raises(FitDataError, match="positive"):
         load_table(write(tmp_path, **{**good, "l": [3.0, 0.0, 2.8, 2.95, 2.85, 2.75]}), n="n", d="d", loss="l")
@@ -40,7 +40,7 @@ def test_bad_tables_get_clear_errors(tmp_path: Path) -> None:
         load_table(write(tmp_path, n=[1e6, 2e6], d=[1e8, 1e8], l=[3.0, 2.9]), n="n", d="d", loss="l")
     nan = {**good, "l": [3.0, None, 2.8, 2.95, 2.85, 2.75], "n": good["n"] + [], "d": good["d"]}
     nan_more = {k: v + v[:1] for k, v in nan.items()}
-    with pytest.raises(FitDataError, match="--drop-nan"):
+    with pytest.raises(FitDataError, match="pass drop_nan"):
         load_table(write(tmp_path, **nan_more), n="n", d="d", loss="l")
     dropped = load_table(write(tmp_path, **nan_more), n="n", d="d", loss="l", drop_nan=True)
     assert dropped.n_points == 6 and dropped.dropped == {"nan": 1}

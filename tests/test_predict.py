@@ -180,5 +180,5 @@ def test_the_data_constrained_law_predicts_with_unique_tokens() -> None:
     scarce, plenty = predict(fitted, [1e8, 1e8], d=[1e10, 1e10], unique=[1e8, 1e11])["points"]
     assert scarce["loss"] > plenty["loss"]  # 100 epochs of a small pool cost loss
     assert plenty["loss"] == pytest.approx(law.predict(theta, {"N": 1e8, "D": 1e10, "U": 1e11}), rel=1e-3)
-    with pytest.raises(PredictError, match="--unique"):
+    with pytest.raises(PredictError, match="give unique COL"):
         predict(fitted, [1e8], d=[1e10])

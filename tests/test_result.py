@@ -83,3 +83,21 @@ def test_the_bootstrap_does_not_depend_on_the_rows_order() -> None:
     a, b = fit(data, "chinchilla", 12, 0), fit(shuffled, "chinchilla", 12, 0)
     np.testing.assert_allclose(a["bootstrap_theta"], b["bootstrap_theta"], rtol=1e-6, atol=1e-9)
     assert a["intervals"]["alpha"] == pytest.approx(b["intervals"]["alpha"], rel=1e-6)
+
+
+def test_library_errors_name_parameters_and_the_cli_names_its_flags(tmp_path) -> None:
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from scaler.cli import app
+    from scaler.errors import ParameterError
+
+    data = _table()
+    with pytest.raises(ParameterError, match="^n_bootstrap 1: expected 0 .none. or 2 or more resamples$"):
+        fit(data, "chinchilla", 1, 0)
+    table = tmp_path / "runs.csv"
+    pl.DataFrame({"N": data.columns["N"], "D": data.columns["D"], "loss": data.loss}).write_csv(table)
+    result = CliRunner().invoke(app, ["fit", "--table", str(table), "--n", "N", "--d", "D", "--loss", "loss",
+                                      "--bootstrap", "1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --bootstrap 1: expected 0 (none) or 2 or more resamples"

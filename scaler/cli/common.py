@@ -18,6 +18,7 @@ from rich.text import Text
 
 from scaler import workflow
 from scaler.config import ConfigError
+from scaler.errors import ParameterError
 from scaler.store import StoreError
 
 
@@ -77,14 +78,24 @@ def _progress(*columns: Any) -> Progress:
 @contextlib.contextmanager
 def _user_errors(*kinds: type[Exception]) -> Iterator[None]:
     """Bad input (ConfigError, StoreError, or the other kinds named) becomes one line `error: ...`
-    on stderr and exit code 2."""
-    from scaler.fit.data import FitDataError
-
+    on stderr and exit code 2; a library's parameter names become this command's flags (`_flag`)."""
     try:
         yield
-    except (ConfigError, StoreError, FitDataError, *kinds) as err:
-        _say(("error: ", "red"), " ".join(str(err).split()), stderr=True)  # one line, whatever a library wrote
+    except (ConfigError, StoreError, *kinds) as err:
+        text = err.render(_FlagNames()) if isinstance(err, ParameterError) else str(err)
+        _say(("error: ", "red"), " ".join(text.split()), stderr=True)  # one line, whatever a library wrote
         raise typer.Exit(2) from None
+
+
+FLAGS = {"n_bootstrap": "--bootstrap", "drop_top": "--drop-top-loss", "groups": "--group COL or --tier T",
+         "n_sims": "--sims", "noise_sd": "--noise"}  # a library parameter -> the flag that sets it, where not --<name>
+
+
+class _FlagNames(dict):
+    """Every parameter's flag: FLAGS's, else --<parameter> with dashes."""
+
+    def get(self, parameter: str, default: str | None = None) -> str:
+        return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def _mb(n_bytes: float) -> str:

@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from scaler.config import ConfigError
-from scaler.cli.main import data_app
 from scaler.cli.common import _build_with_progress, _console, _mb, _user_errors
+from scaler.cli.main import data_app
+from scaler.config import ConfigError
 
 
 @data_app.command("build")

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
+from scaler import workflow
+from scaler.cli.common import _print_json, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
+from scaler.cli.main import app
 from scaler.config import ConfigError
 from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
-from scaler import workflow
 from scaler.store import check_writable_folder
-from scaler.cli.main import app
-from scaler.cli.common import _print_json, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
 
 
 def _tier_values(pairs: list[str] | None, option: str) -> dict[str, float] | None:

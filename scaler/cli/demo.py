@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from scaler import workflow
-from scaler.store import check_writable_folder
-from scaler.cli.main import app
 from scaler.cli.common import _advance, _heading, _note, _print_sweep_fit, _say, _sweep_fit, _user_errors
+from scaler.cli.main import app
 from scaler.cli.sweeps import run
+from scaler.store import check_writable_folder
 
 
 DEMO_BUDGET_MULTIPLE = 100.0  # the demo's question: a budget 100x its sweep's largest

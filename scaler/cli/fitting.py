@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from scaler.cli.common import _console, _json_text, _note, _objective, _print_fit, _print_json, _print_sweep_fit, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
+from scaler.cli.main import app
 from scaler.config import ConfigError
 from scaler.fit.predict import EXTRAPOLATION_WARN
 from scaler.store import check_writable_folder
-from scaler.cli.main import app
-from scaler.cli.common import _console, _json_text, _note, _objective, _print_fit, _print_json, _print_sweep_fit, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
 
 
 def _check_output_file(path: Path, option: str) -> None:

@@ -10,11 +10,11 @@ import typer
 from rich.progress import BarColumn, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from scaler.config import ConfigError
 from scaler import workflow
-from scaler.store import check_writable_folder
-from scaler.cli.main import app
 from scaler.cli.common import _advance, _build_with_progress, _console, _note, _print_json, _progress, _read_fit_json, _say, _train, _user_errors, _warn
+from scaler.cli.main import app
+from scaler.config import ConfigError
+from scaler.store import check_writable_folder
 
 
 def _seconds(value: float | None) -> str:

@@ -10,10 +10,10 @@ import typer
 from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from scaler.cli.common import _console, _note, _progress, _say, _user_errors
+from scaler.cli.main import app
 from scaler.config import RunConfig, load_run_config
 from scaler.store import check_writable_folder
-from scaler.cli.main import app
-from scaler.cli.common import _console, _note, _progress, _say, _user_errors
 
 
 def _train_with_progress(config: RunConfig, store_root: str):

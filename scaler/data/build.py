@@ -69,7 +69,7 @@ from scaler.data.folder import (
 )
 from scaler.data.perplexity import ReferenceScorer
 from scaler.data.tokenize import ByteTokenizer, Tokenizer, pack, parse_tokenizer_name, save_tokenizer, train_bpe
-from scaler.errors import StoreError
+from scaler.errors import ParameterError, StoreError
 
 BUILD_FORMAT = "data_v1"
 EXAMPLES_PER_REASON = 3
@@ -173,7 +173,7 @@ class BuildSpec(BaseModel):
         known = [t.name for t in self.tiers]
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ConfigError(f"--tiers: unknown tier {unknown[0]!r}; this spec has {known}")
+            raise ParameterError(f"{{tiers}}: unknown tier {unknown[0]!r}; this spec has {known}", "tiers")
         needed: set[str] = set()
         for name in names:
             while name and name not in needed:

@@ -22,13 +22,15 @@ import numpy as np
 import polars as pl
 
 from scaler.config import ModelShape, mix_label
+from scaler.errors import ParameterError
 from scaler.fit.compute import FLOPS_V1, SIX_ND, Compute, family_of_shapes
 
 MIN_POINTS = 6  # five parameters and one more
 
 
-class FitDataError(ValueError):
-    """Input that cannot be fitted; the message names the file and column."""
+class FitDataError(ParameterError):
+    """Input that cannot be fitted; the message names the file and column (a column argument as
+    a `{parameter}` field: `ParameterError`)."""
 
 
 @dataclass
@@ -90,11 +92,11 @@ def json_safe(x: Any) -> Any:
 
 def _column(frame: pl.DataFrame, name: str, option: str, source: str) -> np.ndarray:
     if name not in frame.columns:
-        raise FitDataError(f"{source}: {option} {name!r}: no such column (columns: {frame.columns})")
+        raise FitDataError(f"{source}: {{{option}}} {name!r}: no such column (columns: {frame.columns})", option)
     try:
         return frame[name].cast(pl.Float64).to_numpy()
     except pl.exceptions.InvalidOperationError:
-        raise FitDataError(f"{source}: {option} {name!r}: not numeric") from None
+        raise FitDataError(f"{source}: {{{option}}} {name!r}: not numeric", option) from None
 
 
 def check(data: FitData, drop_nan: bool = False) -> FitData:
@@ -105,7 +107,7 @@ def check(data: FitData, drop_nan: bool = False) -> FitData:
         if not drop_nan:
             rows = np.flatnonzero(bad)[:5].tolist()
             raise FitDataError(f"{data.source}: {int(bad.sum())} rows have NaN or infinite values (rows {rows}...); "
-                               "pass --drop-nan to drop them")
+                               "pass {drop_nan} to drop them", "drop_nan")
         data = data.subset(~bad)
         data.dropped["nan"] = int(bad.sum())
     if (data.loss <= 0).any():
@@ -123,9 +125,9 @@ def check(data: FitData, drop_nan: bool = False) -> FitData:
 def drop_top_loss(data: FitData, k: int) -> FitData:
     """Drop the k highest-loss rows (Epoch's Chinchilla refit drops 5)."""
     if k < 0:
-        raise FitDataError(f"{data.source}: --drop-top-loss {k}: expected 0 or more rows")
+        raise FitDataError(f"{data.source}: {{drop_top}} {k}: expected 0 or more rows", "drop_top")
     if k >= data.n_points:
-        raise FitDataError(f"{data.source}: --drop-top-loss {k}: the table has only {data.n_points} rows")
+        raise FitDataError(f"{data.source}: {{drop_top}} {k}: the table has only {data.n_points} rows", "drop_top")
     if k == 0:
         return data
     keep = np.ones(data.n_points, bool)
@@ -176,19 +178,19 @@ def load_table(
         raise FitDataError(f"{path}: not a readable CSV: {err}") from None
     source = str(path)
     if d is None and flops is None:
-        raise FitDataError(f"{source}: give --d COL, or --flops COL to derive D = C / (6 N)")
-    columns = {"N": _column(frame, n, "--n", source)}
+        raise FitDataError(f"{source}: give {{d}} COL, or {{flops}} COL to derive D = C / (6 N)", "d", "flops")
+    columns = {"N": _column(frame, n, "n", source)}
     if flops:
-        columns["C"] = _column(frame, flops, "--flops", source)
+        columns["C"] = _column(frame, flops, "flops", source)
     with np.errstate(all="ignore"):  # a zero, inf x 0 or an overflow gives NaN or inf: refused by check()
-        columns["D"] = _column(frame, d, "--d", source) if d else columns["C"] / (6 * columns["N"])
+        columns["D"] = _column(frame, d, "d", source) if d else columns["C"] / (6 * columns["N"])
         columns["C"] = 6 * columns["N"] * columns["D"]  # the table's convention is 6ND, named in the fit
     if unique:
-        columns["U"] = _column(frame, unique, "--unique", source)
+        columns["U"] = _column(frame, unique, "unique", source)
     if group and group not in frame.columns:
-        raise FitDataError(f"{source}: --group {group!r}: no such column (columns: {frame.columns})")
+        raise FitDataError(f"{source}: {{group}} {group!r}: no such column (columns: {frame.columns})", "group")
     groups = frame[group].cast(pl.Utf8).to_numpy() if group else None
-    data = FitData(source, columns, _column(frame, loss, "--loss", source), groups, compute=Compute(SIX_ND))
+    data = FitData(source, columns, _column(frame, loss, "loss", source), groups, compute=Compute(SIX_ND))
     return with_clusters(drop_top_loss(check(data, drop_nan), drop_top))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from scaler.config import ConfigError
+from scaler.errors import ParameterError
 from scaler.fit.backtest import order_stability
 from scaler.fit.choose import DEFAULT_HORIZON, candidate_laws, choose, ensemble
 from scaler.fit.compute import Compute
@@ -44,11 +45,11 @@ class Objective:
 
     def __post_init__(self) -> None:
         if self.name not in ("huber", "asymmetric"):
-            raise ConfigError(f"--objective {self.name!r}: expected huber or asymmetric")
+            raise ParameterError(f"{{objective}} {self.name!r}: expected huber or asymmetric", "objective")
         if not self.delta > 0:
-            raise ConfigError(f"--delta {self.delta}: expected a positive number")
+            raise ParameterError(f"{{delta}} {self.delta}: expected a positive number", "delta")
         if not self.asymmetry > 0:
-            raise ConfigError(f"--asymmetry {self.asymmetry}: expected a positive number")
+            raise ParameterError(f"{{asymmetry}} {self.asymmetry}: expected a positive number", "asymmetry")
 
     def kwargs(self) -> dict[str, Any]:
         return {"objective": self.name, "delta": self.delta, "asymmetry": self.asymmetry}
@@ -81,21 +82,22 @@ def law_for(name: str, data: FitData, reference: str = "raw"):
     from scaler.fit import laws
 
     if name not in LAW_NAMES or name == "auto":
-        raise ConfigError(f"--law: unknown law {name!r}; expected one of {', '.join(LAW_NAMES)}")
+        raise ParameterError(f"{{law}}: unknown law {name!r}; expected one of {', '.join(LAW_NAMES)}", "law")
     if name == "data_constrained" and "U" not in data.columns:
-        raise ConfigError("--law data_constrained needs unique tokens: --unique COL (or runs that record them)")
+        raise ParameterError("{law} data_constrained needs unique tokens: {unique} COL (or runs that record them)", "law",
+                             "unique")
     if name not in ("quality", "mixing", "chinchilla_group_e"):
         return laws.LAWS[name]()
     tiers = tiers_of(data)
     if len(tiers) < 2:
-        raise ConfigError(f"--law {name} needs runs over at least two tiers or groups (w_<tier> columns, or "
-                          "--group COL for a table)")
+        raise ParameterError(f"{{law}} {name} needs runs over at least two tiers or groups (w_<tier> columns, or "
+                             "{group} COL for a table)", "law", "group")
     if name == "mixing":
         return laws.mixing(tiers)
     if name == "chinchilla_group_e":
         return laws.chinchilla_group_e(tiers)
     if reference not in tiers:
-        raise ConfigError(f"--reference {reference!r}: not among the runs' tiers ({', '.join(tiers)})")
+        raise ParameterError(f"{{reference}} {reference!r}: not among the runs' tiers ({', '.join(tiers)})", "reference")
     return laws.quality(tiers, reference=reference, pools=repeats_data(data))
 
 
@@ -124,7 +126,7 @@ def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: i
     from scaler.fit.predict import FittedRange, error_model, seed_noise
 
     if n_bootstrap < 0 or n_bootstrap == 1:
-        raise ConfigError(f"--bootstrap {n_bootstrap}: expected 0 (none) or 2 or more resamples")
+        raise ParameterError(f"{{n_bootstrap}} {n_bootstrap}: expected 0 (none) or 2 or more resamples", "n_bootstrap")
     if not (math.isfinite(horizon) and horizon >= 1):
         raise ConfigError(f"horizon = {horizon}: expected an extrapolation factor of 1 or more")
     if law == "auto":

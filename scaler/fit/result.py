@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from scaler.errors import ParameterError
 from scaler.fit.compute import Compute, allocate
 from scaler.fit.predict import ErrorModel, FittedRange, predict_points, sample_array
 
 __all__ = ["PredictError", "LawFit", "SweepFit", "predict", "rank_groups"]
 
 
-class PredictError(ValueError):
+class PredictError(ParameterError):
     """A fit that cannot answer what is asked (not a fit, a failed or unknown group, a missing
     column); the message says what is missing."""
 
@@ -112,8 +113,8 @@ class LawFit:
         cols.update({k: np.full(len(n), float(v)) for k, v in (constants or {}).items()})
         missing = [c for c in self.law.columns if c not in cols]
         if missing:
-            hint = " (give --unique COL)" if missing == ["U"] else ""
-            raise PredictError(f"the {self.law.name} law needs columns {missing} for a prediction{hint}")
+            hint = " (give {unique} COL)" if missing == ["U"] else ""
+            raise PredictError(f"the {self.law.name} law needs columns {missing} for a prediction{hint}", "unique")
         return cols
 
     def loss(self, n: Any, d: Any, group: str | None = None, **columns: Any) -> np.ndarray:
@@ -212,7 +213,7 @@ class SweepFit:
                 return fit, fit.mix(group)
         known = sorted(groups)
         if group is None:
-            raise PredictError(f"the fit has several groups ({', '.join(known)}): say which (--group COL or --tier T)")
+            raise PredictError(f"the fit has several groups ({', '.join(known)}): say which ({{groups}})", "groups")
         failed = groups.get(group, {}).get("parametric", {}).get("error")
         if failed:
             raise PredictError(f"group {group!r}: its fit failed ({failed})")

@@ -63,6 +63,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from scaler.errors import ParameterError
 from scaler.sweep.runners import STALE_AFTER_S, Outcome, Stacks, execute_stack
 
 Progress = Callable[[dict[str, Any]], None] | None
@@ -200,8 +201,8 @@ def run_on_ray(
 
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
-        raise ValueError("no Ray cluster to connect to: pass --address HOST:PORT (the head's GCS address, "
-                         "as printed by `ray start --head`) or set RAY_ADDRESS")
+        raise ParameterError("no Ray cluster to connect to: pass {address} HOST:PORT (the head's GCS address, "
+                             "as printed by `ray start --head`) or set RAY_ADDRESS", "address")
     options, store_root = ray_task_options(resources), absolute_root(store_root)
     _check_reachable(address)
     env = {"SCALER_CPU_DEVICES": str(options["num_cpus"])}  # XLA CPU devices = cores asked for

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaler.errors import ConfigError
+from scaler.errors import ParameterError
 from scaler.sweep.cluster import RayRunner, SlurmRunner
 from scaler.sweep.runners import LocalRunner
 
@@ -22,9 +22,9 @@ def make_runner(name: str, *, workers: int = 1, address: str | None = None, slur
     lists of indices of configs trained together); only the local engine with one worker reports
     steps. Bad settings raise ConfigError before anything runs."""
     if name not in RUNNER_NAMES:
-        raise ConfigError(f"--runner: expected local, ray or slurm (got {name!r})")
+        raise ParameterError(f"{{runner}}: expected local, ray or slurm (got {name!r})", "runner")
     if workers < 1:
-        raise ConfigError(f"--workers {workers}: expected 1 or more processes")
+        raise ParameterError(f"{{workers}} {workers}: expected 1 or more processes", "workers")
     if name == "local":
         return LocalRunner(workers)
     if name == "ray":

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from scaler.config import FLOPS_CONVENTION, ConfigError, mix_label
+from scaler.errors import ParameterError
 from scaler.model.family import count_params, flops_per_token, training_flops
 from scaler.sweep.spec import SweepRun, SweepSpec
 from scaler.train.stacks import StackSize
@@ -181,11 +182,12 @@ def tier_epochs(run: SweepRun, tier_tokens: dict[str, int]) -> dict[str, float]:
 def check_rates(peak_flops: float | None, mfu: float | None, usd_per_hour: float | None) -> None:
     """Refuse hardware figures no machine has: each error names the option."""
     if peak_flops is not None and not (math.isfinite(peak_flops) and peak_flops > 0):
-        raise ConfigError(f"--peak-flops: expected a positive number of FLOP/s, e.g. 989e12 (got {peak_flops:g})")
+        raise ParameterError(f"{{peak_flops}}: expected a positive number of FLOP/s, e.g. 989e12 (got {peak_flops:g})",
+                             "peak_flops")
     if mfu is not None and not (math.isfinite(mfu) and 0 < mfu <= 1):
-        raise ConfigError(f"--mfu: expected a fraction of peak in (0, 1], e.g. 0.4 (got {mfu:g})")
+        raise ParameterError(f"{{mfu}}: expected a fraction of peak in (0, 1], e.g. 0.4 (got {mfu:g})", "mfu")
     if usd_per_hour is not None and not (math.isfinite(usd_per_hour) and usd_per_hour >= 0):
-        raise ConfigError(f"--usd-per-hour: expected a price >= 0 (got {usd_per_hour:g})")
+        raise ParameterError(f"{{usd_per_hour}}: expected a price >= 0 (got {usd_per_hour:g})", "usd_per_hour")
 
 
 def make_plan(
