@@ -19,7 +19,7 @@ from scaler.fit import laws
 from scaler.fit.compute import SIX_ND, Compute
 from scaler.fit.fitter import FitResult, fit
 from scaler.fit.stats import percentile_interval
-from scaler.recommend import TierOption, _law_arrays, _loss
+from scaler.recommend import LawSamples, TierOption, _loss
 
 BASE = (math.log(482.01), math.log(2085.43), math.log(1.8172), 0.3478, 0.3658)
 TIERS = ("clean", "raw", "best")  # the reference tier "raw" is not listed first on purpose
@@ -176,7 +176,7 @@ def test_recommend_loss_is_the_law() -> None:
     theta = np.array([*BASE, 0.2, math.log(8.0), 0.02])
     thetas = theta + 0.02 * rng.normal(size=(32, theta.size))
     tiers = [TierOption("raw"), TierOption("clean")]
-    p = _law_arrays(law, thetas, tiers)
+    p = LawSamples.of(law, thetas, tiers)
     flops, pool = 1e21, 3e9
     log_n = np.log(np.geomspace(1e7, 1e11, 40))[None, :] + np.zeros((32, 1))
     n = np.exp(log_n)
@@ -187,7 +187,7 @@ def test_recommend_loss_is_the_law() -> None:
         assert (data["D"] > pool).any() and (data["D"] < pool).any()  # repeated and fresh runs
         np.testing.assert_allclose(_loss(log_n, flops, pool, p, tier, Compute(SIX_ND)), expected, rtol=1e-12)
     chin = laws.chinchilla()
-    p = _law_arrays(chin, thetas[:, :5], [TierOption("raw")])
+    p = LawSamples.of(chin, thetas[:, :5], [TierOption("raw")])
     data = {"N": n, "D": flops / (6 * n)}
     np.testing.assert_allclose(_loss(log_n, flops, 1e30, p, "raw", Compute(SIX_ND)), chin.predict(thetas[:, :5].T[:, :, None], data),
                                rtol=1e-12)

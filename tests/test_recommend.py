@@ -431,20 +431,9 @@ def test_settle_says_whether_the_verdict_is_settled_and_what_would_settle_it() -
     assert "ranked by the gap variance each pair would remove per FLOP" in "\n".join(unsure.lines())
 
 
-def test_every_loss_is_the_law_s_own_formula() -> None:
-    """One formula per law: recommend evaluates the fitted law itself (no second copy of the
-    quality law), so a tier's run costs what `law.predict` says, and any law of N and D works."""
-    from scaler.recommend import LawSamples
-
-    law = laws.quality(["raw", "clean"], reference="raw", pools=True, e_shift=True)
-    theta = np.array([math.log(406.4), math.log(410.7), math.log(1.69), 0.34, 0.28, math.log(1.3), math.log(8.0), 0.02])
-    n, d, pool = np.array([1e8, 3e8]), np.array([2e9, 9e9]), 3e9  # the second run repeats its pool 3 times
-    got = LawSamples.of(law, theta[None], [TierOption("raw"), TierOption("clean")]).loss_nd(
-        np.log(n)[None], d[None], pool, "clean")[0]
-    want = law.predict(theta, {"N": n, "D": d, "w_raw": 0.0 * n, "w_clean": 1.0 + 0.0 * n, "U_raw": pool + 0 * n,
-                               "U_clean": pool + 0 * n})
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-
+def test_any_law_of_n_and_d_is_recommended_from_through_its_own_formula() -> None:
+    """recommend evaluates the fitted law itself (tests/test_laws.py: the quality law's runs), so a
+    Kaplan fit is recommended from too, and a law that needs other columns is refused."""
     kaplan, k_theta = laws.kaplan(), np.array([math.log(6.4e13), math.log(1.8e13), 0.076, 0.103])
     rec = recommend(_samples(k_theta, scale=0.01), k_theta, kaplan, [TierOption("raw")], 1e21, raw_tokens=1e30)
     best = rec.option("raw")

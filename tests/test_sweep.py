@@ -127,14 +127,14 @@ def test_plan_totals_epochs_and_budget(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "named"),
     [
-        ({"peak_flops": -1.0}, "--peak-flops"),
-        ({"peak_flops": 0.0}, "--peak-flops"),
-        ({"peak_flops": float("nan")}, "--peak-flops"),
-        ({"peak_flops": 1e12, "mfu": 2.0}, "--mfu"),
-        ({"peak_flops": 1e12, "mfu": 0.0}, "--mfu"),
-        ({"peak_flops": 1e12, "mfu": -0.4}, "--mfu"),
-        ({"peak_flops": 1e12, "usd_per_hour": -1.0}, "--usd-per-hour"),
-        ({"usd_per_hour": float("inf")}, "--usd-per-hour"),
+        ({"peak_flops": -1.0}, "peak_flops"),
+        ({"peak_flops": 0.0}, "peak_flops"),
+        ({"peak_flops": float("nan")}, "peak_flops"),
+        ({"peak_flops": 1e12, "mfu": 2.0}, "mfu"),
+        ({"peak_flops": 1e12, "mfu": 0.0}, "mfu"),
+        ({"peak_flops": 1e12, "mfu": -0.4}, "mfu"),
+        ({"peak_flops": 1e12, "usd_per_hour": -1.0}, "usd_per_hour"),
+        ({"usd_per_hour": float("inf")}, "usd_per_hour"),
     ],
 )
 def test_plan_refuses_impossible_hardware_figures(options: dict, named: str) -> None:
