@@ -93,7 +93,7 @@ from scaler.errors import ParameterError
 from scaler.fit.compute import SIX_ND, Compute, max_log_n, minimise_log_n
 from scaler.fit.data import json_safe
 from scaler.fit.laws import repeated_tokens
-from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, Z95, ErrorModel, FittedRange
+from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, Z95, ErrorModel, FittedRange, law_disagreement
 from scaler.fit.result import SweepFit
 from scaler.fit.stats import order_probability, percentile_interval
 
@@ -676,16 +676,19 @@ def _settle(verdict: str, probability_kind: float, gap: float, gap_interval: tup
 
 
 def _prediction_interval(o: OptionResult, samples: LawSamples, compute: Compute, errors: ErrorModel,
-                         fitted: FittedRange) -> tuple[tuple[float, float], dict[str, Any]]:
+                         fitted: FittedRange, ensemble: Sequence[Mapping[str, Any]] | None = None
+                         ) -> tuple[tuple[float, float], dict[str, Any]]:
     """95% interval of the loss of the run (o.n_params, o.tokens) on o's tier (scaler.fit.predict's
     error model at the run's reach beyond the fitted runs, sd_boot the samples' spread of log L at
-    that run), and what its width is made of."""
+    that run, and under `--law auto` the candidate laws' disagreement there, as `predict` adds it),
+    and what its width is made of."""
     log_samples = np.log(_loss_at(o.n_params, o.tokens, o.pool_tokens, samples, o.name))
     log_samples = log_samples[np.isfinite(log_samples)]
     sd_boot = float(np.std(log_samples)) if len(log_samples) > 1 else 0.0
+    sd_laws = float(law_disagreement(ensemble, {"N": [o.n_params], "D": [o.tokens]})[0]) if ensemble else 0.0
     reach = float(fitted.reach(o.n_params, o.tokens, compute.flops(o.n_params, o.tokens)))
-    lo, hi = errors.interval(o.loss, sd_boot, reach)
-    return (float(lo), float(hi)), errors.width_terms(sd_boot, reach)
+    lo, hi = errors.interval(o.loss, sd_boot, reach, sd_laws)
+    return (float(lo), float(hi)), errors.width_terms(sd_boot, reach, sd_laws)
 
 
 def _fitted_span(smallest: float | None, largest: float, compute: Compute) -> str:
@@ -697,8 +700,8 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
               n_steps: int = 4, level: float = 0.95, compute: Compute | None = None,
               smallest_run_flops: float | None = None, seed_noise_nats: float | None = None,
               error_model: ErrorModel | None = None, fitted_range: FittedRange | None = None,
-              crossover_budgets: int = CROSSOVER_BUDGETS, experiment_flops: Sequence[float] | None = None
-              ) -> Recommendation:
+              crossover_budgets: int = CROSSOVER_BUDGETS, experiment_flops: Sequence[float] | None = None,
+              ensemble: Sequence[Mapping[str, Any]] | None = None) -> Recommendation:
     """Best (N, D) per tier under `budget_flops` and the verdict size vs cleaning (module docstring).
 
     theta_samples: (B, P) bootstrap parameter samples of `law` (may be empty: then the
@@ -765,7 +768,7 @@ def recommend(theta_samples: np.ndarray, theta: np.ndarray, law: Any, tiers: lis
             res.n_params_interval = (res.n_params, res.n_params)
         if error_model is not None and fitted_range is not None:
             res.loss_prediction_interval, res.interval_width = _prediction_interval(
-                res, p.take(slice(1, None)), compute, error_model, fitted_range)
+                res, p.take(slice(1, None)), compute, error_model, fitted_range, ensemble)
         sample_losses[t.name] = np.where(np.isfinite(loss[1:]), loss[1:], np.inf)
         options.append(res)
 
@@ -1037,6 +1040,7 @@ def recommend_from_fit(fit: Mapping[str, Any], data_report: Mapping[str, Any] | 
     rec = recommend(samples, theta, law, tiers, budget_flops, float(raw_tokens), raw=reference,
                     largest_run_flops=largest, n_steps=n_steps, compute=compute, smallest_run_flops=smallest,
                     seed_noise_nats=(entry.get("seed_noise") or {}).get("sd_nats"), error_model=errors,
-                    fitted_range=fitted, experiment_flops=experiment_flops, crossover_budgets=crossover_budgets)
+                    fitted_range=fitted, experiment_flops=experiment_flops, crossover_budgets=crossover_budgets,
+                    ensemble=entry.get("ensemble"))
     rec.notes = notes + rec.notes + [source]
     return rec

@@ -76,6 +76,20 @@ def test_intervals_are_sharp_and_cover_on_the_true_form(chinchilla_auto) -> None
         assert p["width"]["dominant"] in p["width"]["shares"] and p["width"]["shrink"]
 
 
+def test_recommend_and_predict_give_one_interval_for_one_run(chinchilla_auto) -> None:
+    """An auto fit's interval holds the candidate laws' disagreement in `recommend` as in `predict`."""
+    from scaler.recommend import recommend_from_fit
+
+    _, chosen = chinchilla_auto
+    if len(chosen.get("ensemble") or []) < 2:
+        pytest.skip("this table's choice kept no ensemble")
+    option = recommend_from_fit(chosen, budget_flops=30 * chosen["largest_run_flops"], raw_tokens=1e15,
+                                crossover_budgets=0).options[0]
+    [point] = predict(chosen, option.n_params, d=option.tokens)["points"]
+    assert option.loss_prediction_interval == pytest.approx(tuple(point["interval"]), rel=1e-9)
+    assert option.interval_width["shares"]["law_disagreement"] > 0
+
+
 def _backtests(abs_errors: np.ndarray, cuts: int = 6) -> Backtests:
     """Fake backtests: the same held-out runs of `cuts` cuts for every law, residual sign alternating."""
     k = len(abs_errors)
