@@ -82,7 +82,7 @@ def _user_errors(*kinds: type[Exception]) -> Iterator[None]:
     try:
         yield
     except (ConfigError, StoreError, *kinds) as err:
-        text = err.render(_FlagNames()) if isinstance(err, ParameterError) else str(err)
+        text = err.render({p: _flag(p) for p in err.parameters}) if isinstance(err, ParameterError) else str(err)
         _say(("error: ", "red"), " ".join(text.split()), stderr=True)  # one line, whatever a library wrote
         raise typer.Exit(2) from None
 
@@ -91,11 +91,9 @@ FLAGS = {"n_bootstrap": "--bootstrap", "drop_top": "--drop-top-loss", "groups": 
          "n_sims": "--sims", "noise_sd": "--noise"}  # a library parameter -> the flag that sets it, where not --<name>
 
 
-class _FlagNames(dict):
-    """Every parameter's flag: FLAGS's, else --<parameter> with dashes."""
-
-    def get(self, parameter: str, default: str | None = None) -> str:
-        return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+def _flag(parameter: str) -> str:
+    """The flag that sets a library parameter: FLAGS's, else --<parameter> with dashes."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def _mb(n_bytes: float) -> str:
