@@ -4,51 +4,46 @@ The Python API, the same path the CLI takes (docs/guide.md, "Python API"; the RE
 
     import scaler
 
-    store = scaler.Store("store/demo-sweep")           # one folder per run (local path or fsspec URL)
-    runs = scaler.load_runs(store)                      # polars: one row per run
-    data = scaler.from_store(store.root)                # fit inputs: N, D, C (flops_v1), loss, tiers
-    fit = scaler.fit_sweep(data, reference="raw")       # per tier: law, IsoFLOP, backtest; the quality law
+    data = scaler.from_store("store/demo-sweep")        # fit inputs: N, D, C (flops_v1), loss, tiers
+    fit = scaler.fit_sweep(data, reference="raw")       # a SweepFit: per tier law, IsoFLOP, backtest; the quality law
+    fit.predict(4e5, d=4e7, groups=["dedup"])           # loss, 95% interval, extrapolation
     rec = scaler.recommend(fit, "data/demo", budget_flops=1e14)
     print("\\n".join(rec.lines()))
 
-Names:
+Names, one per idea:
 - the store: `Store`, `load_runs`, `load_curves`;
 - fit inputs: `from_store` (a store's finished runs), `load_table` (a CSV from anywhere), `FitData`;
-- fitting: `fit` (one law over a table), `fit_sweep` (per data option, plus the quality law),
-  `fit_store` (fit_sweep cached in the store's fit.json), `laws` (the law factories);
-- predicting: `predict` (a fit and planned (N, D) -> loss, 95% interval, extrapolation, rankings);
-- deciding: `recommend` (a fit and a data build -> allocation and verdict), `to_flops`;
-- reporting: `build_report` (figures, Markdown and HTML; matplotlib loads when it runs).
+- fitting: `fit` (one law over a table -> `LawFit`), `fit_sweep` (per data option, plus the quality
+  law -> `SweepFit`), `fit_store` (fit_sweep cached in the store's fit.json), `laws` (the law factories);
+- predicting: `predict(fit, n, d)`, or the fit's own `.predict`, `.loss`, `.allocate`;
+- deciding: `recommend` (a fit and a data build -> `Recommendation`), `to_flops`;
+- reporting: `build_report` (figures, Markdown and HTML; matplotlib loads when it runs);
+- the loop: `advance` (one step of `scaler advance`), `design` (`scaler design`: designs
+  simulated on a prior fit).
 
-The store- and build-facing steps (`from_store`, `fit_store`, `recommend`, `build_report`) are
-`scaler.session`'s; the layers below take tables, options and frames (docs/design.md §1).
+The layers below (`scaler.fit`, `scaler.decision`, `scaler.report`) take tables, options and
+frames; `scaler.session` and `scaler.workflow` open stores, builds and specs (docs/design.md §1).
 Importing scaler changes no environment variable and no JAX setting, and does not import JAX;
-`laws` loads on first use. Note that `scaler.fit` and `scaler.recommend` are
-the functions above; their modules are reached with `from scaler.fit import pipeline` and
-`from scaler.recommend import ...`.
+`laws` loads on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# The subpackage `scaler.fit` and the module `scaler.recommend` are imported before the functions of
-# the same names are bound below, so that no later submodule import rebinds `scaler.fit` or
-# `scaler.recommend` to a module.
-import scaler.fit as _fit_package  # noqa: F401
-import scaler.recommend as _recommend_module  # noqa: F401
+from scaler.decision import Recommendation, to_flops
 from scaler.errors import ConfigError, StoreError
 from scaler.fit.data import FitData, FitDataError, load_table
 from scaler.fit.pipeline import fit, fit_sweep
-from scaler.fit.result import predict
-from scaler.recommend import Recommendation, to_flops
+from scaler.fit.result import LawFit, SweepFit, predict
 from scaler.session import build_report, fit_store, from_store, recommend
 from scaler.store import Store, load_curves, load_runs
+from scaler.workflow import advance, design
 
 __all__ = [
-    "ConfigError", "FitData", "FitDataError", "Recommendation", "Store", "StoreError", "build_report", "fit",
-    "fit_store", "fit_sweep", "from_store", "laws", "load_curves", "load_runs", "load_table", "predict", "recommend",
-    "to_flops",
+    "ConfigError", "FitData", "FitDataError", "LawFit", "Recommendation", "Store", "StoreError", "SweepFit", "advance",
+    "build_report", "design", "fit", "fit_store", "fit_sweep", "from_store", "laws", "load_curves", "load_runs",
+    "load_table", "predict", "recommend", "to_flops",
 ]
 
 

@@ -19,7 +19,8 @@ from typing import Any
 from scaler.errors import StoreError
 from scaler.fit.choose import DEFAULT_HORIZON
 from scaler.fit.data import FitData, from_runs
-from scaler.fit.pipeline import FIT_FILE, Objective, fit, fit_key, fit_sweep, tiers_of
+from scaler.fit.pipeline import FIT_FILE, Objective, fit, fit_key, sweep_json, tiers_of
+from scaler.fit.result import LawFit, SweepFit
 from scaler.store import Store, load_curves, load_runs
 
 __all__ = ["from_store", "fit_store", "recommend", "recommend_from_store", "store_runs", "build_report"]
@@ -34,7 +35,7 @@ def from_store(store_root: str | Store, eval_set: str = "heldout", drop_nan: boo
 
 def fit_store(store: Store | str, eval_set: str = "heldout", law: str = "chinchilla", n_bootstrap: int = 1000,
               seed: int = 0, reference: str = "raw", refit: bool = False, objective: Objective = Objective(),
-              run_ids: Collection[str] | None = None, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
+              run_ids: Collection[str] | None = None, horizon: float = DEFAULT_HORIZON) -> SweepFit:
     """`fit_sweep` over a store's finished runs (only `run_ids` when given: a sweep's own runs),
     cached in the store's fit.json: the saved fit is returned when its key matches (same law,
     reference, eval set, bootstrap, seed, objective, horizon and runs), else the runs are refitted
@@ -47,23 +48,24 @@ def fit_store(store: Store | str, eval_set: str = "heldout", law: str = "chinchi
     except StoreError:
         saved = None  # an unreadable fit.json is refitted and replaced
     if isinstance(saved, dict) and saved.get("key") == key:
-        return saved
-    out = {"key": key, **fit_sweep(data, law, n_bootstrap, seed, reference, objective, horizon)}
+        return SweepFit.from_json(saved)
+    out = {"key": key, **sweep_json(data, law, n_bootstrap, seed, reference, objective, horizon)}
     store.write_sweep_json(FIT_FILE, out)
-    return out
+    return SweepFit.from_json(out)
 
 
-def recommend(fit_json: Mapping[str, Any], data_dir: str | Path | None = None, budget_flops: float | None = None,
-              **options: Any):
-    """`scaler.recommend.recommend_from_fit` with the tier options of the data build in `data_dir`
-    (its report.json: yields and cleaning costs), or without a build (`raw_tokens` then required).
-    `options` are `recommend_from_fit`'s keywords."""
+def recommend(fit: SweepFit | LawFit | Mapping[str, Any], data_dir: str | Path | None = None,
+              budget_flops: float | None = None, **options: Any):
+    """The `Recommendation` from a fit (`fit_sweep`'s or `fit_store`'s `SweepFit`, one law's
+    `LawFit`, or their JSON) with the tier options of the data build in `data_dir` (its
+    report.json: yields and cleaning costs), or without a build (`raw_tokens` then required).
+    `options` are `scaler.decision.recommend_from_fit`'s keywords."""
     from scaler.data.folder import read_report
-    from scaler.recommend import recommend_from_fit
+    from scaler.decision import recommend_from_fit
 
     report = read_report(data_dir).model_dump(mode="json") if data_dir is not None else None
     source = str(Path(data_dir) / "report.json") if data_dir is not None else "the data build's report.json"
-    return recommend_from_fit(fit_json, report, budget_flops, data_source=source, **options)
+    return recommend_from_fit(fit, report, budget_flops, data_source=source, **options)
 
 
 def recommend_from_store(store_root: str | Path, data_dir: str | Path | None, budget_flops: float,
@@ -74,7 +76,7 @@ def recommend_from_store(store_root: str | Path, data_dir: str | Path | None, bu
     data = from_store(str(store_root), eval_set=eval_set)
     tiers = tiers_of(data)
     if len(tiers) >= 2:
-        fitted = {"quality": fit(data, "quality", n_bootstrap, seed, reference)}
+        fitted: Mapping[str, Any] = fit(data, "quality", n_bootstrap, seed, reference)
     else:
         fitted = {"groups": {tiers[0] if tiers else "stdlib": {"parametric": fit(data, "chinchilla", n_bootstrap, seed)}}}
     return recommend(fitted, data_dir, budget_flops, **options)
@@ -94,13 +96,16 @@ def store_runs(store_root: str | Store):
         return StoreRuns(root, pl.DataFrame(), pl.DataFrame(), f"{type(err).__name__}: {err}")
 
 
-def build_report(store_root: str | Store | None, fit_json: Mapping[str, Any] | None, data_report: Mapping | None,
-                 out_dir: str | Path, title: str, recommendation: Mapping[str, Any] | None = None,
+def build_report(store_root: str | Store | None, fit: SweepFit | LawFit | Mapping[str, Any] | None,
+                 data_report: Mapping | None, out_dir: str | Path, title: str, recommendation: Any = None,
                  spec_text: str | None = None, **options: Any) -> dict[str, Path]:
-    """`scaler.report.render.render_report` over the store's runs (None: the fit's own rows);
-    `options`: its keywords (target_flops, next_run, advance_steps)."""
+    """`scaler.report.render.render_report` of a fit (as `recommend` takes it) over the store's
+    runs (None: the fit's own rows). `recommendation`: a `Recommendation` or its JSON.
+    `options`: render_report's keywords (target_flops, next_run, advance_steps)."""
     from scaler.report.render import render_report
 
+    if hasattr(recommendation, "to_json"):
+        recommendation = recommendation.to_json()
     store = store_runs(store_root) if store_root is not None else None
-    return render_report(store, dict(fit_json) if fit_json else None, dict(data_report) if data_report else None,
+    return render_report(store, dict(fit) if fit else None, dict(data_report) if data_report else None,
                          Path(out_dir), title, recommendation, spec_text, **options)

@@ -3,8 +3,8 @@
 What each command does to a sweep, without the command line: the store's states and repair of
 corrupt runs (`states`, `repair`), training what is not done with an engine (`to_train`, `train_sweep`), the
 sweep's fit over its own runs (`sweep_fit`, `sweep_run_ids`), its recommendation and report
-(`sweep_recommendation`, `sweep_report`), one advance step (`advance_sweep`), a design's runs as a
-prior law reads them (`design_runs`, `prior_quality`), and the pools and throughput those use
+(`sweep_recommendation`, `sweep_report`), one advance step (`advance`), designs simulated on a
+prior law (`design`; `design_runs`, `prior_quality`), and the pools and throughput those use
 (`tier_pools`, `throughput_estimate`). Progress and warnings go to the callbacks given (the CLI's
 bars and notes); errors are `ConfigError`s naming the spec's keys.
 """
@@ -21,8 +21,8 @@ import numpy as np
 from scaler.errors import ConfigError
 
 __all__ = ["states", "repair", "set_aside", "to_train", "SweepOutcome", "train_sweep", "sweep_run_ids", "sweep_fit",
-           "sweep_recommendation", "next_run", "sweep_report", "advance_sweep", "prior_quality", "design_runs",
-           "tier_pools", "throughput_estimate"]
+           "sweep_recommendation", "next_run", "sweep_report", "load_spec", "advance", "design", "prior_quality",
+           "design_runs", "tier_pools", "throughput_estimate"]
 
 Say = Callable[[str], None]
 
@@ -124,7 +124,7 @@ def train_sweep(spec: Any, todo: Sequence[Any], engine: Any, runner: str = "loca
 
 def sweep_run_ids(spec: Any) -> set[str]:
     """The sweep's own runs and those of its finished `scaler advance` steps, not the whole store's."""
-    from scaler.advance import advanced_run_ids
+    from scaler.advance_step import advanced_run_ids
     from scaler.store import Store
     from scaler.sweep.spec import expand
 
@@ -176,7 +176,7 @@ def sweep_report(spec_file: Path, spec: Any, out: Path, budget_multiple: float, 
                  ) -> dict[str, Path]:
     """The sweep's report (`scaler.session.build_report`): its runs, fit, data build, advance
     steps, and the recommendation for `budget_multiple` x the largest fitted run."""
-    from scaler.advance import read_steps
+    from scaler.advance_step import read_steps
     from scaler.data.folder import read_report
     from scaler.session import build_report
     from scaler.store import Store
@@ -191,40 +191,91 @@ def sweep_report(spec_file: Path, spec: Any, out: Path, budget_multiple: float, 
                         next_run=next_run(recommendation), advance_steps=read_steps(Store(spec.store_root)))
 
 
-def advance_sweep(spec: Any, engine: Any, train: Callable[[Sequence[Any]], None], *, reach: Sequence[float],
-                  pairs: int, budget_hours: float | None = None, target_flops: float | None = None, workers: int = 2,
-                  progress: Say = _quiet) -> dict[str, Any]:
-    """One advance step of `spec` (`scaler.advance.advance_step`): predict the next runs, record
-    the predictions, `train` them, refit and score."""
-    from scaler.advance import advance_step, check_options
+def load_spec(spec: Any) -> Any:
+    """A sweep spec: loaded from its TOML file when given a path, else as given."""
+    if isinstance(spec, (str, Path)):
+        from scaler.sweep.spec import load_sweep_spec
+
+        return load_sweep_spec(Path(spec))
+    return spec
+
+
+def advance(spec: Any, train: Callable[[Sequence[Any]], None] | None = None, *, reach: Sequence[float] = (4.0, 8.0),
+            pairs: int = 1, budget_hours: float | None = None, target_flops: float | None = None,
+            runner: str = "local", workers: int = 2, progress: Say = _quiet) -> dict[str, Any]:
+    """One advance step of a sweep (`scaler advance`; the spec or its TOML file): predict the next
+    runs beyond it, record the predictions (`<store>/advance-<k>.json`), train them, refit and
+    score every prediction (`scaler.advance_step.advance_step`). `train` trains a list of runs
+    (default: `to_train` and `train_sweep` with `runner`)."""
+    from scaler.advance_step import advance_step, check_options
     from scaler.store import Store
     from scaler.sweep.spec import expand, extra_run
 
+    spec = load_spec(spec)
     check_options(reach, pairs, budget_hours)
     if spec.data.dir is None or len({t for m in spec.all_mixes() for t in m}) < 2:
         raise ConfigError(f"sweep {spec.name}: advance compares raw with cleaned data: the sweep needs data.dir and "
                           "mixes over two tiers or more")
     return advance_step(
         Store(spec.store_root), {r.run_id for r in expand(spec)}, fit=lambda ids: sweep_fit(spec, run_ids=ids),
-        recommend=lambda fit_json, flops, ladder: sweep_recommendation(spec, fit_json, flops, experiment_flops=ladder),
-        train=train, make_run=lambda n, c, tier: extra_run(spec, n, c, tier, prefix="/advance"),
+        recommend=lambda fit, flops, ladder: sweep_recommendation(spec, fit, flops, experiment_flops=ladder),
+        train=train or _trainer(spec, runner, workers, progress),
+        make_run=lambda n, c, tier: extra_run(spec, n, c, tier, prefix="/advance"),
         pools=tier_pools(spec), target_flops=target_flops, eval_set=spec.fit.eval_set, reach=reach, pairs=pairs,
         budget_hours=budget_hours, workers=workers, seconds_of=throughput_estimate(spec.store_root), progress=progress)
+
+
+def _trainer(spec: Any, runner: str, workers: int, note: Say) -> Callable[[Sequence[Any]], None]:
+    """Train a list of the spec's runs with `runner` (`to_train`, then `train_sweep`)."""
+    from scaler.sweep.engines import make_runner
+
+    def train(runs: Sequence[Any]) -> None:
+        engine = make_runner(runner, workers=workers, resources=spec.resources.model_dump())
+        todo, _ = to_train(spec, runs, warn=note)
+        train_sweep(spec, todo, engine, runner, workers, 1, note=note)
+
+    return train
+
+
+def design(specs: Sequence[Any], prior: Mapping[str, Any], *, budget_flops: float | None = None, n_sims: int = 20,
+           n_bootstrap: int = 100, noise_sd: float | None = None, seed: int = 0, prior_source: str = "the prior",
+           progress: Say = _quiet) -> dict[str, Any]:
+    """Before any run (`scaler design`): simulate each design (a sweep spec or its TOML file) on the
+    prior's quality law and seed noise (`scaler.simulate.simulate`: synthetic results, fitted,
+    repeated) and give the expected intervals of kappa and the allocation exponent and the verdict's
+    expected probability at `budget_flops` (default: 100x the first design's largest run)."""
+    from scaler.simulate import simulate
+
+    prior_entry = prior_quality(prior, prior_source)
+    loaded = [load_spec(s) for s in specs]
+    names = [Path(s).stem if isinstance(s, (str, Path)) else spec.name for s, spec in zip(specs, loaded, strict=True)]
+    designs = [design_runs(spec, name, prior_entry) for spec, name in zip(loaded, names, strict=True)]
+    target = budget_flops or 100.0 * float(np.max(designs[0].columns["C"]))
+    results = []
+    for spec, d in zip(loaded, designs, strict=True):
+        progress(f"design {d.name}: {len(d.groups)} runs, {d.trained_flops:.3g} FLOPs trained; {n_sims} synthetic sweeps")
+        results.append(simulate(d, prior_entry, _recommend_at(spec, target), n_sims=n_sims, n_bootstrap=n_bootstrap,
+                                noise_sd=noise_sd, seed=seed))
+    return {"target_flops": target, "designs": results}
+
+
+def _recommend_at(spec: Any, target_flops: float) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda entry: sweep_recommendation(spec, entry, target_flops, crossover_budgets=0)
 
 
 def prior_quality(fit_json: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The quality law of a prior fit (`source` names it): a sweep fit's `quality`, or one quality law's entry."""
     entry = fit_json.get("quality") if "quality" in fit_json else fit_json
-    if not isinstance(entry, dict) or "error" in entry or (entry.get("spec") or {}).get("family") != "quality":
+    if not isinstance(entry, Mapping) or "error" in entry or (entry.get("spec") or {}).get("family") != "quality":
         raise ConfigError(f"{source}: the prior has no fitted quality law (a sweep fit over two tiers or more)")
-    return entry
+    return dict(entry)
 
 
 def design_runs(spec: Any, name: str, prior: Mapping[str, Any]):
-    """A spec's runs as the prior's law reads them (`scaler.design.DesignRuns`): N, D, C (the
+    """A spec's runs as the prior's law reads them (`scaler.simulate.DesignRuns`): N, D, C (the
     prior's convention), weights, pools, and the FLOPs they train (WSD branches share trunks)."""
     from scaler.config import mix_label
-    from scaler.design import DesignRuns
+    from scaler.simulate import DesignRuns
     from scaler.fit.compute import Compute
     from scaler.fit.laws import law_from_spec
     from scaler.model.family import count_params

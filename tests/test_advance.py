@@ -12,13 +12,13 @@ import math
 import numpy as np
 import pytest
 
-from scaler.advance import Candidate, advance_step, choose, read_steps, score, table_lines
+from scaler.advance_step import Candidate, advance_step, choose, read_steps, score, table_lines
 from scaler.config import ConfigError, RunConfig
 from scaler.fit import laws
 from scaler.fit.data import FitData
 from scaler.fit.pipeline import fit
 from scaler.model.family import Family, count_params
-from scaler.recommend import recommend_from_fit
+from scaler.decision import recommend_from_fit
 from scaler.store import Store, run_id_of
 from scaler.sweep.spec import SweepRun
 

@@ -111,13 +111,13 @@ def test_fit_store_reuses_fit_json_only_when_its_key_matches(tmp_path: Path, mon
 
     store = make_store(tmp_path / "store")
     calls: list[tuple] = []
-    real = session.fit_sweep
+    real = session.sweep_json
 
     def counting(*args, **kwargs):
         calls.append(args[1:])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(session, "fit_sweep", counting)
+    monkeypatch.setattr(session, "sweep_json", counting)
     first = scaler.fit_store(store, n_bootstrap=0)
     assert json.loads((tmp_path / "store" / "fit.json").read_text())["key"] == first["key"]
     assert scaler.fit_store(store, n_bootstrap=0) == first and len(calls) == 1  # same key: reused

@@ -78,7 +78,7 @@ def test_intervals_are_sharp_and_cover_on_the_true_form(chinchilla_auto) -> None
 
 def test_recommend_and_predict_give_one_interval_for_one_run(chinchilla_auto) -> None:
     """An auto fit's interval holds the candidate laws' disagreement in `recommend` as in `predict`."""
-    from scaler.recommend import recommend_from_fit
+    from scaler.decision import recommend_from_fit
 
     _, chosen = chinchilla_auto
     if len(chosen.get("ensemble") or []) < 2:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from scaler.config import ConfigError
-from scaler.design import DesignRuns, noise_of, simulate, synthetic_losses, table_lines
+from scaler.simulate import DesignRuns, noise_of, simulate, synthetic_losses, table_lines
 from scaler.fit import laws
 from scaler.fit.data import FitData, with_clusters
 from scaler.fit.pipeline import fit
-from scaler.recommend import recommend_from_fit
+from scaler.decision import recommend_from_fit
 
 TIERS = ["clean", "raw"]
 LAW = laws.quality(TIERS, reference="raw", pools=True)

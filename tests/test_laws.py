@@ -19,8 +19,8 @@ from scaler.fit import laws
 from scaler.fit.compute import SIX_ND, Compute
 from scaler.fit.fitter import FitResult, fit
 from scaler.fit.stats import percentile_interval
-from scaler.recommend import LawSamples, TierOption
-from scaler.recommend.search import _loss
+from scaler.decision import LawSamples, TierOption
+from scaler.decision.search import _loss
 
 BASE = (math.log(482.01), math.log(2085.43), math.log(1.8172), 0.3478, 0.3658)
 TIERS = ("clean", "raw", "best")  # the reference tier "raw" is not listed first on purpose

@@ -14,10 +14,10 @@ from scaler.config import Family
 from scaler.fit import laws
 from scaler.fit.compute import Compute
 from scaler.fit.stats import percentile_interval
-from scaler.recommend import (
+from scaler.decision import (
     ExtrapolationRefused,
     TierOption,
-    recommend,
+    decide,
     recommend_from_fit,
     tier_options_from_report,
     to_flops,
@@ -38,7 +38,7 @@ def _samples(theta: np.ndarray, n: int = 32, scale: float = 0.0, seed: int = 0) 
 def test_single_tier_matches_closed_form_allocation() -> None:
     law = laws.chinchilla()
     for budget in (1e18, 1e21, 5e23):
-        rec = recommend(_samples(THETA, scale=0.01), THETA, law, [TierOption("raw")], budget, raw_tokens=1e30)
+        rec = decide(_samples(THETA, scale=0.01), THETA, law, [TierOption("raw")], budget, raw_tokens=1e30)
         n_opt, d_opt = laws.chinchilla_allocation(THETA[0], THETA[1], ALPHA, BETA, budget)
         opt = rec.option("raw")
         assert opt.n_params == pytest.approx(n_opt, rel=1e-3)
@@ -61,9 +61,9 @@ def test_verdict_flips_at_the_closed_form_crossover() -> None:
     c_star = k * c * U / (k - 1)
     tiers = [TierOption("raw"), TierOption("clean", kappa=k, yield_fraction=y, cleaning_flops_per_raw_token=c)]
     law = laws.chinchilla()
-    below = recommend(_samples(THETA), THETA, law, tiers, c_star * 0.99, U)
-    above = recommend(_samples(THETA), THETA, law, tiers, c_star * 1.01, U)
-    at = recommend(_samples(THETA), THETA, law, tiers, c_star, U)
+    below = decide(_samples(THETA), THETA, law, tiers, c_star * 0.99, U)
+    above = decide(_samples(THETA), THETA, law, tiers, c_star * 1.01, U)
+    at = decide(_samples(THETA), THETA, law, tiers, c_star, U)
     assert below.verdict == "size" and below.gap < 0 and below.winner == "raw"
     assert above.verdict == "cleaning" and above.gap > 0 and above.winner == "clean"
     assert "cleaning (tier clean)" in above.verdict_text
@@ -83,7 +83,7 @@ def test_probability_is_the_share_of_samples() -> None:
     samples = np.repeat(theta[None, :], 400, axis=0)
     samples[:, -1] = rng.normal(0.05, 0.05, size=400)
     tiers = [TierOption("raw"), TierOption("clean")]
-    rec = recommend(samples, theta, law, tiers, 1e21, raw_tokens=1e30)
+    rec = decide(samples, theta, law, tiers, 1e21, raw_tokens=1e30)
     assert rec.verdict == "cleaning" and rec.gap > 0
     assert rec.option("clean").kappa == pytest.approx(math.exp(0.05))
     assert rec.probability == pytest.approx(np.mean(samples[:, -1] > 0))
@@ -93,20 +93,20 @@ def test_probability_is_the_share_of_samples() -> None:
 
 def test_repetition_uses_the_law_r_star_or_the_published_one() -> None:
     tiers = [TierOption("raw")]
-    rec = recommend(_samples(THETA), THETA, laws.chinchilla(), tiers, 1e21, raw_tokens=1e9)
+    rec = decide(_samples(THETA), THETA, laws.chinchilla(), tiers, 1e21, raw_tokens=1e9)
     assert rec.r_star == pytest.approx(15.4) and "published" in rec.r_star_source
     # a small pool: the optimum trains longer on fewer repeated tokens -> larger N than Chinchilla's
     n_free = laws.chinchilla_allocation(THETA[0], THETA[1], ALPHA, BETA, 1e21)[0]
     assert rec.option("raw").epochs > 1 and rec.option("raw").n_params > n_free
     law = laws.quality(["raw", "clean"], reference="raw", pools=True)
     theta = np.concatenate([THETA, [0.0, math.log(5.0)]])
-    rec = recommend(np.zeros((0, theta.size)), theta, law, tiers + [TierOption("clean")], 1e21, raw_tokens=1e9)
+    rec = decide(np.zeros((0, theta.size)), theta, law, tiers + [TierOption("clean")], 1e21, raw_tokens=1e9)
     assert rec.r_star == pytest.approx(5.0) and rec.r_star_source == "fitted"
 
 
 def test_infeasible_cleaning_is_reported() -> None:
     tiers = [TierOption("raw"), TierOption("clean", kappa=3.0, yield_fraction=0.5, cleaning_flops_per_raw_token=1e6)]
-    rec = recommend(_samples(THETA), THETA, laws.chinchilla(), tiers, 1e17, raw_tokens=1e12)
+    rec = decide(_samples(THETA), THETA, laws.chinchilla(), tiers, 1e17, raw_tokens=1e12)
     clean = rec.option("clean")
     assert not clean.feasible and "exceeds the budget" in clean.reason
     assert rec.verdict == "size" and rec.best_clean is None and rec.winner == "raw"
@@ -138,7 +138,7 @@ def test_next_experiments_and_toml_snippet() -> None:
     theta = np.append(THETA, 0.1)
     samples = _samples(theta, n=64, scale=0.02, seed=3)
     tiers = [TierOption("raw"), TierOption("clean", yield_fraction=0.6, cleaning_flops_per_raw_token=100.0)]
-    rec = recommend(samples, theta, law, tiers, 1e22, raw_tokens=1e12, largest_run_flops=1e19, n_steps=3)
+    rec = decide(samples, theta, law, tiers, 1e22, raw_tokens=1e12, largest_run_flops=1e19, n_steps=3)
     assert len(rec.experiments) == 6 and {e.tier for e in rec.experiments} == {"raw", "clean"}
     assert all(1e19 < e.flops < 1e22 for e in rec.experiments)
     spreads = [e.gap_spread for e in rec.experiments]
@@ -192,15 +192,15 @@ def test_flops_v1_answers_cost_their_budget_and_differ_from_6nd() -> None:
     theta = np.append(THETA, 0.2)
     tiers = [TierOption("raw"), TierOption("clean", yield_fraction=0.5, cleaning_flops_per_raw_token=10.0)]
     for budget in (1e15, 1e19):
-        rec = recommend(_samples(theta, scale=0.01), theta, law, tiers, budget, 1e12, compute=compute)
+        rec = decide(_samples(theta, scale=0.01), theta, law, tiers, budget, 1e12, compute=compute)
         assert rec.flops_convention == "flops_v1" and "FLOPs (flops_v1)" in rec.lines()[0]
         for o in rec.options:
             assert o.feasible
             assert float(compute.flops(o.n_params, o.tokens)) == pytest.approx(o.training_flops, rel=1e-2)
         for e in rec.experiments:
             assert float(compute.flops(e.n_params, e.tokens)) == pytest.approx(e.flops, rel=1e-2)
-    small = recommend(_samples(theta, scale=0.01), theta, law, tiers, 1e15, 1e12, compute=compute)
-    textbook = recommend(_samples(theta, scale=0.01), theta, law, tiers, 1e15, 1e12)
+    small = decide(_samples(theta, scale=0.01), theta, law, tiers, 1e15, 1e12, compute=compute)
+    textbook = decide(_samples(theta, scale=0.01), theta, law, tiers, 1e15, 1e12)
     for name in ("raw", "clean"):  # attention costs FLOPs per token at this size: another optimum
         assert abs(math.log(small.option(name).n_params / textbook.option(name).n_params)) > 0.01
         assert abs(math.log(small.option(name).tokens / textbook.option(name).tokens)) > 0.1
@@ -217,7 +217,7 @@ def test_crossover_matches_the_closed_form_in_every_sample() -> None:
     samples[:, -1] = np.random.default_rng(6).normal(math.log(1.5), 0.1, size=200)
     tiers = [TierOption("raw"), TierOption("clean", yield_fraction=y, cleaning_flops_per_raw_token=c)]
     c_star = 1.5 * c * U / 0.5
-    rec = recommend(samples, theta, law, tiers, c_star / 3, U)
+    rec = decide(samples, theta, law, tiers, c_star / 3, U)
     x = rec.crossover
     assert rec.verdict == "size" and x is not None
     assert x["direction"] == "size->cleaning" and x["range"] == pytest.approx([c_star / 300, 100 * c_star / 3])
@@ -265,7 +265,7 @@ def test_crossover_when_the_cleaned_pool_runs_out() -> None:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if gap(math.exp(mid)) > 0 else (lo, mid)
     expected = math.exp(0.5 * (lo + hi))
-    rec = recommend(_samples(THETA, n=100, scale=0.01, seed=2), THETA, laws.chinchilla(), tiers, 1e18, U,
+    rec = decide(_samples(THETA, n=100, scale=0.01, seed=2), THETA, laws.chinchilla(), tiers, 1e18, U,
                     largest_run_flops=1e16)
     x = rec.crossover
     assert rec.verdict == "cleaning" and x["direction"] == "cleaning->size"
@@ -274,14 +274,14 @@ def test_crossover_when_the_cleaned_pool_runs_out() -> None:
     assert x["share_crossing"] > 0.9 and x["interval"][0] < expected < x["interval"][1]
     assert any(line.startswith("crossover: the verdict turns from cleaning to model size") for line in rec.lines())
     # without samples: the point estimate alone
-    alone = recommend(np.zeros((0, 5)), THETA, laws.chinchilla(), tiers, 1e18, U, largest_run_flops=1e16)
+    alone = decide(np.zeros((0, 5)), THETA, laws.chinchilla(), tiers, 1e18, U, largest_run_flops=1e16)
     assert alone.crossover["flops"] == pytest.approx(expected, rel=1e-3)
     assert alone.crossover["share_crossing"] == 0.0 and alone.crossover["interval"] is None
 
 
 def test_no_crossover_in_range() -> None:
     tiers = [TierOption("raw"), TierOption("worse", kappa=0.8)]  # free, but never better
-    rec = recommend(_samples(THETA, scale=0.01), THETA, laws.chinchilla(), tiers, 1e20, 1e15, largest_run_flops=1e18)
+    rec = decide(_samples(THETA, scale=0.01), THETA, laws.chinchilla(), tiers, 1e20, 1e15, largest_run_flops=1e18)
     x = rec.crossover
     assert x["flops"] is None and x["direction"] is None and x["throughout"] == "size"
     assert x["range"] == pytest.approx([1e18, 1e22])
@@ -414,10 +414,10 @@ def test_settle_says_whether_the_verdict_is_settled_and_what_would_settle_it() -
     from scaler.fit.predict import ErrorModel
 
     errors = ErrorModel(sigma_run=0.01, growth=0.0, multiplier=1.96, calibrated=False, n_residuals=0)
-    sure = recommend(_samples(theta, n=200, scale=0.002, seed=1), theta, law, tiers, 1e21, raw_tokens=1e30,
+    sure = decide(_samples(theta, n=200, scale=0.002, seed=1), theta, law, tiers, 1e21, raw_tokens=1e30,
                      largest_run_flops=1e19, error_model=errors)
     assert sure.probability_kind >= 0.9 and sure.settle.startswith("settled: ")
-    unsure = recommend(_samples(theta, n=200, scale=0.05, seed=1), theta, law, tiers, 1e21, raw_tokens=1e30,
+    unsure = decide(_samples(theta, n=200, scale=0.05, seed=1), theta, law, tiers, 1e21, raw_tokens=1e30,
                        largest_run_flops=1e19, error_model=errors)
     assert unsure.probability_kind < 0.9 and unsure.settle.startswith("not settled: ")
     assert "needs the sd below" in unsure.settle and "Either way, the options differ by at most" in unsure.settle
@@ -435,11 +435,11 @@ def test_any_law_of_n_and_d_is_recommended_from_through_its_own_formula() -> Non
     """recommend evaluates the fitted law itself (tests/test_laws.py: the quality law's runs), so a
     Kaplan fit is recommended from too, and a law that needs other columns is refused."""
     kaplan, k_theta = laws.kaplan(), np.array([math.log(6.4e13), math.log(1.8e13), 0.076, 0.103])
-    rec = recommend(_samples(k_theta, scale=0.01), k_theta, kaplan, [TierOption("raw")], 1e21, raw_tokens=1e30)
+    rec = decide(_samples(k_theta, scale=0.01), k_theta, kaplan, [TierOption("raw")], 1e21, raw_tokens=1e30)
     best = rec.option("raw")
     assert best.loss == pytest.approx(float(kaplan.predict(k_theta, {"N": [best.n_params], "D": [best.tokens]})[0]),
                                       rel=1e-9)
     mixing = laws.mixing(["web", "code"])
     with pytest.raises(ValueError, match="needs columns"):
-        recommend(np.zeros((0, mixing.n_params)), np.zeros(mixing.n_params), mixing, [TierOption("raw")], 1e21,
+        decide(np.zeros((0, mixing.n_params)), np.zeros(mixing.n_params), mixing, [TierOption("raw")], 1e21,
                   raw_tokens=1e12)

@@ -152,7 +152,7 @@ def _interval_cell(md: str, row: str, column: str) -> tuple[float, float, float]
 
 def _recommendation() -> dict:
     """A recommendation (as `Recommendation.to_json()`) with known numbers, for the report's opening."""
-    from scaler.recommend import Experiment, OptionResult, Recommendation
+    from scaler.decision import Experiment, OptionResult, Recommendation
 
     raw = OptionResult("raw", 1.0, 1.0, 0.0, 1e18, 1e10, True, n_params=1.0e7, tokens=1.5e10, epochs=1.5, loss=2.3220,
                        loss_interval=(2.30, 2.34), win_share=0.19, loss_prediction_interval=(2.26, 2.38))

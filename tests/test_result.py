@@ -32,9 +32,12 @@ def _table(groups: bool = False) -> FitData:
 
 
 def test_one_law_round_trips_and_answers_through_its_formula() -> None:
-    entry = json.loads(json.dumps(fit(_table(), "chinchilla", 20, 0)))  # as a file holds it
+    fitted = fit(_table(), "chinchilla", 20, 0)
+    assert isinstance(fitted, LawFit) and fitted["theta"] == fitted.theta.tolist()  # a mapping over its JSON
+    assert fitted.name == "chinchilla" and list(fitted.params) == list(laws.chinchilla().param_names)
+    entry = json.loads(json.dumps(fitted.to_json()))  # as a file holds it
     law_fit = LawFit.from_json(entry)
-    assert LawFit.from_json(law_fit.to_json()).to_json() == entry
+    assert LawFit.from_json(law_fit.to_json()).to_json() == entry and law_fit == fitted
     n, d = np.array([3e8, 1e9]), np.array([6e9, 2e10])
     np.testing.assert_allclose(law_fit.loss(n, d), laws.chinchilla().predict(law_fit.theta, {"N": n, "D": d}))
     sweep = SweepFit.from_json(entry)
@@ -49,7 +52,10 @@ def test_one_law_round_trips_and_answers_through_its_formula() -> None:
 
 
 def test_a_sweep_fit_gives_each_group_its_law_and_says_what_it_cannot() -> None:
-    sweep = SweepFit.from_json(json.loads(json.dumps(fit_sweep(_table(groups=True), "chinchilla", 0, 0))))
+    fitted = fit_sweep(_table(groups=True), "chinchilla", 0, 0)
+    sweep = SweepFit.from_json(json.loads(json.dumps(fitted.to_json())))
+    assert isinstance(fitted, SweepFit) and fitted.group_names == sweep.group_names == ["a", "b"]
+    assert fitted.group("a") == sweep.group("a") and sweep.quality is None  # no "raw" tier: its quality law failed
     a, b = (sweep.law_for(g)[0] for g in ("a", "b"))
     inside = ([3e7], [6e8])  # within the fitted runs, where b is 2% worse by construction
     assert sweep.loss(*inside, "b")[0] == pytest.approx(1.02 * sweep.loss(*inside, "a")[0], rel=0.005)

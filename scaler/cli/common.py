@@ -304,10 +304,10 @@ def _read_fit_json(path: Path) -> dict[str, Any]:
 
 def _advance(spec, budget_hours: float | None, reach: list[float], pairs: int, target_flops: float | None,
              runner: str = "local", workers: int = 2) -> dict[str, Any]:
-    """One advance step of `spec` (`workflow.advance_sweep`), its runs trained with `runner`."""
+    """One advance step of `spec` (`workflow.advance`), its runs trained with `runner` under the CLI's bars."""
     from scaler.sweep.engines import make_runner
 
     engine = make_runner(runner, workers=workers, resources=spec.resources.model_dump())
-    return workflow.advance_sweep(spec, engine, lambda runs: _train(spec, runs, engine, runner, workers, 1, None),
-                                  reach=reach, pairs=pairs, budget_hours=budget_hours, target_flops=target_flops,
-                                  workers=workers, progress=_note)
+    return workflow.advance(spec, lambda runs: _train(spec, runs, engine, runner, workers, 1, None), reach=reach,
+                            pairs=pairs, budget_hours=budget_hours, target_flops=target_flops, runner=runner,
+                            workers=workers, progress=_note)

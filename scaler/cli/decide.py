@@ -49,7 +49,7 @@ def recommend(
 ) -> None:
     """For a budget: the best N, D and tier, whether to spend it on model size or on cleaner data,
     the crossover budget and how far the answer extrapolates."""
-    from scaler.recommend import to_flops
+    from scaler.decision import to_flops
     from scaler.sweep.spec import load_sweep_spec
 
     with _user_errors(ValueError):

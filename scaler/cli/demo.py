@@ -35,7 +35,7 @@ def demo(
 ) -> None:
     """The whole loop on this machine: build the data, run the demo sweep, check its predictions on
     larger runs (one advance step), fit, report, recommend."""
-    from scaler.advance import read_steps, table_lines
+    from scaler.advance_step import read_steps, table_lines
     from scaler.store import Store
     from scaler.sweep.spec import load_sweep_spec
 

@@ -223,7 +223,7 @@ def advance(
 ) -> None:
     """One step of the loop that checks itself: predict the next experiments beyond the sweep, record
     the predictions, train the runs, refit, and score every prediction against its run."""
-    from scaler.advance import table_lines
+    from scaler.advance_step import table_lines
     from scaler.sweep.spec import load_sweep_spec
 
     with _user_errors(ValueError):
@@ -250,29 +250,15 @@ def design(
     """Before any run: simulate each design on a prior law and its seed noise (synthetic results,
     fitted, repeated) and report the expected intervals of kappa and the allocation exponent and the
     verdict's expected probability."""
-    import numpy as np
-
-    from scaler.design import simulate, table_lines
-    from scaler.sweep.spec import load_sweep_spec
+    from scaler.simulate import table_lines
 
     with _user_errors(ValueError):
-        prior_entry = workflow.prior_quality(_read_fit_json(prior), str(prior))
-        specs = [load_sweep_spec(f) for f in spec_files]
-        designs = [workflow.design_runs(spec, f.stem, prior_entry) for spec, f in zip(specs, spec_files, strict=True)]
-        target = budget or 100.0 * float(np.max(designs[0].columns["C"]))
-
-        def recommend_at(spec):
-            return lambda entry: workflow.sweep_recommendation(spec, entry, target, crossover_budgets=0)
-
-        results = []
-        for spec, d in zip(specs, designs, strict=True):
-            _note(f"design {d.name}: {len(d.groups)} runs, {d.trained_flops:.3g} FLOPs trained; {sims} synthetic sweeps")
-            results.append(simulate(d, prior_entry, recommend_at(spec), n_sims=sims, n_bootstrap=bootstrap,
-                                    noise_sd=noise, seed=seed))
+        out = workflow.design(spec_files, _read_fit_json(prior), budget_flops=budget, n_sims=sims, n_bootstrap=bootstrap,
+                              noise_sd=noise, seed=seed, prior_source=str(prior), progress=_note)
     if json_out:
-        _print_json({"target_flops": target, "designs": results})
+        _print_json(out)
         return
-    for line in table_lines(results, target):
+    for line in table_lines(out["designs"], out["target_flops"]):
         _say(line)
 
 

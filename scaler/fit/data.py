@@ -13,7 +13,7 @@ single model size, non-positive losses, NaN rows (dropped only on request, and t
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class FitData:
 
 def json_safe(x: Any) -> Any:
     """JSON-safe: NaN/inf -> None, numpy scalars -> Python, recursively (for fit.json)."""
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):  # a dict, or a fit result (`scaler.fit.result`: a mapping over its JSON)
         return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [json_safe(v) for v in x]

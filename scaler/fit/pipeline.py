@@ -24,6 +24,7 @@ from scaler.fit.backtest import order_stability
 from scaler.fit.choose import DEFAULT_HORIZON, candidate_laws, choose, ensemble
 from scaler.fit.compute import Compute
 from scaler.fit.data import FitData, json_safe
+from scaler.fit.result import LawFit, SweepFit
 from scaler.fit.stats import percentile_interval
 
 FIT_FILE = "fit.json"
@@ -76,7 +77,7 @@ def with_group_weights(data: FitData) -> FitData:
     return dataclasses.replace(data, columns=columns)
 
 
-def law_for(name: str, data: FitData, reference: str = "raw"):
+def make_law(name: str, data: FitData, reference: str = "raw"):
     """The law object for `name` over `data`'s columns; `reference` is the quality law's tier with
     kappa = 1 (never "whichever tier is listed first")."""
     from scaler.fit import laws
@@ -114,13 +115,20 @@ def repeats_data(data: FitData) -> bool:
 
 def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
         reference: str = "raw", objective: Objective = Objective(), backtests: bool = True,
-        with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
-    """One law over all of `data`: the fit, bootstrap percentile intervals (`n_bootstrap`
+        with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> LawFit:
+    """One law over all of `data` (`law_json`'s entry, read as a `LawFit`)."""
+    return LawFit.from_json(law_json(data, law, n_bootstrap, seed, reference, objective, backtests, with_data, horizon))
+
+
+def law_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
+             reference: str = "raw", objective: Objective = Objective(), backtests: bool = True,
+             with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
+    """One law over all of `data`, as its JSON entry: the fit, bootstrap percentile intervals (`n_bootstrap`
     resamples of the configurations, seeds kept together; 0 for none), the compute-optimal
     allocation at 1x, 10x and 100x the largest run's compute under the data's convention, the
     error model of the prediction intervals (rolling backtests; `backtests=False` skips it), the
     seed noise and the runs left out (and, `with_data`, the fitted rows). `law="auto"` fits every
-    candidate form and keeps the one its backtests favour at `horizon` (`fit_auto`). JSON-safe; `bootstrap_theta` keeps the resampled
+    candidate form and keeps the one its backtests favour at `horizon` (`_auto_json`). JSON-safe; `bootstrap_theta` keeps the resampled
     parameters so a prediction or recommendation reuses them instead of refitting."""
     from scaler.fit.fitter import bootstrap, fit as fit_law
     from scaler.fit.predict import FittedRange, error_model, seed_noise
@@ -130,10 +138,10 @@ def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: i
     if not (math.isfinite(horizon) and horizon >= 1):
         raise ConfigError(f"horizon = {horizon}: expected an extrapolation factor of 1 or more")
     if law == "auto":
-        return fit_auto(data, n_bootstrap, seed, objective, with_data, horizon)
+        return _auto_json(data, n_bootstrap, seed, objective, with_data, horizon)
     if law in ("quality", "chinchilla_group_e", "mixing"):
         data = with_group_weights(data)
-    law_object = law_for(law, data, reference)
+    law_object = make_law(law, data, reference)
     fitted = FittedRange.of(data)
     result = fit_law(law_object, data.columns, data.loss, **objective.kwargs())
     if n_bootstrap:
@@ -190,8 +198,8 @@ def _allocations(law: Any, theta: np.ndarray, samples: np.ndarray | None, comput
     return rows, exponents
 
 
-def fit_auto(data: FitData, n_bootstrap: int = 1000, seed: int = 0, objective: Objective = Objective(),
-             with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
+def _auto_json(data: FitData, n_bootstrap: int = 1000, seed: int = 0, objective: Objective = Objective(),
+               with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
     """Fit every candidate form (`choose.candidate_laws`), backtest each, and keep the one
     `choose.choose` picks: refused when the runs do not identify it, scored at `horizon`, the
     simplest within one standard error of the best. The result is the chosen law's fit (bootstrap
@@ -204,14 +212,14 @@ def fit_auto(data: FitData, n_bootstrap: int = 1000, seed: int = 0, objective: O
     failed: list[dict[str, Any]] = []
     for name in names:
         try:
-            fits[name] = fit(data, name, 0, seed, objective=objective)
+            fits[name] = law_json(data, name, 0, seed, objective=objective)
         except (ValueError, ConfigError) as err:
             failed.append({"law": name, "error": str(err)})
     try:
         best, rows, reason = choose(fits, data, horizon)
     except ValueError as err:
         raise ConfigError(f"law auto: {err}" + "".join(f"; {f['law']}: {f['error']}" for f in failed)) from None
-    chosen = fit(data, best, n_bootstrap, seed, objective=objective, with_data=with_data, backtests=False)
+    chosen = law_json(data, best, n_bootstrap, seed, objective=objective, with_data=with_data, backtests=False)
     chosen["error_model"] = fits[best]["error_model"]  # the same full-data fit: its backtests stand
     chosen["ensemble"] = ensemble(rows, fits)
     chosen["candidates"] = rows + failed
@@ -229,9 +237,9 @@ def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: 
 
     entry: dict[str, Any] = {}
     for key, compute in (
-        ("parametric", lambda: fit(part, law, n_bootstrap, seed, objective=objective, horizon=horizon)),
+        ("parametric", lambda: law_json(part, law, n_bootstrap, seed, objective=objective, horizon=horizon)),
         ("isoflop", lambda: approach2(part.frame(), seed=seed).to_json()),
-        ("backtest", lambda: backtest(law_for(entry["parametric"].get("spec", {}).get("family", law), part),
+        ("backtest", lambda: backtest(make_law(entry["parametric"].get("spec", {}).get("family", law), part),
                                       part.frame(), **objective.kwargs()).to_json()),
     ):
         try:
@@ -253,7 +261,14 @@ def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: 
 
 def fit_sweep(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
               reference: str = "raw", objective: Objective = Objective(), horizon: float = DEFAULT_HORIZON
-              ) -> dict[str, Any]:
+              ) -> SweepFit:
+    """Per data option and across options (`sweep_json`, read as a `SweepFit`)."""
+    return SweepFit.from_json(sweep_json(data, law, n_bootstrap, seed, reference, objective, horizon))
+
+
+def sweep_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
+               reference: str = "raw", objective: Objective = Objective(), horizon: float = DEFAULT_HORIZON
+               ) -> dict[str, Any]:
     """Per data option (tier or mix: `data.groups`), the parametric fit of `law`, IsoFLOP
     approach 2 and a backtest; across options, the quality law (effective-data multipliers
     kappa_t against `reference`) when the runs span two tiers or groups or more. Groups whose
@@ -270,7 +285,7 @@ def fit_sweep(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, s
         out["order"] = order_stability(data.columns["C"], data.loss, groups)
     if len(tiers_of(with_group_weights(data))) >= 2 and law != "mixing":
         try:
-            out["quality"] = fit(data, "quality", n_bootstrap, seed, reference, objective)
+            out["quality"] = law_json(data, "quality", n_bootstrap, seed, reference, objective)
         except (ValueError, ConfigError) as err:
             out["quality"] = {"error": str(err)}
     return json_safe(out)

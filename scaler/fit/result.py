@@ -1,20 +1,24 @@
 """Fit results, read once (docs/design.md §5): the one reader of every fit JSON scaler writes.
 
-- `LawFit`: one law fitted to one table (`scaler.fit.pipeline.fit`'s entry): the law rebuilt from
-  its spec (an older entry without one: from its name), theta, bootstrap draws, compute
-  convention, fitted range and error model; `predict`, `loss` and `allocate` through the law's
-  own formula.
-- `SweepFit`: a sweep's fit.json (per group a parametric `LawFit`, and the quality law across
-  tiers) or one law's entry, which reads as one group "all": `law_for(group)` (what predicts a
-  group's runs), `decision_law()` (what recommend decides with), `sweep_json()` (the report's shape).
-- `predict(fit_json, n, d)`: predicted losses with 95% intervals and rankings (`scaler predict`).
+- `LawFit`: one law fitted to one table (what `scaler.fit` returns): the law rebuilt from its
+  spec (an older entry without one: from its name), `theta` and `params`, bootstrap `samples`,
+  compute convention, fitted range and error model (its backtests); `predict`, `loss` and
+  `allocate` through the law's own formula.
+- `SweepFit`: a sweep's fit (what `scaler.fit_sweep` returns, a store's fit.json: per group a
+  parametric `LawFit`, and the quality law across tiers) or one law's entry, read as one group
+  "all": `group(label)`, `quality`, `law_for(group)` (what predicts a group's runs),
+  `decision_law()` (what recommend decides with), `sweep_json()` (the report's shape).
+- `predict(fit, n, d)`: predicted losses with 95% intervals and rankings (`scaler predict`).
+
+Both are read-only mappings over their JSON (`fit["theta"]` is the file's key), with `to_json`
+and `from_json`: what is written is exactly what is read back.
 
 Anything a fit cannot answer is a `PredictError` whose message says what is missing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +36,35 @@ class PredictError(ParameterError):
     column); the message says what is missing."""
 
 
-@dataclass(frozen=True)
-class LawFit:
+class _JsonView(Mapping[str, Any]):
+    """A read-only mapping over `self._json`, the JSON as written (`to_json`)."""
+
+    _json: Mapping[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self._json[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._json)
+
+    def __len__(self) -> int:
+        return len(self._json)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self._json)
+
+
+@dataclass(frozen=True, eq=False)
+class LawFit(_JsonView):
     """One fitted law: its JSON entry (`entry`, every key kept) and what is computed from it."""
 
     entry: Mapping[str, Any]
     law: Any
     theta: np.ndarray
+
+    @property
+    def _json(self) -> Mapping[str, Any]:  # type: ignore[override]
+        return self.entry
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> LawFit:
@@ -60,8 +86,14 @@ class LawFit:
             raise PredictError(f"the {law.name} fit has {theta.size} usable parameters; the law has {law.n_params}")
         return cls(entry, law, theta)
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.entry)
+    @property
+    def name(self) -> str:
+        return str(self.law.name)
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The point estimate by parameter name (the law's own parametrisation, e.g. log A)."""
+        return dict(zip(self.law.param_names, self.theta.tolist(), strict=True))
 
     @property
     def samples(self) -> np.ndarray:
@@ -121,7 +153,12 @@ class LawFit:
         """The point estimate's loss of runs (n, d) on `group`, through the law's formula."""
         return self.law.predict(self.theta, self.columns(n, d, group, **columns))
 
-    def predict(self, n: Any, d: Any, group: str | None = None, **columns: Any) -> list[dict[str, Any]]:
+    def predict(self, n: Any, d: Any = None, flops: Any = None, groups: Sequence[str | None] | None = None,
+                **columns: Any) -> dict[str, Any]:
+        """`predict` on this fit: {"points": [...], "rankings": [...]}."""
+        return predict(self, n, d, flops, groups, **columns)
+
+    def predict_points(self, n: Any, d: Any, group: str | None = None, **columns: Any) -> list[dict[str, Any]]:
         """Every run's predicted loss, 95% interval, extrapolation and width terms
         (`scaler.fit.predict.predict_points`), in input order."""
         cols = self.columns(n, d, group, **columns)
@@ -138,15 +175,23 @@ class LawFit:
         return allocate(self.law, thetas, budget_flops, self.compute, self.mix(group) or None)
 
 
-@dataclass(frozen=True)
-class SweepFit:
+@dataclass(frozen=True, eq=False)
+class SweepFit(_JsonView):
     """Any fit JSON scaler writes: a sweep's (groups of parametric fits, the quality law) or one
     law's entry. `raw` is the JSON as read; nothing is dropped."""
 
     raw: Mapping[str, Any]
 
+    @property
+    def _json(self) -> Mapping[str, Any]:  # type: ignore[override]
+        return self.raw
+
     @classmethod
     def from_json(cls, raw: Any) -> SweepFit:
+        if isinstance(raw, SweepFit):
+            return raw
+        if isinstance(raw, LawFit):
+            return cls(raw.entry)
         if isinstance(raw, Mapping) and "spec" in raw and "groups" not in raw:
             return cls(raw)
         groups = raw.get("groups") if isinstance(raw, Mapping) else None
@@ -159,6 +204,27 @@ class SweepFit:
     @property
     def single_law(self) -> bool:
         return "spec" in self.raw and "groups" not in self.raw
+
+    @property
+    def group_names(self) -> list[str]:
+        return ["all"] if self.single_law else sorted(self.raw.get("groups") or {})
+
+    def group(self, label: str) -> LawFit:
+        """The parametric fit of one group (one law's entry: its only group, "all")."""
+        if self.single_law and label == "all":
+            return LawFit.from_json(self.raw)
+        groups = self.raw.get("groups") or {}
+        if label not in groups:
+            raise PredictError(f"group {label!r} is not in the fit (groups: {', '.join(sorted(groups))})")
+        return LawFit.from_json(groups[label]["parametric"])
+
+    @property
+    def quality(self) -> LawFit | None:
+        """The quality law across tiers, when the fit has a usable one."""
+        entry = self.raw if self.single_law else self.raw.get("quality")
+        if not isinstance(entry, Mapping) or "error" in entry or (entry.get("spec") or {}).get("family") != "quality":
+            return None
+        return LawFit.from_json(entry)
 
     def sweep_json(self) -> dict[str, Any]:
         """The sweep fit's shape: a sweep fit as is; one law's entry as {"groups": {"all":
@@ -229,6 +295,11 @@ class SweepFit:
         law, _ = self.law_for(group)
         return law.loss(n, d, group, **columns)
 
+    def allocate(self, budget_flops: float, group: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """`LawFit.allocate` with the law that predicts `group`'s runs (`law_for`)."""
+        law, _ = self.law_for(group)
+        return law.allocate(budget_flops, group)
+
     def decision_law(self) -> tuple[Mapping[str, Any], str | None]:
         """The entry a recommendation decides with, and for a store with runs on one tier that tier:
         one law's entry; else the quality law; else the one group's parametric fit."""
@@ -243,7 +314,7 @@ class SweepFit:
         return group["parametric"], tier
 
 
-def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = None,
+def predict(fit: Mapping[str, Any], n: Any, d: Any = None, flops: Any = None,
             groups: Sequence[str | None] | None = None, unique: Any = None,
             constants: Mapping[str, float] | None = None) -> dict[str, Any]:
     """`{"points": [{"n", "d", "group", "loss", "interval", "extrapolation", "width", ...}],
@@ -252,7 +323,7 @@ def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = Non
     groups or more. `n`, `d`, `flops` and `unique` are numbers or one per point; `unique` is the
     unique tokens U of the data-constrained law, `constants` columns with one value for every point
     (a quality law's tier pools U_<tier>)."""
-    fit = SweepFit.from_json(fit_json)
+    fit = SweepFit.from_json(fit)
     n = np.atleast_1d(np.asarray(n, dtype=np.float64))
     labels = list(groups) if groups is not None else [None] * len(n)
     if (d is None) == (flops is None):
@@ -266,8 +337,8 @@ def predict(fit_json: Mapping[str, Any], n: Any, d: Any = None, flops: Any = Non
         rows = np.array([i for i, g in enumerate(labels) if g == label])
         law, _ = fit.law_for(label)
         d_rows = d[rows] if d is not None else law.compute.tokens(n[rows], flops[rows])
-        predicted = law.predict(n[rows], d_rows, label, unique=None if unique is None else unique[rows],
-                                constants=constants)
+        predicted = law.predict_points(n[rows], d_rows, label, unique=None if unique is None else unique[rows],
+                                       constants=constants)
         for i, p in zip(rows, predicted, strict=True):
             out[i] = {"group": label, "law": law.law.name, "convention": law.compute.convention, **p}
     return {"points": out, "rankings": _rankings(fit, out, constants)}
@@ -291,7 +362,7 @@ def _rankings(fit: SweepFit, points: Sequence[Mapping[str, Any] | None],
     return out
 
 
-def rank_groups(fit_json: Mapping[str, Any], n: float, d: float, groups: Sequence[str],
+def rank_groups(fit: Mapping[str, Any], n: float, d: float, groups: Sequence[str],
                 constants: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The predicted order of `groups` (tiers, datasets, mixes) for a run of `n` parameters and
     `d` tokens, best (lowest loss) first, with the bootstrap probability of that whole order and of
@@ -301,7 +372,7 @@ def rank_groups(fit_json: Mapping[str, Any], n: float, d: float, groups: Sequenc
 
     if len(set(groups)) < 2:
         raise PredictError("a ranking needs two groups or more")
-    fit = SweepFit.from_json(fit_json)
+    fit = SweepFit.from_json(fit)
     points, columns = [], []
     for label in groups:
         law, _ = fit.law_for(label)

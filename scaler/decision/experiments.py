@@ -18,8 +18,8 @@ import numpy as np
 from scaler.fit.compute import Compute
 from scaler.fit.predict import Z95
 from scaler.fit.stats import percentile_interval
-from scaler.recommend.result import Experiment, SPEND, TierOption
-from scaler.recommend.search import LawSamples, _loss_at, _optimise
+from scaler.decision.result import Experiment, SPEND, TierOption
+from scaler.decision.search import LawSamples, _loss_at, _optimise
 
 
 SETTLED = 0.9  # a verdict is settled when this share of bootstrap samples choose its kind of spend

@@ -17,7 +17,7 @@ import numpy as np
 
 from scaler.fit.compute import Compute, max_log_n, minimise_log_n
 from scaler.fit.laws import repeated_tokens
-from scaler.recommend.result import TierOption
+from scaler.decision.result import TierOption
 
 
 PUBLISHED_R_D_STAR = 15.4  # Muennighoff et al. 2023, R_D* = 15.39

@@ -15,8 +15,8 @@ import numpy as np
 
 from scaler.fit.compute import Compute, max_log_n, minimise_log_n
 from scaler.fit.stats import percentile_interval
-from scaler.recommend.result import TierOption
-from scaler.recommend.search import LawSamples, MIN_FLOPS_PER_PARAM_TOKEN, _loss
+from scaler.decision.result import TierOption
+from scaler.decision.search import LawSamples, MIN_FLOPS_PER_PARAM_TOKEN, _loss
 
 
 CROSSOVER_BUDGETS = 40  # the crossover's geometric grid of budgets

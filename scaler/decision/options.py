@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scaler.recommend.result import TierOption
+from scaler.decision.result import TierOption
 
 
 def _tier_chain(report: dict[str, Any], tier: str) -> list[str]:
