@@ -33,6 +33,8 @@ without importing the model layer (scaler/model/ builds on this module, never th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import tomllib
@@ -318,6 +320,17 @@ class RunConfig(_Strict):
             if identity[section][key] == type(self).model_fields[section].annotation.model_fields[key].default:
                 del identity[section][key]
         return identity
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces, ASCII only, floats as repr; NaN and infinities raise ValueError."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def run_id_of(config: Mapping[str, Any]) -> str:
+    """The run id: first 16 hex characters of sha256 of the config's canonical JSON (of
+    `RunConfig.identity()` of the resolved config). The store keys run folders by it."""
+    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:16]
 
 
 def format_validation_error(err: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:

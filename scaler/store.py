@@ -19,10 +19,11 @@ worker: the first worker to create claim.json.takeover-<hash of that claim> repl
 that finds its claim taken over stops. So two submitters, or a submitter and a cluster task, never
 train the same run at once.
 
-A run id is the first 16 hex characters of the sha256 of the canonical JSON of its config, so a
-re-submitted sweep finds its runs again. Every file is written under a temporary name and renamed
-over the real one, so a reader sees the old file or the new one, never half of either. All file
-access goes through fsspec; a non-local root needs only its fsspec package (gcsfs, s3fs).
+A run id (`scaler.config.run_id_of`) is the first 16 hex characters of the sha256 of the canonical
+JSON of its config, so a re-submitted sweep finds its runs again. Every file is written under a
+temporary name and renamed over the real one, so a reader sees the old file or the new one, never
+half of either. All file access goes through fsspec; a non-local root needs only its fsspec
+package (gcsfs, s3fs).
 JSON files are strict JSON: NaN and infinities are refused (ValueError), write null instead.
 """
 
@@ -45,6 +46,7 @@ import fsspec
 import polars as pl
 from fsspec.implementations.local import LocalFileSystem
 
+from scaler.config import canonical_json
 from scaler.errors import StoreError
 
 RUN_STATES = ("pending", "running", "done", "failed", "diverged")
@@ -53,16 +55,6 @@ CORRUPT = "corrupt"  # not written to status.json: a run with an unreadable file
 # One lock per process for status read-modify-write, so a heartbeat thread cannot undo a state
 # change made by the main thread. (Module-level, so Store objects stay picklable for Ray.)
 _STATUS_LOCK = threading.RLock()
-
-
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no spaces, ASCII only, floats as repr; NaN and infinities raise ValueError."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def run_id_of(config: Mapping[str, Any]) -> str:
-    """The run id: first 16 hex characters of sha256 of the config's canonical JSON."""
-    return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()[:16]
 
 
 def _number(value: Any, default: float) -> float:

@@ -43,7 +43,7 @@ def set_aside(store: Any, run: Any) -> tuple[str, str]:
     """Move a corrupt run's unreadable files aside (never deleted), put back its config from the
     spec; return the state it resumes from (a done run whose rows are intact stays done, a run whose
     metrics were lost trains again, from its checkpoints only when their rows survive) and what was done."""
-    from scaler.store import run_id_of
+    from scaler.config import run_id_of
 
     problems = "; ".join(error for _, error in store.problems(run.run_id))
     moved = store.set_aside(run.run_id)

@@ -19,7 +19,8 @@ from scaler.fit.data import FitData
 from scaler.fit.pipeline import fit
 from scaler.model.family import Family, count_params
 from scaler.decision import recommend_from_fit
-from scaler.store import Store, run_id_of
+from scaler.config import run_id_of
+from scaler.store import Store
 from scaler.sweep.spec import SweepRun
 
 TIERS = ["clean", "raw"]

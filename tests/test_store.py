@@ -12,15 +12,14 @@ import polars as pl
 import pytest
 
 from scaler import store as store_mod
+from scaler.config import canonical_json, run_id_of
 from scaler.store import (
     RUN_STATES,
     Store,
     StoreError,
     atomic_write_bytes,
-    canonical_json,
     load_curves,
     load_runs,
-    run_id_of,
 )
 
 CONFIG = {"model": {"d_model": 64, "n_layers": 2}, "train": {"tokens": 1000, "lr": 3e-4}, "seeds": [0, 1]}

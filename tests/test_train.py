@@ -149,6 +149,59 @@ def test_store_rows_and_run_info(tmp_path) -> None:
     assert row["train_lr"] == 1e-2 and row["train_beta2"] == 0.99
 
 
+def test_the_trainer_writes_through_run_folders_that_the_store_has() -> None:
+    """The train layer imports no store (tests/test_layers.py): it types against `RunFolders`,
+    which scaler.store.Store has, method by method, with the same signatures."""
+    import inspect
+
+    from scaler.train.folders import RunFolders
+
+    names = sorted(n for n in vars(RunFolders) if not n.startswith("_"))
+    assert names == ["ckpt_dir", "heartbeat", "read_config", "read_metrics", "read_status", "run_dir",
+                     "write_config", "write_json", "write_metrics", "write_status"]
+    assert isinstance(Store("memory://folders"), RunFolders)
+    for name in names:
+        assert inspect.signature(getattr(Store, name)) == inspect.signature(getattr(RunFolders, name)), name
+
+
+def test_a_finished_run_loads_from_its_folder_through_the_callers_store(tmp_path) -> None:
+    from scaler.config import ConfigError
+    from scaler.data.perplexity import ReferenceRequest
+    from scaler.train import reference
+
+    store = Store(str(tmp_path))
+    result = loop.train_run(tiny_config(), store)
+    opened: list[str] = []
+
+    def open_store(root: str) -> Store:
+        opened.append(root)
+        return Store(root)
+
+    config, _, params = loop.load_trained(result.run_dir, open_store)
+    assert opened == [str(tmp_path.resolve())] and config.identity() == resolve(tiny_config()).identity()
+    fresh = nnx_params(config)
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(fresh), strict=True))  # the trained weights
+    given = ReferenceRequest(None, result.run_dir, 0, 0, 32, 8, 0, None)  # type: ignore[arg-type]  # a given model
+    loaded = reference.TrainReferenceScorer(Store).reference(given)
+    assert (loaded.seq_len, loaded.run_dir, loaded.training_flops) == (32, result.run_dir, 0.0)
+    with pytest.raises(ConfigError, match="not a run folder"):
+        loop.load_trained(tmp_path, Store)
+    store.write_status(result.run_id, "failed")
+    with pytest.raises(ConfigError, match="the run is not done"):
+        loop.load_trained(result.run_dir, Store)
+    with pytest.raises(ValueError, match="needs open_store"):
+        reference.TrainReferenceScorer().reference(None)  # type: ignore[arg-type]
+
+
+def nnx_params(config):
+    from flax import nnx
+
+    from scaler.model.transformer import init_model
+
+    return nnx.split(init_model(config.model, config.train.seed))[1]
+
+
 def test_schedules() -> None:
     total, warmup, peak = 100, 10, 1.0
     cos = [cosine_lr(s, total, peak, warmup, 0.1) for s in range(total)]

@@ -12,12 +12,12 @@ from rich.table import Table
 
 from scaler.cli.common import _console, _note, _progress, _say, _user_errors
 from scaler.cli.main import app
-from scaler.config import RunConfig, load_run_config
+from scaler.config import RunConfig, load_run_config, run_id_of
 from scaler.store import check_writable_folder
 
 
 def _train_with_progress(config: RunConfig, store_root: str):
-    from scaler.store import Store, run_id_of
+    from scaler.store import Store
     from scaler.sweep.runners import held_claim
     from scaler.train.defaults import resolve
     from scaler.train.loop import run_info, train_run

@@ -88,8 +88,7 @@ def absolute_root(store_root: str) -> str:
 
 def run_id_for(config: dict[str, Any]) -> str:
     """The run id `execute_run` will use (no JAX needed)."""
-    from scaler.config import parse_run_config
-    from scaler.store import run_id_of
+    from scaler.config import parse_run_config, run_id_of
     from scaler.train.defaults import resolve
 
     return run_id_of(resolve(parse_run_config(config, source="sweep run")).identity())

@@ -2,7 +2,8 @@
 
 scaler/data must not import the trainer (layers import downward: config and store, model, data,
 train, sweep), but the perplexity filter needs a trained reference model. This module sits above
-both: it makes the trainer's scorer (scaler/train/reference.py) and hands it to
+both: it makes the trainer's scorer (scaler/train/reference.py), handing it the store it trains
+into and loads from (`scaler.store.Store`: the trainer imports no store), and hands the scorer to
 `scaler.data.build.build`. `scaler data build` and `scaler run` build through `build_data`.
 """
 
@@ -19,9 +20,10 @@ def reference_scorer(spec: BuildSpec) -> ReferenceScorer | None:
     """The trainer's scorer when a tier has a perplexity step (importing the trainer costs seconds)."""
     if not spec.tiers_using("perplexity"):
         return None
+    from scaler.store import Store
     from scaler.train.reference import TrainReferenceScorer
 
-    return TrainReferenceScorer()
+    return TrainReferenceScorer(Store)
 
 
 def build_data(

@@ -143,8 +143,8 @@ def execute_stack(
 
     configure_cpu()  # before JAX starts in this worker: one XLA CPU device per core
     configure_compilation_cache()
-    from scaler.config import parse_run_config
-    from scaler.store import Store, run_id_of
+    from scaler.config import parse_run_config, run_id_of
+    from scaler.store import Store
     from scaler.train.defaults import resolve
 
     runs = [resolve(parse_run_config(c, source="sweep run")) for c in configs]
@@ -172,7 +172,7 @@ def execute_stack(
 def _attempts(runs: list[Any], store: Any, retries: int, keepers: dict[str, _ClaimKeeper],
               progress: Callable[[dict[str, Any]], None] | None) -> dict[str, dict[str, Any]]:
     """Train (resuming) under held claims, retrying failures; the outcomes by run id."""
-    from scaler.store import run_id_of
+    from scaler.config import run_id_of
     from scaler.train.branches import train_task
 
     run_ids = [run_id_of(run.identity()) for run in runs]

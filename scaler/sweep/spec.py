@@ -45,6 +45,7 @@ from scaler.config import (
     machine_memory_bytes,
     mix_label,
     memory_estimate,
+    run_id_of,
     size_text,
 )
 from scaler.model.family import Family, count_params, flops_per_token
@@ -402,7 +403,6 @@ def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
 def _runs_at(spec: SweepSpec, point: Point, schedule: dict[str, Any], seed: int, multiplier: float,
              mixes: list[tuple[dict[str, float], DataConfig]], prefix: str = "") -> list[SweepRun]:
     """The runs of one design point, seed and lr multiplier, one per mix."""
-    from scaler.store import run_id_of
     from scaler.train.defaults import default_lr, resolve
 
     n_params = count_params(point.shape)

@@ -25,10 +25,10 @@ import uuid
 import fsspec
 import polars as pl
 
-from scaler.config import RunConfig
-from scaler.store import Store, run_id_of
+from scaler.config import RunConfig, run_id_of
 from scaler.train.checkpoint import Checkpointer
 from scaler.train.defaults import resolve
+from scaler.train.folders import RunFolders
 from scaler.train.loop import ProgressFn, RunResult, train_stack
 from scaler.train.stacks import branch_point, branch_problem, group_branches, task_stacks, trunk_of
 
@@ -40,7 +40,7 @@ def check_branches(configs: list[RunConfig]) -> None:
         raise ValueError(f"WSD branches: {problem}")
 
 
-def fork(store: Store, trunk_id: str, branch: RunConfig, step: int) -> None:
+def fork(store: RunFolders, trunk_id: str, branch: RunConfig, step: int) -> None:
     """Start `branch` from the trunk's state at `step`: its rows up to `step`, then its checkpoint.
     A branch that has a status, rows or checkpoints of its own is left alone."""
     branch_id = run_id_of(branch.identity())
@@ -59,7 +59,7 @@ def fork(store: Store, trunk_id: str, branch: RunConfig, step: int) -> None:
     fs.mv(partial, target, recursive=True)
 
 
-def train_branches(configs: list[RunConfig], store: Store, progress: ProgressFn | None = None) -> list[RunResult]:
+def train_branches(configs: list[RunConfig], store: RunFolders, progress: ProgressFn | None = None) -> list[RunResult]:
     """Train WSD runs that differ only in tokens as one trunk (the longest) and its branches; the
     results in input order."""
     configs = [resolve(c) for c in configs]
@@ -67,7 +67,7 @@ def train_branches(configs: list[RunConfig], store: Store, progress: ProgressFn 
     return train_task(configs, store, progress)
 
 
-def train_task(configs: list[RunConfig], store: Store, progress: ProgressFn | None = None) -> list[RunResult]:
+def train_task(configs: list[RunConfig], store: RunFolders, progress: ProgressFn | None = None) -> list[RunResult]:
     """Train the runs of one sweep task: the trunks of its branch families (a run of no family is
     its own trunk) stacked where they stack (`stacks.task_stacks`), each checkpointed at its
     branches' points, where they fork; then the branches, stacked by token count. A stack of

@@ -1,7 +1,8 @@
 """Train runs into the store: resume from checkpoints, log, evaluate, stop on divergence.
 
 `train_run(config, store)` is the whole life of a run, and `train_stack(configs, store)` that of
-K runs of one shape trained by one vmapped step (scaler/train/stacked.py); a run is a stack of one:
+K runs of one shape trained by one vmapped step (scaler/train/stacked.py); a run is a stack of one.
+The store is the caller's, any `scaler.train.folders.RunFolders` (a `scaler.store.Store`). A run:
 
 1. resolve defaults; the run id is the hash of the resolved config; write config.json;
 2. a run already `done` or `diverged` is returned as it is (finished runs are never redone);
@@ -31,15 +32,16 @@ import optax
 import polars as pl
 from flax import nnx
 
-from scaler.config import ConfigError, DataConfig, RunConfig, parse_run_config
+from scaler.config import ConfigError, DataConfig, RunConfig, parse_run_config, run_id_of
 from scaler.data.source import TokenSource, stdlib_source
+from scaler.errors import StoreError
 from scaler.model.family import count_params, count_params_nonembed, flops_per_token, training_flops
 from scaler.model.transformer import init_model
-from scaler.store import Store, StoreError, run_id_of
 from scaler.train import stacked, stacks
 from scaler.train import step as step_lib
 from scaler.train.checkpoint import CheckpointCorrupt, Checkpointer
 from scaler.train.defaults import resolve, step_tokens
+from scaler.train.folders import OpenFolders, RunFolders
 from scaler.train.schedule import lr_at
 
 HEARTBEAT_EVERY_S = 10.0
@@ -71,12 +73,13 @@ def open_source(data: DataConfig) -> TokenSource:
     return source
 
 
-def load_trained(run_dir: str | Path) -> tuple[RunConfig, nnx.GraphDef, Any]:
-    """A finished run's config, graph definition and parameters at its last checkpoint."""
+def load_trained(run_dir: str | Path, open_store: OpenFolders) -> tuple[RunConfig, nnx.GraphDef, Any]:
+    """A finished run's config, graph definition and parameters at its last checkpoint; the
+    store the folder is in is opened with `open_store(root)` (`scaler.store.Store`)."""
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "config.json").exists() or run_dir.parent.name != "runs":
         raise ConfigError(f"{run_dir}: not a run folder (STORE/runs/RUN_ID with a config.json)")
-    store = Store(str(run_dir.parent.parent))
+    store = open_store(str(run_dir.parent.parent))
     config = parse_run_config(store.read_config(run_dir.name), source=str(run_dir / "config.json"))
     if store.read_status(run_dir.name).get("state") != "done":
         raise ConfigError(f"{run_dir}: the run is not done")
@@ -139,14 +142,14 @@ def load_eval_sets(source: TokenSource, config: RunConfig, final: bool = False) 
     return out
 
 
-def _finished(store: Store, run_id: str, state: str) -> RunResult:
+def _finished(store: RunFolders, run_id: str, state: str) -> RunResult:
     status = store.read_status(run_id)
     return RunResult(run_id, store.run_dir(run_id), state, status.get("final", {}))
 
 
 def train_run(
     config: RunConfig,
-    store: Store,
+    store: RunFolders,
     source: TokenSource | None = None,
     progress: ProgressFn | None = None,
     save_at: frozenset[int] = frozenset(),
@@ -159,7 +162,7 @@ def train_run(
 
 def train_stack(
     configs: list[RunConfig],
-    store: Store,
+    store: RunFolders,
     sources: list[TokenSource | None] | None = None,
     progress: ProgressFn | None = None,
     save_at: frozenset[int] = frozenset(),
@@ -209,7 +212,7 @@ def train_stack(
     return [results[run_id_of(c.identity())] for c in configs]
 
 
-def _record(store: Store, run_id: str, state: str, **fields: Any) -> None:
+def _record(store: RunFolders, run_id: str, state: str, **fields: Any) -> None:
     """The run's state after an error; when the store cannot take even that (a full disk), the
     error that stopped the run is the one that is raised."""
     try:
@@ -235,7 +238,7 @@ class Member:
     active: bool = True  # False once it diverged: its slot trains on at lr 0, unlogged
 
 
-def _open_member(config: RunConfig, run_id: str, store: Store, source: TokenSource | None, platform: str,
+def _open_member(config: RunConfig, run_id: str, store: RunFolders, source: TokenSource | None, platform: str,
                  dtype: jnp.dtype, sources: dict[str, TokenSource]) -> Member:
     """Open the run's data (shared between members with the same data) and write run_info.json."""
     if source is None:
@@ -252,7 +255,7 @@ def _open_member(config: RunConfig, run_id: str, store: Store, source: TokenSour
     return Member(config, run_id, info, source, load_eval_sets(source, config), final, Checkpointer(store.ckpt_dir(run_id)))
 
 
-def _restore(m: Member, store: Store, like: dict[str, Any]) -> dict[str, Any]:
+def _restore(m: Member, store: RunFolders, like: dict[str, Any]) -> dict[str, Any]:
     """The member's state at the latest sound checkpoint whose rows are on disk (`like`, its fresh
     state, when there is none); sets m.start and m.rows."""
     m.start, m.rows = resume_point(m.ckpt, store, m.run_id)
@@ -272,7 +275,7 @@ def _restore(m: Member, store: Store, like: dict[str, Any]) -> dict[str, Any]:
     return restored
 
 
-def _train(todo: list[tuple[RunConfig, str, TokenSource | None]], store: Store,
+def _train(todo: list[tuple[RunConfig, str, TokenSource | None]], store: RunFolders,
            progress: ProgressFn | None, save_at: frozenset[int] = frozenset(),
            on_saved: SavedFn | None = None) -> Iterator[RunResult]:
     """Open, restore and train the members; members whose checkpoints stand at different steps
@@ -296,7 +299,7 @@ def _train(todo: list[tuple[RunConfig, str, TokenSource | None]], store: Store,
 
 
 def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef: nnx.GraphDef,
-                   optimizer: optax.GradientTransformation, dtype: jnp.dtype, store: Store,
+                   optimizer: optax.GradientTransformation, dtype: jnp.dtype, store: RunFolders,
                    progress: ProgressFn | None, save_at: frozenset[int] = frozenset(),
                    on_saved: SavedFn | None = None) -> Iterator[RunResult]:
     """The loop: one (vmapped) step for all members from their common start; rows, evaluations,
@@ -307,7 +310,7 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
     state = step_lib.replicate(stacked.join(states), train.batch_size)
     params, opt_state = state["params"], state["opt_state"]
 
-    steps, per_step, start = members[0].info["steps"], members[0].info["step_tokens"], members[0].start
+    steps, start = members[0].info["steps"], members[0].start
     eval_every, ckpt_every = train.eval_every_steps, train.checkpoint_every_steps
     log_every = max(1, min(10, eval_every))
     window: list[jax.Array] = []
@@ -315,7 +318,7 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
 
     for step in range(start, steps):
         batch = stacked.stack_arrays([m.source.train_batch(m.config.train.seed, step, train.batch_size, shape.seq_len)
-                        for m in members])
+                                      for m in members])
         lrs = [lr_at(m.config.train, step, steps, m.info["warmup_steps"]) if m.active else 0.0 for m in members]
         lr = jnp.float32(lrs[0]) if size == 1 else jnp.asarray(lrs, jnp.float32)
         params, opt_state, metrics = train_step(params, opt_state, batch, lr)
@@ -326,29 +329,9 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
         if not (done_steps % log_every == 0 or is_eval or is_ckpt):
             continue
 
-        losses_WK = np.asarray(jnp.stack(window)).reshape(len(window), size)
-        grad_norms = stacked.per_member(metrics["grad_norm"], size)
-        elapsed = time.perf_counter() - window_t0
-        rows: dict[int, dict[str, Any]] = {}
-        for k, m in enumerate(members):
-            if not m.active:
-                continue
-            row = {
-                "step": done_steps,
-                "tokens": done_steps * per_step,
-                "flops": float(m.info["flops_per_token"]) * done_steps * per_step,
-                "train_loss": float(losses_WK[:, k].mean()),
-                "lr": lrs[k],
-                "grad_norm": float(grad_norms[k]),
-                "tokens_per_s": len(window) * per_step / max(elapsed, 1e-9),
-            }
-            bad = ~np.isfinite(losses_WK[:, k]) | (losses_WK[:, k] > m.config.train.max_loss)
-            if bad.any():
-                m.active = False
-                first_bad_step = done_steps - len(window) + int(np.argmax(bad)) + 1
-                yield _diverge(store, m.run_id, m.rows + [row], losses_WK[:, k], first_bad_step)
-                continue
-            rows[k] = row
+        rows, diverged = _window_rows(members, done_steps, window, window_t0, lrs, metrics["grad_norm"])
+        for m, row, losses, first_bad_step in diverged:
+            yield _diverge(store, m.run_id, m.rows + [row], losses, first_bad_step)
         if is_eval and rows:
             for k, scores in enumerate(evaluate(eval_step, params, members, train.batch_size, final=done_steps == steps)):
                 if k in rows:
@@ -356,15 +339,8 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
         for k, row in rows.items():
             members[k].rows.append(row)
             members[k].last_metrics = row
-        if is_ckpt:  # the rows first: a checkpoint counts only once the metrics up to it are durable
-            for k in rows:
-                store.write_metrics(members[k].run_id, pl.DataFrame(members[k].rows, infer_schema_length=None))
-            for k in rows:
-                position = {"seed": members[k].config.train.seed, "next_batch": done_steps}  # batch i = f(seed, i)
-                members[k].ckpt.save(done_steps, stacked.member({"params": params, "opt_state": opt_state}, k, size),
-                                     position)
-                if on_saved:
-                    on_saved(members[k].run_id, done_steps)
+        if is_ckpt:
+            _save(members, rows, done_steps, {"params": params, "opt_state": opt_state}, store, on_saved)
         if time.time() - last_beat > HEARTBEAT_EVERY_S:
             for k in rows:
                 store.heartbeat(members[k].run_id)
@@ -375,7 +351,60 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
         window, window_t0 = [], time.perf_counter()
         if not any(m.active for m in members):
             return
+    yield from _finish(members, store)
 
+
+# a member that diverged in a window: the member, its row, its losses in the window, its first bad step
+Diverged = tuple[Member, dict[str, Any], np.ndarray, int]
+
+
+def _window_rows(members: list[Member], done_steps: int, window: list[jax.Array], window_t0: float,
+                 lrs: list[float], grad_norm: jax.Array) -> tuple[dict[int, dict[str, Any]], list[Diverged]]:
+    """The metrics row of each active member for the logging window that ends at `done_steps`, by
+    member index; a member whose window holds a non-finite loss, or one above max_loss, is set
+    inactive and returned apart, in member order."""
+    size, per_step = len(members), members[0].info["step_tokens"]
+    losses_WK = np.asarray(jnp.stack(window)).reshape(len(window), size)
+    grad_norms = stacked.per_member(grad_norm, size)
+    elapsed = time.perf_counter() - window_t0  # after the losses reached the host: the window's steps ran
+    rows: dict[int, dict[str, Any]] = {}
+    diverged: list[Diverged] = []
+    for k, m in enumerate(members):
+        if not m.active:
+            continue
+        row = {
+            "step": done_steps,
+            "tokens": done_steps * per_step,
+            "flops": float(m.info["flops_per_token"]) * done_steps * per_step,
+            "train_loss": float(losses_WK[:, k].mean()),
+            "lr": lrs[k],
+            "grad_norm": float(grad_norms[k]),
+            "tokens_per_s": len(window) * per_step / max(elapsed, 1e-9),
+        }
+        bad = ~np.isfinite(losses_WK[:, k]) | (losses_WK[:, k] > m.config.train.max_loss)
+        if bad.any():
+            m.active = False
+            diverged.append((m, row, losses_WK[:, k], done_steps - len(window) + int(np.argmax(bad)) + 1))
+        else:
+            rows[k] = row
+    return rows, diverged
+
+
+def _save(members: list[Member], rows: dict[int, dict[str, Any]], done_steps: int, state: dict[str, Any],
+          store: RunFolders, on_saved: SavedFn | None) -> None:
+    """Checkpoint the members that logged a row at `done_steps` (`state` stacked over all members):
+    their rows first, since a checkpoint counts only once the metrics up to it are durable."""
+    for k in rows:
+        store.write_metrics(members[k].run_id, pl.DataFrame(members[k].rows, infer_schema_length=None))
+    for k in rows:
+        position = {"seed": members[k].config.train.seed, "next_batch": done_steps}  # batch i = f(seed, i)
+        members[k].ckpt.save(done_steps, stacked.member(state, k, len(members)), position)
+        if on_saved:
+            on_saved(members[k].run_id, done_steps)
+
+
+def _finish(members: list[Member], store: RunFolders) -> Iterator[RunResult]:
+    """Mark the members still active `done`, with their last metrics (lr aside) as final."""
     for m in members:
         if m.active:
             m.ckpt.close()
@@ -384,7 +413,7 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
             yield RunResult(m.run_id, store.run_dir(m.run_id), "done", final)
 
 
-def resume_point(ckpt: Checkpointer, store: Store, run_id: str) -> tuple[int, list[dict[str, Any]]]:
+def resume_point(ckpt: Checkpointer, store: RunFolders, run_id: str) -> tuple[int, list[dict[str, Any]]]:
     """Where a run resumes: the latest checkpoint whose metrics rows are all on disk, and those rows.
 
     The loop writes rows before the checkpoint they lead to, so normally that is the latest
@@ -406,7 +435,7 @@ def resume_point(ckpt: Checkpointer, store: Store, run_id: str) -> tuple[int, li
 
 
 def _diverge(
-    store: Store, run_id: str, rows: list[dict[str, Any]], losses: np.ndarray, first_bad_step: int
+    store: RunFolders, run_id: str, rows: list[dict[str, Any]], losses: np.ndarray, first_bad_step: int
 ) -> RunResult:
     store.write_metrics(run_id, pl.DataFrame(rows, infer_schema_length=None))
     finite = losses[np.isfinite(losses)]

@@ -23,9 +23,9 @@ from scaler.config import ConfigError, parse_run_config
 from scaler.data.perplexity import ProgressFn, ReferenceRequest
 from scaler.data.source import StreamSource
 from scaler.model.family import flops_per_token
-from scaler.store import Store
 from scaler.train import step as step_lib
 from scaler.train.defaults import resolve
+from scaler.train.folders import OpenFolders
 from scaler.train.loop import load_trained, run_info, train_run
 
 SCORE_BATCH_SIZE = 64
@@ -81,20 +81,27 @@ def _padded(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 class TrainReferenceScorer:
-    """Trains (or loads) the reference with scaler's trainer (implements scaler.data.perplexity.ReferenceScorer)."""
+    """Trains (or loads) the reference with scaler's trainer (implements scaler.data.perplexity.ReferenceScorer).
 
-    def __init__(self) -> None:
+    `open_store` opens the store of a root (`scaler.store.Store`, handed in by scaler/sweep/data.py):
+    the one the reference trains into, or the one of the finished run folder the step names."""
+
+    def __init__(self, open_store: OpenFolders | None = None) -> None:
         self.code_id = reference_code_id()
+        self.open_store = open_store
 
     def reference(self, request: ReferenceRequest) -> TrainedReference:
+        if self.open_store is None:
+            raise ValueError("TrainReferenceScorer needs open_store (scaler.store.Store) to make a reference")
         if request.model is not None:
-            return load_reference(request.model, training_flops=0.0)
-        run_dir, training_flops = train_reference(request)
-        return load_reference(run_dir, training_flops)
+            return load_reference(request.model, 0.0, self.open_store)
+        run_dir, training_flops = train_reference(request, self.open_store)
+        return load_reference(run_dir, training_flops, self.open_store)
 
 
-def train_reference(request: ReferenceRequest) -> tuple[str, float]:
-    """Train the reference on the request's train stream; (run folder, training FLOPs).
+def train_reference(request: ReferenceRequest, open_store: OpenFolders) -> tuple[str, float]:
+    """Train the reference on the request's train stream into the store `open_store(request.store)`;
+    (run folder, training FLOPs).
 
     Evaluations and checkpoints do not change the weights, so the reference has one of each, at
     the end: on a small corpus they cost more than the training."""
@@ -110,14 +117,14 @@ def train_reference(request: ReferenceRequest) -> tuple[str, float]:
         "data": {"eval_sets": ["heldout" if has_heldout else "train"]},
     }, source="perplexity step")
     source = StreamSource(request.streams, name="perplexity-reference")
-    result = train_run(config, Store(str(request.store)), source=source)
+    result = train_run(config, open_store(str(request.store)), source=source)
     if result.state != "done":
         raise RuntimeError(f"the perplexity reference model diverged ({result.final}); see {result.run_dir}")
     return result.run_dir, float(run_info(resolve(config))["flops"])
 
 
-def load_reference(run_dir: str, training_flops: float) -> TrainedReference:
-    config, graphdef, params = load_trained(run_dir)
+def load_reference(run_dir: str, training_flops: float, open_store: OpenFolders) -> TrainedReference:
+    config, graphdef, params = load_trained(run_dir, open_store)
     if config.data.tokenizer != "bytes":
         raise ConfigError(f"{run_dir}: the perplexity filter needs a model trained on byte tokens "
                           f"(this one used {config.data.tokenizer!r})")
