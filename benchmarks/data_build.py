@@ -1,6 +1,6 @@
 """The whole data build over this machine's Python sources, and near-dedup against datasketch.
 
-1. `scaler data build` (scaler.sweep.data.build_data: the data layer's build with the trainer's
+1. `scaler data build` (scaler.sweep.data_build.build_data: the data layer's build with the trainer's
    reference scorer) with the default spec (the interpreter's standard library and its
    site-packages; tiers raw, filtered, dedup, clean; byte tokens) into a temporary folder, timed
    end to end: MB/s and the seconds of every step. Goal: the whole machine's Python sources
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from scaler.data.build import BuildSpec
-from scaler.sweep.data import build_data
+from scaler.sweep.data_build import build_data
 
 
 def log(message: str) -> None:

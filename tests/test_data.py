@@ -23,7 +23,7 @@ from scaler.data.folder import BuildFolderError, is_built, read_build_info, read
 from scaler.data.mix import MixError, MixSource, slot_tiers
 from scaler.data.perplexity import PerplexityParams, ReferenceRequest, reference_training_tokens
 from scaler.data.tokenize import BYTE_EOS_ID, BYTE_VOCAB_SIZE, ByteTokenizer, TokenizerError, pack, train_bpe
-from scaler.sweep.data import build_data
+from scaler.sweep.data_build import build_data
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

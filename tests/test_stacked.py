@@ -12,7 +12,7 @@ from conftest import tiny_config
 
 from scaler.config import parse_run_config
 from scaler.store import Store
-from scaler.train import loop, stacks
+from scaler.train import loop, stack_groups
 from scaler.train.defaults import resolve
 
 TIMING = ("tokens_per_s",)
@@ -115,14 +115,14 @@ def test_runs_group_into_stacks_by_what_they_share() -> None:
     other_batch = resolve(tiny_config(batch_size=4, tokens=40 * 4 * 32))
     other_steps = resolve(tiny_config(tokens=20 * 8 * 32))
     configs = [a[0], other_batch, a[1], a[2], other_steps, a[3], a[4]]
-    assert stacks.group_stacks(configs, 1) == [[i] for i in range(7)]
-    assert stacks.group_stacks(configs, 2) == [[0, 2], [1], [3, 5], [4], [6]]
-    assert stacks.group_stacks(configs, 16) == [[0, 2, 3, 5, 6], [1], [4]]
-    one_member = stacks.bytes_per_member(a[0])
-    assert stacks.group_stacks(configs, "auto", memory_bytes=int(one_member * 2 / stacks.MEMORY_SHARE)) == \
+    assert stack_groups.group_stacks(configs, 1) == [[i] for i in range(7)]
+    assert stack_groups.group_stacks(configs, 2) == [[0, 2], [1], [3, 5], [4], [6]]
+    assert stack_groups.group_stacks(configs, 16) == [[0, 2, 3, 5, 6], [1], [4]]
+    one_member = stack_groups.bytes_per_member(a[0])
+    assert stack_groups.group_stacks(configs, "auto", memory_bytes=int(one_member * 2 / stack_groups.MEMORY_SHARE)) == \
         [[0, 2], [1], [3, 5], [4], [6]]
-    assert stacks.auto_stack_size(a[0], memory_bytes=10**15) == stacks.MAX_AUTO_STACK
-    assert stacks.auto_stack_size(a[0], memory_bytes=1) == 1
+    assert stack_groups.auto_stack_size(a[0], memory_bytes=10**15) == stack_groups.MAX_AUTO_STACK
+    assert stack_groups.auto_stack_size(a[0], memory_bytes=1) == 1
 
 
 def test_branch_families_group_into_tasks_by_trunk_and_token_counts() -> None:
@@ -130,11 +130,11 @@ def test_branch_families_group_into_tasks_by_trunk_and_token_counts() -> None:
         return resolve(tiny_config(schedule="wsd", seed=seed, tokens=steps * 8 * 32, warmup_tokens=4 * 8 * 32))
 
     configs = [wsd(0, 20), wsd(1, 20), wsd(0, 30), wsd(1, 30), wsd(2, 20), wsd(2, 40), resolve(tiny_config())]
-    assert stacks.group_branches(configs) == [[0, 2], [1, 3], [4, 5], [6]]
-    assert stacks.group_branch_stacks(configs, 1) == [[0, 2], [1, 3], [4, 5], [6]]
-    assert stacks.group_branch_stacks(configs, 4) == [[0, 1, 2, 3], [4, 5], [6]]  # seed 2 branches elsewhere
+    assert stack_groups.group_branches(configs) == [[0, 2], [1, 3], [4, 5], [6]]
+    assert stack_groups.group_branch_stacks(configs, 1) == [[0, 2], [1, 3], [4, 5], [6]]
+    assert stack_groups.group_branch_stacks(configs, 4) == [[0, 1, 2, 3], [4, 5], [6]]  # seed 2 branches elsewhere
     # in a task: the trunks by stack (a schedule may differ in a stack), then the branches by stack
-    assert stacks.task_stacks(configs) == [[2, 3], [5, 6], [0, 1, 4]]  # 4 forks at step 32, 0 and 1 at 16
+    assert stack_groups.task_stacks(configs) == [[2, 3], [5, 6], [0, 1, 4]]  # 4 forks at step 32, 0 and 1 at 16
 
 
 def test_a_stack_refuses_runs_that_differ_in_shape(tmp_path: Path) -> None:

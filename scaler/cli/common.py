@@ -114,7 +114,7 @@ class _Bars:
 
 def _build_with_progress(build_spec, out_dir: Path, force: bool = False, rebuild_hint: str = "--force rebuilds it",
                          heldout_fraction: float | None = None) -> dict[str, Any]:
-    from scaler.sweep.data import build_data
+    from scaler.sweep.data_build import build_data
 
     columns = (TextColumn("{task.description:<24}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
     with _progress(*columns) as bar:

@@ -38,7 +38,7 @@ hash, the pipeline's code and, when a tier has a perplexity step, the code of th
 sources and code is skipped, and runs record the id of the data they trained on.
 
 The perplexity step needs a model, and the data layer does not import the trainer: the caller
-passes a `scorer` (scaler/sweep/data.py's `build_data` passes the trainer's).
+passes a `scorer` (scaler/sweep/data_build.py's `build_data` passes the trainer's).
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def scorer_code_of(spec: BuildSpec, scorer: ReferenceScorer | None) -> str | Non
     if scorer is None:
         raise ConfigError(
             f"data.build.tiers.{users[0]}: the perplexity step needs a reference scorer from the trainer: "
-            "build with scaler.sweep.data.build_data (or pass build(..., scorer=...))"
+            "build with scaler.sweep.data_build.build_data (or pass build(..., scorer=...))"
         )
     return scorer.code_id
 

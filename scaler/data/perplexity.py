@@ -4,7 +4,7 @@ As in CCNet (Wenzek et al. 2020), documents are ranked by the perplexity of a re
 model and split at percentiles into head, middle and tail; the tail (the most surprising third by
 default: generated tables, minified or encoded data, odd dialects) is dropped.
 
-The data layer does not train models: the layer that orchestrates the build (scaler/sweep/data.py)
+The data layer does not train models: the layer that orchestrates the build (scaler/sweep/data_build.py)
 passes a `ReferenceScorer`, and scaler/train/reference.py implements it with the trainer. This step
 asks the scorer for a `Reference`: the run folder named by `model`, or a model trained on the
 training split of the documents this step receives, into `reference_store`. The reference trains
@@ -192,7 +192,7 @@ def perplexity(
 ) -> StepOutput:
     """Drop the documents whose score lies above the `tail_percentile` percentile."""
     if scorer is None:
-        raise ConfigError("the perplexity step needs a reference scorer (build with scaler.sweep.data.build_data)")
+        raise ConfigError("the perplexity step needs a reference scorer (build with scaler.sweep.data_build.build_data)")
     if docs.is_empty():
         return StepOutput(kept=docs, notes={"scored": 0})
     request = reference_request(docs, params, reference_store)

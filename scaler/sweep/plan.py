@@ -25,7 +25,7 @@ from scaler.config import FLOPS_CONVENTION, ConfigError, mix_label
 from scaler.errors import ParameterError
 from scaler.model.family import count_params, flops_per_token, training_flops
 from scaler.sweep.spec import SweepRun, SweepSpec
-from scaler.train.stacks import StackSize
+from scaler.train.stack_groups import StackSize
 
 
 @dataclass
@@ -82,7 +82,7 @@ def sweep_stacks(spec: SweepSpec, runs: list[SweepRun], stack: StackSize | None 
     design says so, families of WSD branches, `stack` families a task (their trunks stacked, then
     their branches). "auto" fills half the memory of one worker: this machine's RAM shared by
     `workers` local processes, or resources.memory_gb on a cluster."""
-    from scaler.train.stacks import group_branch_stacks, group_stacks, host_memory_bytes
+    from scaler.train.stack_groups import group_branch_stacks, group_stacks, host_memory_bytes
 
     memory = host_memory_bytes() // workers if runner == "local" else int(spec.resources.memory_gb * 2**30)
     group = group_branch_stacks if spec.branches() else group_stacks
@@ -92,7 +92,7 @@ def sweep_stacks(spec: SweepSpec, runs: list[SweepRun], stack: StackSize | None 
 def stacked_together(spec: SweepSpec, runs: list[SweepRun], tasks: list[list[int]]) -> list[list[int]]:
     """Per task, the runs whose steps one vmapped step trains: the whole stack, or for WSD
     branches one run of each family (the trunks; the branches stack alike)."""
-    from scaler.train.stacks import group_branches
+    from scaler.train.stack_groups import group_branches
 
     if not spec.branches():
         return tasks
@@ -252,7 +252,7 @@ def _trained_tokens(spec: SweepSpec, runs: list[SweepRun], groups: list[list[int
     """Tokens each run trains itself: all of them, except a WSD branch, which is forked from its
     trunk (the longest run of its family) at its cooldown start and trains its cooldown only."""
     from scaler.train.defaults import step_tokens
-    from scaler.train.stacks import branch_point, group_branches, trunk_of
+    from scaler.train.stack_groups import branch_point, group_branches, trunk_of
 
     tokens = [r.config.train.tokens for r in runs]
     if not spec.branches():

@@ -127,7 +127,7 @@ def execute_stack(
     resuming), retry failures, release; the outcomes as dicts (picklable), in input order.
 
     `configs` are RunConfigs as JSON (`RunConfig.model_dump(mode="json")`) grouped by
-    `stacks.group_stacks` or `stacks.group_branch_stacks`. JAX is imported here, inside the worker, so a cluster driver never
+    `stack_groups.group_stacks` or `stack_groups.group_branch_stacks`. JAX is imported here, inside the worker, so a cluster driver never
     needs it. `workdir`: the submitter's working folder, where a relative `data.dir` is found (a
     cluster worker starts elsewhere). A run done or diverged already, or held by a live worker
     elsewhere ("claimed"), is left out of the stack.

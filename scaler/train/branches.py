@@ -30,7 +30,7 @@ from scaler.train.checkpoint import Checkpointer
 from scaler.train.defaults import resolve
 from scaler.train.folders import RunFolders
 from scaler.train.loop import ProgressFn, RunResult, train_stack
-from scaler.train.stacks import branch_point, branch_problem, group_branches, task_stacks, trunk_of
+from scaler.train.stack_groups import branch_point, branch_problem, group_branches, task_stacks, trunk_of
 
 
 def check_branches(configs: list[RunConfig]) -> None:
@@ -69,7 +69,7 @@ def train_branches(configs: list[RunConfig], store: RunFolders, progress: Progre
 
 def train_task(configs: list[RunConfig], store: RunFolders, progress: ProgressFn | None = None) -> list[RunResult]:
     """Train the runs of one sweep task: the trunks of its branch families (a run of no family is
-    its own trunk) stacked where they stack (`stacks.task_stacks`), each checkpointed at its
+    its own trunk) stacked where they stack (`stack_groups.task_stacks`), each checkpointed at its
     branches' points, where they fork; then the branches, stacked by token count. A stack of
     runs without branches is one `train_stack`. The results in input order."""
     configs = [resolve(c) for c in configs]

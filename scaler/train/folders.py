@@ -3,7 +3,7 @@
 The train layer never imports scaler/store.py: it writes a run's config.json, status.json,
 metrics, run_info.json, heartbeat and checkpoints through a `RunFolders`, the methods below and
 no others, which `scaler.store.Store` has with the same signatures (tests/test_train.py checks
-it). Whoever opens the store (a sweep worker, the CLI, `scaler.sweep.data`) hands it in; where the
+it). Whoever opens the store (a sweep worker, the CLI, `scaler.sweep.data_build`) hands it in; where the
 trainer is given a path instead (a finished run folder, a reference's store), it is also handed
 an `OpenFolders`, which makes the folders of a store root (`scaler.store.Store` itself).
 """

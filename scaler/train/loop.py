@@ -37,7 +37,7 @@ from scaler.data.source import TokenSource, stdlib_source
 from scaler.errors import StoreError
 from scaler.model.family import count_params, count_params_nonembed, flops_per_token, training_flops
 from scaler.model.transformer import init_model
-from scaler.train import stacked, stacks
+from scaler.train import stack_groups, stacked
 from scaler.train import step as step_lib
 from scaler.train.checkpoint import CheckpointCorrupt, Checkpointer
 from scaler.train.defaults import resolve, step_tokens
@@ -168,13 +168,13 @@ def train_stack(
     save_at: frozenset[int] = frozenset(),
     on_saved: SavedFn | None = None,
 ) -> list[RunResult]:
-    """Train runs of one stack (`stacks.stack_key` equal) together, each into its own folder of
+    """Train runs of one stack (`stack_groups.stack_key` equal) together, each into its own folder of
     the store; their results in input order. Runs already done or diverged are returned as they
     are. Each run records its own attempts and time; an interruption leaves every unfinished run
     `pending`, an error every unfinished run `failed` (and is raised)."""
     configs = [resolve(c) for c in configs]
     sources = sources or [None] * len(configs)
-    keys = {stacks.stack_key(c) for c in configs}
+    keys = {stack_groups.stack_key(c) for c in configs}
     if len(keys) > 1:
         raise ValueError("train_stack: the runs differ in more than seed, data and learning-rate schedule")
     results: dict[str, RunResult] = {}

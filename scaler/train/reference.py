@@ -1,7 +1,7 @@
 """The perplexity filter's reference model, trained and run by the trainer.
 
 scaler/data/perplexity.py defines what it needs (`ReferenceScorer`, `Reference`) and the build
-receives a scorer from the layer above it (scaler/sweep/data.py), so the data layer never imports
+receives a scorer from the layer above it (scaler/sweep/data_build.py), so the data layer never imports
 the trainer. `TrainReferenceScorer` trains the reference with `train_run` on the byte streams of
 the documents the step receives (or loads the run folder the step names) and scores windows with
 the trainer's sequence-loss step. Its `code_id` hashes the source of everything that decides the
@@ -83,7 +83,7 @@ def _padded(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
 class TrainReferenceScorer:
     """Trains (or loads) the reference with scaler's trainer (implements scaler.data.perplexity.ReferenceScorer).
 
-    `open_store` opens the store of a root (`scaler.store.Store`, handed in by scaler/sweep/data.py):
+    `open_store` opens the store of a root (`scaler.store.Store`, handed in by scaler/sweep/data_build.py):
     the one the reference trains into, or the one of the finished run folder the step names."""
 
     def __init__(self, open_store: OpenFolders | None = None) -> None:

@@ -11,7 +11,7 @@ keeps its own store folder, metrics, checkpoints, claim and status: the training
 What may differ inside a stack: the seed, the data (mix, tier, data folder, unique tokens) and the
 learning-rate schedule (lr, schedule, warmup, cooldown, final fraction). Everything else that
 enters the compiled step or the loop's timing (shape, batch, steps, optimizer constants, dtype,
-eval and checkpoint cadence, eval sets) must be equal: `scaler.train.stacks.stack_key`, where
+eval and checkpoint cadence, eval sets) must be equal: `scaler.train.stack_groups.stack_key`, where
 runs are grouped into stacks (without JAX, so that sweep drivers can group).
 """
 
