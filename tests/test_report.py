@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from scaler.config import Family, count_params, flops_per_token
-from scaler.report import figures as F
+from scaler.report import frames
 from scaler.report.render import FIGURES, build_report_from_fit
 from scaler.session import build_report
 from scaler.store import Store
@@ -67,7 +67,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("sweep") / "store"
     _make_store(root)
     fit_json = fit_sweep(from_store(str(root)), "chinchilla", 100, 0)
-    return root, json.loads(json.dumps(fit_json))  # as read back from fit.json
+    return root, json.loads(json.dumps(fit_json.to_json()))  # as read back from fit.json
 
 
 def _write_table(path: Path, noise: float = 0.003, seed: int = 0) -> None:
@@ -92,7 +92,7 @@ def table_fit(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path = tmp_path_factory.mktemp("table") / "runs.csv"
     _write_table(path)
     data = load_table(path, n="params", loss="loss", d="tokens", group="dataset")
-    return json.loads(json.dumps(fit_sweep(data, "chinchilla", n_bootstrap=50)))
+    return json.loads(json.dumps(fit_sweep(data, "chinchilla", n_bootstrap=50).to_json()))
 
 
 DATA_REPORT = {
@@ -310,11 +310,11 @@ def test_allocation_is_the_fits_own(table_fit: dict) -> None:
     convention): it reproduces the fit's own allocations and, under 6ND, Chinchilla's closed form."""
     from scaler.fit.laws import chinchilla_allocation
 
-    views = F.law_views(table_fit)
+    views = frames.law_views(table_fit)
     assert [v.label for v in views] == ["books", "web"]
     for v in views:
         rows = v.entry["allocations"]
-        curve = F.allocation_curve(v, [r["flops"] for r in rows])
+        curve = frames.allocation_curve(v, [r["flops"] for r in rows])
         assert curve is not None and "n_lo" in curve
         for i, r in enumerate(rows):
             assert curve["n"][i] == pytest.approx(r["n_opt"], rel=1e-3)
@@ -323,9 +323,9 @@ def test_allocation_is_the_fits_own(table_fit: dict) -> None:
         n_closed, _ = chinchilla_allocation(a, b, alpha, beta, np.array([r["flops"] for r in rows]))
         assert np.allclose(curve["n"], n_closed, rtol=1e-3)
     # predictions for the fitted runs come with intervals that hold the observed losses
-    runs = F.runs_from_fit(table_fit)
+    runs = frames.runs_from_fit(table_fit)
     assert runs.height == 40 and set(runs["group"].to_list()) == {"books", "web"}
-    pred = F.predict_runs(views[0], runs)
+    pred = frames.predict_runs(views[0], runs)
     assert pred is not None and np.all(pred["lo"] <= pred["predicted"]) and np.all(pred["predicted"] <= pred["hi"])
     assert np.mean((pred["lo"] <= pred["observed"]) & (pred["observed"] <= pred["hi"])) >= 0.9
 
@@ -334,7 +334,17 @@ def test_report_imports_no_jax_or_trainer() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, scaler.report.render, scaler.report.figures;"
+    code = ("import sys, scaler.report.render, scaler.report.figures, scaler.report.frames;"
             "bad = [m for m in sys.modules if m == 'jax' or m.startswith(('scaler.train', 'scaler.model', 'jax.'))];"
             "print(bad); sys.exit(1 if bad else 0)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_frames_import_no_matplotlib() -> None:
+    """The frames the figures draw are computed without matplotlib: only scaler.report.figures draws."""
+    import subprocess
+    import sys
+
+    code = ("import sys, scaler.report.frames, scaler.report.sections, scaler.report.parameters, scaler.report.answer;"
+            "sys.exit(1 if any(m.split('.')[0] == 'matplotlib' for m in sys.modules) else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)
