@@ -56,7 +56,7 @@ full-data one. The best start per resample wins; refits that did not converge ar
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -206,13 +206,8 @@ def _prepare(law: Law, data: Mapping[str, Any], loss: Any) -> tuple[dict[str, np
 _SOLVERS: "weakref.WeakKeyDictionary[Law, dict[str, dict[str, Any]]]" = weakref.WeakKeyDictionary()
 
 
-def _solver(law: Law, objective: str = "huber") -> dict[str, Any]:
-    """The jitted solver of `law` under `objective`. `hp` = (delta, asymmetry), traced."""
-    per_law = _SOLVERS.setdefault(law, {})
-    cached = per_law.get(objective)
-    if cached is not None:
-        return cached
-
+def _objective_fn(law: Law, objective: str) -> Callable[..., Any]:
+    """f(theta, data, logy, w, hp): the weighted sum objective of `law` (+inf where not finite)."""
     def f(theta: Any, data: Any, logy: Any, w: Any, hp: Any) -> Any:
         delta, asymmetry = hp
         if objective == "asymmetric":
@@ -223,6 +218,12 @@ def _solver(law: Law, objective: str = "huber") -> dict[str, Any]:
             v = jnp.sum(w * huber(r, delta))
         return jnp.where(jnp.isfinite(v), v, jnp.inf)
 
+    return f
+
+
+def _value_grad_hessian_fn(f: Callable[..., Any]) -> Callable[..., Any]:
+    """fgh(theta, data, logy, w, hp) -> (value, gradient, Hessian) of `f` in one
+    forward-over-reverse pass."""
     def gfun(theta: Any, data: Any, logy: Any, w: Any, hp: Any) -> Any:
         v, g = jax.value_and_grad(f)(theta, data, logy, w, hp)
         return g, (v, g)
@@ -231,6 +232,12 @@ def _solver(law: Law, objective: str = "huber") -> dict[str, Any]:
         h, (v, g) = jax.jacfwd(gfun, has_aux=True)(theta, data, logy, w, hp)
         return v, g, h
 
+    return fgh
+
+
+def _damped_step_fn(f: Callable[..., Any]) -> Callable[..., Any]:
+    """step(theta, v, g, h, lam, data, logy, w, hp) -> (theta, value, lam) of the best of the
+    Levenberg-Marquardt trials lam * _LAM_FACTORS (theta, v, lam unchanged if none lowers v)."""
     def step(theta: Any, v: Any, g: Any, h: Any, lam: Any, data: Any, logy: Any, w: Any, hp: Any) -> Any:
         ok = jnp.all(jnp.isfinite(h)) & jnp.all(jnp.isfinite(g))
         h = jnp.where(ok, h, jnp.eye(h.shape[0]))
@@ -251,26 +258,43 @@ def _solver(law: Law, objective: str = "huber") -> dict[str, Any]:
             best_l = jnp.where(better, l_c, best_l)
         return best_t, best_v, best_l
 
+    return step
+
+
+def _masked_iteration_fn(step: Callable[..., Any], fgh: Callable[..., Any], data: Any, logy: Any, hp: Any,
+                         gtol: Any, ftol: Any, xtol: Any) -> Callable[..., Any]:
+    """one(theta, v, g, h, lam, status, it, w): one iteration of one start and its stop test
+    (status 1 gradient small, 2 objective and theta settled, 4 no step lowers it); a start
+    whose status is not 0 is returned unchanged."""
+    def one(theta: Any, v: Any, g: Any, h: Any, lam: Any, status: Any, it: Any, w: Any) -> Any:
+        active = status == 0
+        t_new, v_new, l_new = step(theta, v, g, h, lam, data, logy, w, hp)
+        moved = v_new < v
+        lam_next = jnp.where(moved, jnp.maximum(l_new, 1e-14), lam * 1e6)
+        v2, g2, h2 = fgh(t_new, data, logy, w, hp)
+        gn = jnp.linalg.norm(g2)
+        small_f = (v - v_new) <= ftol * jnp.maximum(jnp.abs(v_new), 1e-300)
+        small_x = jnp.linalg.norm(t_new - theta) <= xtol * (1.0 + jnp.linalg.norm(theta))
+        st = jnp.where(
+            gn <= gtol, 1,
+            jnp.where(moved & small_f & small_x, 2,
+                      jnp.where(~moved & (lam_next > 1e12), 4, 0)))
+        keep = lambda new, old: jnp.where(active, new, old)  # noqa: E731
+        return (keep(t_new, theta), keep(v2, v), keep(g2, g), keep(h2, h), keep(lam_next, lam),
+                keep(st, status), keep(it + 1, it))
+
+    return one
+
+
+def _run_fn(f: Callable[..., Any], fgh: Callable[..., Any]) -> Callable[..., Any]:
+    """run(theta0, lam0, status0, it0, data, logy, W, hp, n_iter, gtol, ftol, xtol): the masked,
+    chunked while-loop over all starts (see `_solver`)."""
+    step = _damped_step_fn(f)
+
     def run(theta0: Any, lam0: Any, status0: Any, it0: Any, data: Any, logy: Any, W: Any, hp: Any,
             n_iter: Any, gtol: Any, ftol: Any, xtol: Any) -> Any:
         """theta0 (S,P), W (S,n): run up to n_iter more iterations per start (masked)."""
-        def one(theta: Any, v: Any, g: Any, h: Any, lam: Any, status: Any, it: Any, w: Any) -> Any:
-            active = status == 0
-            t_new, v_new, l_new = step(theta, v, g, h, lam, data, logy, w, hp)
-            moved = v_new < v
-            lam_next = jnp.where(moved, jnp.maximum(l_new, 1e-14), lam * 1e6)
-            v2, g2, h2 = fgh(t_new, data, logy, w, hp)
-            gn = jnp.linalg.norm(g2)
-            small_f = (v - v_new) <= ftol * jnp.maximum(jnp.abs(v_new), 1e-300)
-            small_x = jnp.linalg.norm(t_new - theta) <= xtol * (1.0 + jnp.linalg.norm(theta))
-            st = jnp.where(
-                gn <= gtol, 1,
-                jnp.where(moved & small_f & small_x, 2,
-                          jnp.where(~moved & (lam_next > 1e12), 4, 0)))
-            keep = lambda new, old: jnp.where(active, new, old)  # noqa: E731
-            return (keep(t_new, theta), keep(v2, v), keep(g2, g), keep(h2, h), keep(lam_next, lam),
-                    keep(st, status), keep(it + 1, it))
-
+        one = _masked_iteration_fn(step, fgh, data, logy, hp, gtol, ftol, xtol)
         vone = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, 0))
         S, P = theta0.shape
         chunk = min(S, _CHUNK)
@@ -299,7 +323,18 @@ def _solver(law: Law, objective: str = "huber") -> dict[str, Any]:
         _, th, v, g, h, lam, st, it = lax.while_loop(cond, body, c)
         return th, v, jnp.linalg.norm(g, axis=1), h, lam, st, it
 
-    solver = {"run": jax.jit(run), "fgh": jax.jit(fgh), "f": jax.jit(f)}
+    return run
+
+
+def _solver(law: Law, objective: str = "huber") -> dict[str, Any]:
+    """The jitted solver of `law` under `objective`. `hp` = (delta, asymmetry), traced."""
+    per_law = _SOLVERS.setdefault(law, {})
+    cached = per_law.get(objective)
+    if cached is not None:
+        return cached
+    f = _objective_fn(law, objective)
+    fgh = _value_grad_hessian_fn(f)
+    solver = {"run": jax.jit(_run_fn(f, fgh)), "fgh": jax.jit(fgh), "f": jax.jit(f)}
     per_law[objective] = solver
     return solver
 

@@ -210,6 +210,144 @@ def _vertex(p: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray
     return xv, yv, usable
 
 
+def _isoflop_columns(
+    runs: pl.DataFrame, n_col: str, d_col: str, c_col: str, loss_col: str, budget_col: str | None,
+    rel_tol: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[int, float]]:
+    """(N, D, loss, budget label per run, budget C in FLOPs per label) of the runs with no nulls.
+
+    Labels come from `budget_col` if the frame has it, else from `group_budgets` on C (whose
+    budget value is then the group's geometric mean of C)."""
+    need = [n_col, d_col, c_col, loss_col]
+    missing = [c for c in need if c not in runs.columns]
+    if missing:
+        raise ValueError(f"approach2 needs columns {need}; missing {missing}")
+    df = runs.drop_nulls(need)
+    N = df[n_col].to_numpy().astype(float)
+    D = df[d_col].to_numpy().astype(float)
+    C = df[c_col].to_numpy().astype(float)
+    L = df[loss_col].to_numpy().astype(float)
+    if np.any(N <= 0) or np.any(D <= 0):
+        raise ValueError("N and D must be positive")
+    if budget_col is not None and budget_col in df.columns:
+        bvals = df[budget_col].to_numpy().astype(float)
+        uniq, labels = np.unique(bvals, return_inverse=True)
+        budget_value = {g: float(uniq[g]) for g in range(len(uniq))}
+    else:
+        labels = group_budgets(C, rel_tol)
+        budget_value = {g: float(np.exp(np.log(C[labels == g]).mean())) for g in np.unique(labels)}
+    return N, D, L, labels, budget_value
+
+
+def _budget_vertex(log_n: np.ndarray, loss: np.ndarray, budget_flops: float) -> tuple[BudgetMinimum, Any]:
+    """One budget's parabola in log N and its vertex, with the budget's status.
+
+    Returns (the budget, its vertex log N*); the vertex is None when no parabola has a minimum
+    ("too_few", "concave"). For "ok" the budget still lacks D* and the bootstrap intervals."""
+    n_sizes = int(np.unique(np.round(log_n, 9)).size)
+    bm = BudgetMinimum(
+        budget=budget_flops, n_runs=int(log_n.size), n_sizes=n_sizes, n_min=float(np.exp(log_n.min())),
+        n_max=float(np.exp(log_n.max())), status="too_few",
+    )
+    if n_sizes < 3:
+        bm.note = f"{n_sizes} distinct sizes; a parabola needs 3"
+        return bm, None
+    p = _parabola_batch(log_n[None], loss[None])[0]
+    xv, yv, usable = _vertex(p, log_n.min(), log_n.max())
+    bm.curvature = float(p[0])
+    if not p[0] > 0:
+        bm.status = "concave"
+        bm.note = "parabola opens downward: no minimum"
+        return bm, None
+    bm.n_opt, bm.loss_opt = float(np.exp(xv)), float(yv)
+    if not usable:
+        bm.status = "edge"
+        side = "below the smallest" if xv < log_n.min() else "above the largest"
+        bm.note = f"vertex lies {side} sampled size: extrapolated, not used"
+        return bm, xv
+    bm.status = "ok"
+    return bm, xv
+
+
+def _tokens_at_vertex(
+    log_n: np.ndarray, log_d: np.ndarray, log_n_opt: Any, budget_flops: float, n_opt: float, d_method: str
+) -> float:
+    """D* (tokens) at the budget's optimum: C / (6 N*) ("6nd"), or log D fitted as a line in log N
+    over the budget's runs and read at log N* ("interp")."""
+    if d_method == "6nd":
+        return float(budget_flops / (6 * n_opt))
+    dc, ds = _masked_line(log_n[None], log_d[None], np.ones((1, log_n.size)))
+    return float(np.exp(dc[0] + ds[0] * log_n_opt))
+
+
+def _bootstrap_budget(
+    bm: BudgetMinimum, log_n: np.ndarray, loss: np.ndarray, log_d: np.ndarray, d_method: str, n_boot: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample the budget's runs `n_boot` times and refit its parabola; sets `bm`'s N*, D* and
+    loss* intervals (and a note on replicates with no usable vertex).
+
+    Returns the replicates' (log N*, log D*), each (n_boot,), NaN where the vertex is unusable."""
+    idx = rng.integers(0, log_n.size, size=(n_boot, log_n.size))
+    xb, yb = log_n[idx], loss[idx]
+    pb = _parabola_batch(xb, yb)
+    xvb, yvb, ub = _vertex(pb, log_n.min(), log_n.max())
+    xvb = np.where(ub, xvb, np.nan)
+    yvb = np.where(ub, yvb, np.nan)
+    if d_method == "6nd":
+        ldb = np.log(bm.budget / 6) - xvb
+    else:
+        dcb, dsb = _masked_line(xb, log_d[idx], np.ones_like(xb))
+        ldb = dcb + dsb * xvb
+    bm.n_opt_interval = tuple(float(v) for v in np.exp(percentile_interval(xvb)))
+    bm.d_opt_interval = tuple(float(v) for v in np.exp(percentile_interval(ldb)))
+    bm.loss_opt_interval = percentile_interval(yvb)
+    lost = int((~ub).sum())
+    if lost:
+        bm.note = f"{lost}/{n_boot} bootstrap replicates had no usable vertex"
+    return xvb, ldb
+
+
+def _budget_minima(
+    N: np.ndarray, D: np.ndarray, L: np.ndarray, labels: np.ndarray, budget_value: dict[int, float],
+    d_method: str, n_boot: int, seed: int,
+) -> tuple[list[BudgetMinimum], list[np.ndarray], list[np.ndarray]]:
+    """Every budget's minimum, in increasing C, and per "ok" budget its bootstrap (log N*, log D*)
+    replicates (empty lists when n_boot == 0)."""
+    rng = np.random.default_rng(seed)
+    budgets: list[BudgetMinimum] = []
+    boot_logn: list[np.ndarray] = []  # per good budget: (n_boot,) log N* (NaN if unusable)
+    boot_logd: list[np.ndarray] = []
+    for g in sorted(budget_value, key=lambda g: budget_value[g]):
+        m = labels == g
+        x, y, ld, cg = np.log(N[m]), L[m], np.log(D[m]), budget_value[g]
+        bm, xv = _budget_vertex(x, y, cg)
+        budgets.append(bm)
+        if bm.status != "ok":
+            continue
+        bm.d_opt = _tokens_at_vertex(x, ld, xv, cg, bm.n_opt, d_method)
+        if n_boot > 0:
+            xvb, ldb = _bootstrap_budget(bm, x, y, ld, d_method, n_boot, rng)
+            boot_logn.append(xvb)
+            boot_logd.append(ldb)
+    return budgets, boot_logn, boot_logd
+
+
+def _bootstrap_allocation_exponents(
+    log_c: np.ndarray, boot_logn: list[np.ndarray], boot_logd: list[np.ndarray]
+) -> tuple[tuple[float, float], tuple[float, float], int]:
+    """(a interval, b interval, replicates used): the power laws refitted per bootstrap replicate
+    over the budgets whose vertex was usable in it."""
+    BN = np.stack(boot_logn, axis=1)  # (n_boot, n_good)
+    BD = np.stack(boot_logd, axis=1)
+    w = (np.isfinite(BN) & np.isfinite(BD)).astype(float)
+    LC = np.broadcast_to(log_c, BN.shape)
+    _, ab = _masked_line(LC, np.nan_to_num(BN), w)
+    _, bb = _masked_line(LC, np.nan_to_num(BD), w)
+    n_used = int(np.isfinite(ab).sum())
+    return percentile_interval(ab), percentile_interval(bb), n_used
+
+
 def approach2(
     runs: pl.DataFrame,
     *,
@@ -232,109 +370,23 @@ def approach2(
     """
     if d_method not in ("interp", "6nd"):
         raise ValueError(f"d_method must be 'interp' or '6nd', not {d_method!r}")
-    need = [n_col, d_col, c_col, loss_col]
-    missing = [c for c in need if c not in runs.columns]
-    if missing:
-        raise ValueError(f"approach2 needs columns {need}; missing {missing}")
-    df = runs.drop_nulls(need)
-    N = df[n_col].to_numpy().astype(float)
-    D = df[d_col].to_numpy().astype(float)
-    C = df[c_col].to_numpy().astype(float)
-    L = df[loss_col].to_numpy().astype(float)
-    if np.any(N <= 0) or np.any(D <= 0):
-        raise ValueError("N and D must be positive")
-    if budget_col is not None and budget_col in df.columns:
-        bvals = df[budget_col].to_numpy().astype(float)
-        uniq, labels = np.unique(bvals, return_inverse=True)
-        budget_value = {g: float(uniq[g]) for g in range(len(uniq))}
-    else:
-        labels = group_budgets(C, rel_tol)
-        budget_value = {g: float(np.exp(np.log(C[labels == g]).mean())) for g in np.unique(labels)}
-
-    rng = np.random.default_rng(seed)
-    groups = sorted(budget_value, key=lambda g: budget_value[g])
-    budgets: list[BudgetMinimum] = []
-    good_idx: list[int] = []  # positions in `budgets`
-    boot_logn: list[np.ndarray] = []  # per good budget: (n_boot,) log N* (NaN if unusable)
-    boot_logd: list[np.ndarray] = []
-    for g in groups:
-        m = labels == g
-        x, y, ld, cg = np.log(N[m]), L[m], np.log(D[m]), budget_value[g]
-        n_sizes = int(np.unique(np.round(x, 9)).size)
-        bm = BudgetMinimum(
-            budget=cg, n_runs=int(m.sum()), n_sizes=n_sizes, n_min=float(np.exp(x.min())),
-            n_max=float(np.exp(x.max())), status="too_few",
-        )
-        budgets.append(bm)
-        if n_sizes < 3:
-            bm.note = f"{n_sizes} distinct sizes; a parabola needs 3"
-            continue
-        p = _parabola_batch(x[None], y[None])[0]
-        xv, yv, usable = _vertex(p, x.min(), x.max())
-        bm.curvature = float(p[0])
-        if not p[0] > 0:
-            bm.status = "concave"
-            bm.note = "parabola opens downward: no minimum"
-            continue
-        bm.n_opt, bm.loss_opt = float(np.exp(xv)), float(yv)
-        if not usable:
-            bm.status = "edge"
-            side = "below the smallest" if xv < x.min() else "above the largest"
-            bm.note = f"vertex lies {side} sampled size: extrapolated, not used"
-            continue
-        bm.status = "ok"
-        # D at the optimum
-        if d_method == "6nd":
-            bm.d_opt = float(cg / (6 * bm.n_opt))
-        else:
-            dc, ds = _masked_line(x[None], ld[None], np.ones((1, x.size)))
-            bm.d_opt = float(np.exp(dc[0] + ds[0] * xv))
-        # bootstrap within the budget
-        if n_boot > 0:
-            idx = rng.integers(0, x.size, size=(n_boot, x.size))
-            xb, yb = x[idx], y[idx]
-            pb = _parabola_batch(xb, yb)
-            xvb, yvb, ub = _vertex(pb, x.min(), x.max())
-            xvb = np.where(ub, xvb, np.nan)
-            yvb = np.where(ub, yvb, np.nan)
-            if d_method == "6nd":
-                ldb = np.log(cg / 6) - xvb
-            else:
-                dcb, dsb = _masked_line(xb, ld[idx], np.ones_like(xb))
-                ldb = dcb + dsb * xvb
-            bm.n_opt_interval = tuple(float(v) for v in np.exp(percentile_interval(xvb)))
-            bm.d_opt_interval = tuple(float(v) for v in np.exp(percentile_interval(ldb)))
-            bm.loss_opt_interval = percentile_interval(yvb)
-            lost = int((~ub).sum())
-            if lost:
-                bm.note = f"{lost}/{n_boot} bootstrap replicates had no usable vertex"
-            boot_logn.append(xvb)
-            boot_logd.append(ldb)
-        good_idx.append(len(budgets) - 1)
-
-    n_good = len(good_idx)
+    N, D, L, labels, budget_value = _isoflop_columns(runs, n_col, d_col, c_col, loss_col, budget_col, rel_tol)
+    budgets, boot_logn, boot_logd = _budget_minima(N, D, L, labels, budget_value, d_method, n_boot, seed)
+    good = [bm for bm in budgets if bm.status == "ok"]
+    n_good = len(good)
     if n_good < 2:
         raise ValueError(
             f"approach2 needs at least two budgets with a usable minimum; got {n_good} "
             f"(statuses: {[(f'{b.budget:.3g}', b.status) for b in budgets]})"
         )
-    lc = np.log(np.array([budgets[i].budget for i in good_idx]))
-    ln = np.log(np.array([budgets[i].n_opt for i in good_idx]))
-    ldd = np.log(np.array([budgets[i].d_opt for i in good_idx]))
+    lc = np.log(np.array([bm.budget for bm in good]))
     one = np.ones((1, n_good))
-    cn, a = _masked_line(lc[None], ln[None], one)
-    cd, b = _masked_line(lc[None], ldd[None], one)
+    cn, a = _masked_line(lc[None], np.log(np.array([bm.n_opt for bm in good]))[None], one)
+    cd, b = _masked_line(lc[None], np.log(np.array([bm.d_opt for bm in good]))[None], one)
     a_int = b_int = (float("nan"), float("nan"))
     n_used = 0
     if n_boot > 0:
-        BN = np.stack(boot_logn, axis=1)  # (n_boot, n_good)
-        BD = np.stack(boot_logd, axis=1)
-        w = (np.isfinite(BN) & np.isfinite(BD)).astype(float)
-        LC = np.broadcast_to(lc, BN.shape)
-        _, ab = _masked_line(LC, np.nan_to_num(BN), w)
-        _, bb = _masked_line(LC, np.nan_to_num(BD), w)
-        n_used = int(np.isfinite(ab).sum())
-        a_int, b_int = percentile_interval(ab), percentile_interval(bb)
+        a_int, b_int, n_used = _bootstrap_allocation_exponents(lc, boot_logn, boot_logd)
     return IsoflopResult(
         a=float(a[0]), a_interval=a_int, b=float(b[0]), b_interval=b_int,
         k_n=float(np.exp(cn[0])), k_d=float(np.exp(cd[0])), budgets=budgets, n_good=n_good,
