@@ -14,8 +14,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.fit.fitter import bootstrap, fit  # noqa: E402
-from scaler.fit.laws import chinchilla  # noqa: E402
+from scaler.fitting.fitter import bootstrap, estimate  # noqa: E402
+from scaler.fitting.laws import chinchilla  # noqa: E402
 
 CSV = Path(__file__).resolve().parents[1] / "anchors" / "chinchilla" / "svg_extracted_data.csv"
 PUBLISHED = {"E": (1.8172, 0.0257), "A": (477.8, None), "B": (2143.0, None), "alpha": (0.3473, 0.0154),
@@ -28,7 +28,7 @@ def main() -> None:
     data = {"N": n, "D": df["Training FLOP"].to_numpy() / (6 * n)}
     loss = df["loss"].to_numpy()
     law = chinchilla()
-    r = fit(law, data, loss)
+    r = estimate(law, data, loss)
     rb = bootstrap(law, data, loss, r, n=1000, seed=0, budgets=[5.76e23])
     print(f"Chinchilla refit, {r.n_points} rows (Epoch extraction of Hoffmann et al. 2022 Fig. 4)")
     print(f"objective (sum Huber, delta=1e-3): ours {r.objective:.6e}  published 1.01827e-03")

@@ -2,7 +2,7 @@
 
 Data: anchors/datablations/muennighoff2023_fit182.csv (the authors' notebook outputs). The base
 Chinchilla law is fixed to their C4 refit; R_D* and R_N* are refitted (as logs) and bootstrapped.
-U_N = min(N, the base law's compute-optimal N for U_D tokens) (see scaler.fit.laws).
+U_N = min(N, the base law's compute-optimal N for U_D tokens) (see scaler.fitting.laws).
 Run: python analysis/data_constrained.py
 """
 
@@ -16,8 +16,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.fit.fitter import bootstrap, fit, objective  # noqa: E402
-from scaler.fit.laws import data_constrained  # noqa: E402
+from scaler.fitting.fitter import bootstrap, estimate, objective  # noqa: E402
+from scaler.fitting.laws import data_constrained  # noqa: E402
 
 CSV = Path(__file__).resolve().parents[1] / "anchors" / "datablations" / "muennighoff2023_fit182.csv"
 BASE = (6.255414, 7.3049974, 0.6254804, 0.3526596, 0.3526596)
@@ -31,7 +31,7 @@ def main() -> None:
     loss = df["val_loss"].to_numpy()
     law = data_constrained(base=BASE)
     at_pub = objective(law, np.log([PUB["R_D_star"], PUB["R_N_star"]]), data, loss)
-    r = fit(law, data, loss)
+    r = estimate(law, data, loss)
     rb = bootstrap(law, data, loss, r, n=1000, seed=0)
     print(f"Muennighoff et al. 2023, {r.n_points} runs, base fixed (a, b, e, alpha=beta) = {BASE[:4]}")
     print(f"objective at published R*: ours {at_pub:.7f}  published {PUB['objective']}")

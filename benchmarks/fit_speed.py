@@ -2,8 +2,8 @@
 
 Workload (both sides): the 4,500-start sum-Huber fit on the 240 Chinchilla rows (Epoch's
 extraction, docs/design.md §8) plus 1,000 bootstrap refits.
-- ours: `scaler.fit.fit` (all starts, pruned to the best 32 after 3 Newton iterations) +
-  `scaler.fit.bootstrap(n=1000)` (each refit from the optimum and one nearby start). Timed warm
+- ours: `scaler.fitting.fit` (all starts, pruned to the best 32 after 3 Newton iterations) +
+  `scaler.fitting.bootstrap(n=1000)` (each refit from the optimum and one nearby start). Timed warm
   (after one untimed call that compiles), best of 3; the compile time is printed to stderr.
 - scipy: `scipy.optimize.minimize(method="L-BFGS-B")` with an analytic NumPy gradient, tight
   tolerances (ftol=1e-15, gtol=1e-12; the defaults stop short of the optimum), looped over the
@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 from scipy.optimize import minimize
 
-from scaler.fit.fitter import bootstrap, fit
-from scaler.fit.laws import chinchilla
+from scaler.fitting.fitter import bootstrap, estimate
+from scaler.fitting.laws import chinchilla
 
 SUBSET_STARTS = 450
 SUBSET_BOOT = 200
@@ -65,13 +65,13 @@ def main() -> None:
     data = {"N": N, "D": D}
     law = chinchilla()
     t0 = time.perf_counter()
-    r = fit(law, data, L)
+    r = estimate(law, data, L)
     bootstrap(law, data, L, r, n=1000, seed=0)
     cold = time.perf_counter() - t0
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        r = fit(law, data, L)
+        r = estimate(law, data, L)
         rb = bootstrap(law, data, L, r, n=1000, seed=0)
         times.append(time.perf_counter() - t0)
     ours = min(times)

@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scaler.fit.compute import SIX_ND, Compute
-from scaler.fit.data import FitData, load_table, with_clusters
-from scaler.fit.pipeline import Objective, fit
-from scaler.fit.result import predict
-from scaler.fit.stats import percentile_interval
+from scaler.fitting.compute import SIX_ND, Compute
+from scaler.fitting.inputs import FitData, load_table, with_clusters
+from scaler.fitting.pipeline import Objective, fit
+from scaler.fitting.result import predict
+from scaler.fitting.stats import percentile_interval
 
 ROOT = Path(__file__).resolve().parents[1] / "anchors"
 CHINCHILLA_CSV = ROOT / "chinchilla" / "svg_extracted_data.csv"
@@ -208,7 +208,7 @@ def _predict(fitted: dict, test: dict[str, np.ndarray]) -> tuple[np.ndarray, np.
 
 def baseline_method(objective: Objective) -> Callable[[Table, int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Chinchilla's law per group, fitted with `objective`, bootstrap percentile intervals."""
-    from scaler.fit import laws
+    from scaler.fitting import laws
 
     def run(table: Table, n_bootstrap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         groups = table.test.get("group")

@@ -21,7 +21,7 @@ Names, one per idea:
 - the loop: `advance` (one step of `scaler advance`), `design` (`scaler design`: designs
   simulated on a prior fit).
 
-The layers below (`scaler.fit`, `scaler.decision`, `scaler.report`) take tables, options and
+The layers below (`scaler.fitting`, `scaler.decision`, `scaler.report`) take tables, options and
 frames; `scaler.session` and `scaler.workflow` open stores, builds and specs (docs/design.md §1).
 Importing scaler changes no environment variable and no JAX setting, and does not import JAX;
 `laws` loads on first use.
@@ -33,9 +33,9 @@ from typing import Any
 
 from scaler.decision import Recommendation, to_flops
 from scaler.errors import ConfigError, StoreError
-from scaler.fit.data import FitData, FitDataError, load_table
-from scaler.fit.pipeline import fit, fit_sweep
-from scaler.fit.result import LawFit, SweepFit, predict
+from scaler.fitting.inputs import FitData, FitDataError, load_table
+from scaler.fitting.pipeline import fit, fit_sweep
+from scaler.fitting.result import LawFit, SweepFit, predict
 from scaler.session import build_report, fit_store, from_store, recommend
 from scaler.store import Store, load_curves, load_runs
 from scaler.workflow import advance, design
@@ -50,7 +50,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """`laws` (imports JAX) loads on first use."""
     if name == "laws":
-        from scaler.fit import laws
+        from scaler.fitting import laws
 
         return laws
     raise AttributeError(f"module 'scaler' has no attribute {name!r}")

@@ -15,7 +15,7 @@ step of the loop:
    skipped (estimated from the sweep's own runs' measured throughput);
 3. predict each run's final loss with the law behind the verdict (the quality law; a single
    tier's own law without one) and its 95% prediction interval (bootstrap, run scatter and
-   misspecification at that extrapolation distance: `scaler.fit.predict`), and write them to
+   misspecification at that extrapolation distance: `scaler.fitting.predict`), and write them to
    `<store>/advance-<k>.json` before anything trains;
 4. train them (the caller's engine);
 5. refit with them and recommend again at the same target; score every prediction (observed
@@ -39,8 +39,8 @@ import numpy as np
 
 from scaler.config import ConfigError
 from scaler.errors import ParameterError
-from scaler.fit.data import json_safe
-from scaler.fit.predict import Z95
+from scaler.fitting.inputs import json_safe
+from scaler.fitting.predict import Z95
 from scaler.store import Store
 
 STEP_FILE = "advance-{k}.json"
@@ -109,7 +109,7 @@ def choose(candidates: Sequence[Candidate], pairs: int, budget_hours: float | No
 
 def predictions(fit_json: Mapping[str, Any], runs: Sequence[Any], pools: Mapping[str, float]) -> list[dict[str, Any]]:
     """Each run's predicted final loss and 95% prediction interval from the law behind the verdict."""
-    from scaler.fit.result import predict
+    from scaler.fitting.result import predict
 
     quality = fit_json.get("quality")
     entry = quality if isinstance(quality, Mapping) and "error" not in quality else fit_json  # else a tier's own law

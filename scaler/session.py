@@ -3,7 +3,7 @@
 The layers below take tables, options and frames: fit takes `FitData`, recommend a build's
 report as a dict, report a store's runs already read. This module is the one that opens them:
 
-- `from_store`: a store's finished runs as fit inputs (`scaler.fit.data.from_runs`);
+- `from_store`: a store's finished runs as fit inputs (`scaler.fitting.inputs.from_runs`);
 - `fit_store`: `fit_sweep` over them, cached in the store's fit.json under `fit_key`;
 - `recommend`: a fit and, optionally, a data build folder -> `Recommendation`;
 - `recommend_from_store`: fit the store's runs, then `recommend` (nothing written);
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from scaler.errors import StoreError
-from scaler.fit.choose import DEFAULT_HORIZON
-from scaler.fit.data import FitData, from_runs
-from scaler.fit.pipeline import FIT_FILE, Objective, fit, fit_key, sweep_json, tiers_of
-from scaler.fit.result import LawFit, SweepFit
+from scaler.fitting.choose import DEFAULT_HORIZON
+from scaler.fitting.inputs import FitData, from_runs
+from scaler.fitting.pipeline import FIT_FILE, Objective, fit, fit_key, sweep_json, tiers_of
+from scaler.fitting.result import LawFit, SweepFit
 from scaler.store import Store, load_curves, load_runs
 
 __all__ = ["from_store", "fit_store", "recommend", "recommend_from_store", "store_runs", "build_report"]
@@ -28,7 +28,7 @@ __all__ = ["from_store", "fit_store", "recommend", "recommend_from_store", "stor
 
 def from_store(store_root: str | Store, eval_set: str = "heldout", drop_nan: bool = False,
                run_ids: Collection[str] | None = None) -> FitData:
-    """The store's finished runs as fit inputs (`scaler.fit.data.from_runs` says which columns)."""
+    """The store's finished runs as fit inputs (`scaler.fitting.inputs.from_runs` says which columns)."""
     root = store_root.root if isinstance(store_root, Store) else str(store_root)
     return from_runs(load_runs(root), root, eval_set, drop_nan, run_ids)
 

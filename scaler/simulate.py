@@ -30,8 +30,8 @@ import numpy as np
 
 from scaler.config import ConfigError
 from scaler.errors import ParameterError
-from scaler.fit.data import FitData, json_safe, with_clusters
-from scaler.fit.predict import Z95
+from scaler.fitting.inputs import FitData, json_safe, with_clusters
+from scaler.fitting.predict import Z95
 
 
 
@@ -72,8 +72,8 @@ def simulate(design: DesignRuns, prior: Mapping[str, Any], recommend_at: Any, *,
 
     `prior`: a quality law's fit entry (fit.json's "quality"); `recommend_at(entry)`: the
     Recommendation of a fit entry at the target budget (the caller's pools, yields and costs)."""
-    from scaler.fit import laws
-    from scaler.fit.pipeline import fit
+    from scaler.fitting import laws
+    from scaler.fitting.pipeline import fit
 
     if n_sims < 2:
         raise ParameterError(f"{{n_sims}} {n_sims}: expected 2 or more synthetic sweeps", "n_sims")

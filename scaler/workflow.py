@@ -137,7 +137,7 @@ def sweep_fit(spec: Any, n_bootstrap: int | None = None, *, eval_set: str | None
     """The sweep's fit under its [fit] settings (each overridden when given; `objective` an
     `Objective`), from the store's fit.json when the key matches; of `run_ids`, else of the sweep's
     runs and its advance steps'."""
-    from scaler.fit.pipeline import Objective
+    from scaler.fitting.pipeline import Objective
     from scaler.session import fit_store
 
     s = spec.fit
@@ -276,8 +276,8 @@ def design_runs(spec: Any, name: str, prior: Mapping[str, Any]):
     prior's convention), weights, pools, and the FLOPs they train (WSD branches share trunks)."""
     from scaler.config import mix_label
     from scaler.simulate import DesignRuns
-    from scaler.fit.compute import Compute
-    from scaler.fit.laws import law_from_spec
+    from scaler.fitting.compute import Compute
+    from scaler.fitting.laws import law_from_spec
     from scaler.model.family import count_params
     from scaler.sweep.plan import make_plan, sweep_stacks
     from scaler.sweep.spec import expand

@@ -14,9 +14,9 @@ import pytest
 
 from scaler.advance_step import Candidate, advance_step, choose, read_steps, score, table_lines
 from scaler.config import ConfigError, RunConfig
-from scaler.fit import laws
-from scaler.fit.data import FitData
-from scaler.fit.pipeline import fit
+from scaler.fitting import laws
+from scaler.fitting.inputs import FitData
+from scaler.fitting.pipeline import fit
 from scaler.model.family import Family, count_params
 from scaler.decision import recommend_from_fit
 from scaler.config import run_id_of

@@ -1,5 +1,5 @@
-"""Which law `--law auto` keeps and how its intervals are made (scaler/fit/choose.py,
-scaler/fit/predict.py), pinned on synthetic truths; rankings of groups whose curves cross."""
+"""Which law `--law auto` keeps and how its intervals are made (scaler/fitting/choose.py,
+scaler/fitting/predict.py), pinned on synthetic truths; rankings of groups whose curves cross."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from scaler.fit import laws
-from scaler.fit.backtest import order_stability
-from scaler.fit.choose import choose, ensemble, identification_problem
-from scaler.fit.compute import SIX_ND, Compute
-from scaler.fit.data import FitData, with_clusters
-from scaler.fit.pipeline import fit, fit_sweep
-from scaler.fit.predict import Backtests, ranking_lines
-from scaler.fit.result import predict
-from scaler.fit.stats import order_probability
+from scaler.fitting import laws
+from scaler.fitting.backtest import order_stability
+from scaler.fitting.choose import choose, ensemble, identification_problem
+from scaler.fitting.compute import SIX_ND, Compute
+from scaler.fitting.inputs import FitData, with_clusters
+from scaler.fitting.pipeline import fit, fit_sweep
+from scaler.fitting.predict import Backtests, ranking_lines
+from scaler.fitting.result import predict
+from scaler.fitting.stats import order_probability
 
 CHINCHILLA_THETA = np.array([math.log(406.4), math.log(410.7), math.log(1.69), 0.34, 0.28])
 

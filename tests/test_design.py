@@ -11,9 +11,9 @@ import pytest
 
 from scaler.config import ConfigError
 from scaler.simulate import DesignRuns, noise_of, simulate, synthetic_losses, table_lines
-from scaler.fit import laws
-from scaler.fit.data import FitData, with_clusters
-from scaler.fit.pipeline import fit
+from scaler.fitting import laws
+from scaler.fitting.inputs import FitData, with_clusters
+from scaler.fitting.pipeline import fit
 from scaler.decision import recommend_from_fit
 
 TIERS = ["clean", "raw"]

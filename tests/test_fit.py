@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scaler.fit.fitter import _cluster_counts, asymmetric_huber, bootstrap, fit, huber, objective
-from scaler.fit.laws import LAWS, chinchilla, chinchilla_allocation, data_constrained, mixing, quality
+from scaler.fitting.fitter import _cluster_counts, asymmetric_huber, bootstrap, estimate, huber, objective
+from scaler.fitting.laws import LAWS, chinchilla, chinchilla_allocation, data_constrained, mixing, quality
 
 ANCHORS = Path(__file__).resolve().parents[1] / "anchors"  # the repository's copy of the public data
 CHIN = ANCHORS / "chinchilla" / "svg_extracted_data.csv"
@@ -36,7 +36,7 @@ def datablations_rows() -> tuple[dict[str, np.ndarray], np.ndarray]:
 @pytest.fixture(scope="module")
 def chin_fit():
     data, loss = chinchilla_rows()
-    return data, loss, fit(chinchilla(), data, loss)
+    return data, loss, estimate(chinchilla(), data, loss)
 
 
 def test_chinchilla_refit_matches_epoch(chin_fit):
@@ -93,7 +93,7 @@ def test_datablations_objective_and_flat_rstar():
     assert law is data_constrained(base=BASE)  # cached: one compiled solver
     theta = np.log([15.387756, 5.309743])
     assert abs(objective(law, theta, data, loss) - 0.0158259) < 1e-7
-    r = fit(law, data, loss)
+    r = estimate(law, data, loss)
     assert r.objective <= 0.0158259 + 1e-7
     assert r.converged
     rb = bootstrap(law, data, loss, r, n=200, seed=0)
@@ -114,7 +114,7 @@ def synthetic_chinchilla(rng: np.random.Generator, sigma: float = 0.01):
 def test_synthetic_recovery():
     rng = np.random.default_rng(3)
     theta, data, loss = synthetic_chinchilla(rng, sigma=0.003)
-    r = fit(chinchilla(), data, loss)
+    r = estimate(chinchilla(), data, loss)
     assert r.converged
     assert abs(r.params["alpha"] - 0.34) < 0.02 and abs(r.params["beta"] - 0.37) < 0.02
     assert abs(r.derived["E"] - 1.8) < 0.03
@@ -130,7 +130,7 @@ def test_bootstrap_interval_coverage():
     for i in range(draws):
         theta, data, loss = synthetic_chinchilla(rng, sigma=0.01)
         truth = dict(zip(law.param_names, theta))
-        r = fit(law, data, loss, starts=np.vstack([starts, theta + 0.05]))
+        r = estimate(law, data, loss, starts=np.vstack([starts, theta + 0.05]))
         rb = bootstrap(law, data, loss, r, n=200, seed=i, near_starts=0)
         for k in hits:
             lo, hi = rb.intervals[k]
@@ -151,20 +151,20 @@ def test_quality_recovers_multipliers():
     data = {"N": 10 ** rng.uniform(7, 9.5, m), "D": 10 ** rng.uniform(8.5, 11, m)}
     data.update({f"w_{t}": w[:, j] for j, t in enumerate(tiers)})
     loss = law.predict(truth, data) * np.exp(rng.normal(0, 0.002, m))
-    r = fit(law, data, loss)
+    r = estimate(law, data, loss)
     assert r.converged, r.stopped
     assert abs(r.derived["kappa_clean"] - 2.0) / 2.0 < 0.1, r.derived
     assert abs(r.derived["kappa_best"] - 4.0) / 4.0 < 0.1, r.derived
     # the E-shift variant fits the same data (no shift in the truth)
     lawe = quality(tiers, reference="raw", e_shift=True)
-    r2 = fit(lawe, data, loss, starts=np.hstack([np.vstack([r.theta, truth]), np.zeros((2, 2))]))
+    r2 = estimate(lawe, data, loss, starts=np.hstack([np.vstack([r.theta, truth]), np.zeros((2, 2))]))
     assert abs(r2.params["de_clean"]) < 0.05 and abs(r2.params["de_best"]) < 0.05
     # pools: a shared R_D*, repeated tiers
     lawp = quality(tiers, reference="raw", pools=True)
     truth_p = np.append(truth, math.log(10.0))
     data_p = dict(data, **{f"U_{t}": np.full(m, 2e9) for t in tiers})
     loss_p = lawp.predict(truth_p, data_p) * np.exp(rng.normal(0, 0.002, m))
-    rp = fit(lawp, data_p, loss_p, starts=np.vstack([np.append(r.theta, math.log(5.0)), np.append(truth, math.log(20.0))]))
+    rp = estimate(lawp, data_p, loss_p, starts=np.vstack([np.append(r.theta, math.log(5.0)), np.append(truth, math.log(20.0))]))
     assert abs(rp.derived["kappa_best"] - 4.0) / 4.0 < 0.15, rp.derived
 
 
@@ -175,7 +175,7 @@ def test_mixing_law_recovery():
     w1 = rng.uniform(0, 1, 40)
     data = {"w_web": w1, "w_code": 1 - w1}
     loss = law.predict(truth, data) * np.exp(rng.normal(0, 0.001, 40))
-    r = fit(law, data, loss)
+    r = estimate(law, data, loss)
     pred = law.predict(r.theta, data)
     assert np.max(np.abs(np.log(pred / law.predict(truth, data)))) < 0.01
     assert set(LAWS) >= {"chinchilla", "data_constrained", "quality", "mixing"}
@@ -185,20 +185,20 @@ def test_errors():
     law = chinchilla()
     data = {"N": np.logspace(7, 9, 5), "D": np.logspace(9, 11, 5)}
     with pytest.raises(ValueError, match="too few points"):
-        fit(law, data, np.full(5, 3.0))
+        estimate(law, data, np.full(5, 3.0))
     data = {"N": np.logspace(7, 9, 10), "D": np.logspace(9, 11, 10)}
     bad = np.full(10, 3.0)
     bad[2] = 0.0
     with pytest.raises(ValueError, match="positive"):
-        fit(law, data, bad)
+        estimate(law, data, bad)
     bad[2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        fit(law, data, bad)
+        estimate(law, data, bad)
     nan_d = dict(data, D=np.where(np.arange(10) == 3, np.nan, data["D"]))
     with pytest.raises(ValueError, match="NaN"):
-        fit(law, nan_d, np.full(10, 3.0))
+        estimate(law, nan_d, np.full(10, 3.0))
     with pytest.raises(ValueError, match="missing"):
-        fit(law, {"N": data["N"]}, np.full(10, 3.0))
+        estimate(law, {"N": data["N"]}, np.full(10, 3.0))
 
 
 def test_huber_and_x64_stays_local():
@@ -208,7 +208,7 @@ def test_huber_and_x64_stays_local():
     np.testing.assert_allclose(np.asarray(huber(r)), [0.0, 1.25e-7, 1e-3 * (2e-3 - 5e-4)], rtol=1e-5)
     before = jnp.zeros(1).dtype
     data = {"N": np.logspace(7, 9, 10), "D": np.logspace(9, 11, 10)}
-    fit(chinchilla(), data, np.linspace(3, 2.5, 10), starts=chinchilla().start_grid()[:4])
+    estimate(chinchilla(), data, np.linspace(3, 2.5, 10), starts=chinchilla().start_grid()[:4])
     assert jnp.zeros(1).dtype == before
 
 
@@ -218,7 +218,7 @@ def test_asymmetric_objective_fits_the_lower_envelope():
     alpha 0.2935, beta 0.3756 (the toolkit reports ~0.295 / 0.379; Epoch's Huber 0.347 / 0.367)."""
     data, loss = chinchilla_rows()
     law = chinchilla()
-    r = fit(law, data, loss, objective="asymmetric")
+    r = estimate(law, data, loss, objective="asymmetric")
     assert r.converged, (r.stopped, r.grad_norm)
     assert r.objective_name == "asymmetric" and r.asymmetry == 10.0
     residual = loss - law.predict(r.theta, data)  # L_obs - L_pred
@@ -226,7 +226,7 @@ def test_asymmetric_objective_fits_the_lower_envelope():
     assert abs(r.derived["alpha"] - 0.2935) < 5e-3 and abs(r.derived["beta"] - 0.3756) < 5e-3, r.derived
     assert objective(law, r.theta, data, loss, objective="asymmetric") == pytest.approx(r.objective, rel=1e-12)
     # a symmetric weight puts the law through the middle of the cloud instead
-    symmetric = fit(law, data, loss, objective="asymmetric", asymmetry=1.0)
+    symmetric = estimate(law, data, loss, objective="asymmetric", asymmetry=1.0)
     assert np.mean(loss - law.predict(symmetric.theta, data) >= 0) < 0.7
     saved = json.loads(json.dumps(r.to_json()))
     assert saved["objective_name"] == "asymmetric" and saved["asymmetry"] == 10.0 and "delta" in saved
@@ -241,9 +241,9 @@ def test_asymmetric_objective_fits_the_lower_envelope():
     with pytest.raises(ValueError, match="differs from the fit's"):
         bootstrap(law, data, loss, r, n=16, asymmetry=2.0)
     with pytest.raises(ValueError, match="unknown objective"):
-        fit(law, data, loss, objective="mae")
+        estimate(law, data, loss, objective="mae")
     with pytest.raises(ValueError, match="asymmetry"):
-        fit(law, data, loss, objective="asymmetric", asymmetry=0.0)
+        estimate(law, data, loss, objective="asymmetric", asymmetry=0.0)
 
 
 def test_asymmetric_huber_weights():
@@ -277,7 +277,7 @@ def test_cluster_bootstrap_keeps_clusters_together():
     pairs = np.arange(64) // 2
     data = {k: np.repeat(v[::2], 2) for k, v in grid.items()}
     loss = law.predict(theta, data) * np.exp(rng.normal(0, 0.01, 64))
-    r = fit(law, data, loss, starts=np.vstack([law.start_grid()[::150], theta]))
+    r = estimate(law, data, loss, starts=np.vstack([law.start_grid()[::150], theta]))
     rb = bootstrap(law, data, loss, r, n=100, seed=0, clusters=pairs)
     assert rb.bootstrap_clusters == 32 and rb.bootstrap_theta.shape[0] == 100
     for key in ("alpha", "beta", "E"):

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scaler.fit.data import FitDataError, load_table
+from scaler.fitting.inputs import FitDataError, load_table
 
 ANCHORS = Path(__file__).resolve().parents[1] / "anchors"  # the repository's copy of the public data
 CHINCHILLA = ANCHORS / "chinchilla" / "svg_extracted_data.csv"
@@ -70,8 +70,8 @@ def test_fit_cli_on_the_chinchilla_table_writes_fit_json(tmp_path: Path) -> None
 
 
 def test_fit_sweep_gives_per_tier_fits_isoflop_backtests_and_quality_multipliers() -> None:
-    from scaler.fit.pipeline import fit_sweep
-    from scaler.fit.data import FitData
+    from scaler.fitting.pipeline import fit_sweep
+    from scaler.fitting.inputs import FitData
 
     rng = np.random.default_rng(0)
     rows = []

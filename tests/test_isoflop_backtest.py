@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scaler.fit.isoflop import (
+from scaler.fitting.isoflop import (
     EnvelopeResult,
     IsoflopResult,
     approach1,
@@ -51,11 +51,11 @@ def isoflop_runs(seed=1, noise=0.002, budgets=np.geomspace(1e17, 1e20, 7), sizes
 
 
 def test_imports_stay_light():
-    """fit/ never imports training or model code; isoflop is numpy/scipy only (no JAX of its own)."""
+    """fitting/ never imports training or model code; isoflop is numpy/scipy only (no JAX of its own)."""
     code = (
-        "import sys, scaler.fit.isoflop, scaler.fit.backtest; m = sys.modules; "
+        "import sys, scaler.fitting.isoflop, scaler.fitting.backtest; m = sys.modules; "
         "assert not any(k.startswith(('scaler.train', 'scaler.model')) for k in m), 'training code'; "
-        "assert 'jax' not in m or 'scaler.fit.fitter' in m or 'scaler.fit.laws' in m, 'jax'"
+        "assert 'jax' not in m or 'scaler.fitting.fitter' in m or 'scaler.fitting.laws' in m, 'jax'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -199,9 +199,9 @@ def test_compare_rows():
 
 def _fitter():
     try:
-        from scaler.fit import fitter, laws
+        from scaler.fitting import fitter, laws
     except ImportError as err:  # pragma: no cover - only while the fitter is being written
-        pytest.skip(f"scaler.fit.fitter / scaler.fit.laws not available: {err}")
+        pytest.skip(f"scaler.fitting.fitter / scaler.fitting.laws not available: {err}")
     return fitter, laws
 
 
@@ -226,7 +226,7 @@ def grid_frame(seed=0, noise=0.003, bend=False):
 
 def test_backtest_small_error_on_the_true_law():
     fitter, laws = _fitter()
-    from scaler.fit.backtest import backtest
+    from scaler.fitting.backtest import backtest
 
     frame = grid_frame()
     res = backtest(laws.chinchilla(), frame)
@@ -244,7 +244,7 @@ def test_backtest_small_error_on_the_true_law():
 
 def test_backtest_sees_a_bend():
     fitter, laws = _fitter()
-    from scaler.fit.backtest import backtest
+    from scaler.fitting.backtest import backtest
 
     clean = backtest(laws.chinchilla(), grid_frame(), cut_flops=1e19)
     bent = backtest(laws.chinchilla(), grid_frame(bend=True), cut_flops=1e19)
@@ -256,7 +256,7 @@ def test_backtest_sees_a_bend():
 
 def test_backtest_refuses_too_small_splits():
     fitter, laws = _fitter()
-    from scaler.fit.backtest import backtest
+    from scaler.fitting.backtest import backtest
 
     frame = grid_frame()
     flops = np.sort(frame["flops"].to_numpy())
@@ -268,7 +268,7 @@ def test_backtest_refuses_too_small_splits():
 
 def test_leave_one_group_out_one_row_per_group():
     fitter, laws = _fitter()
-    from scaler.fit.backtest import leave_one_group_out
+    from scaler.fitting.backtest import leave_one_group_out
 
     frame = grid_frame()
     rows = leave_one_group_out(laws.chinchilla(), frame, "tier")

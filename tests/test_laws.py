@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaler.fit import laws
-from scaler.fit.compute import SIX_ND, Compute
-from scaler.fit.fitter import FitResult, fit
-from scaler.fit.stats import percentile_interval
+from scaler.fitting import laws
+from scaler.fitting.compute import SIX_ND, Compute
+from scaler.fitting.fitter import FitResult, estimate
+from scaler.fitting.stats import percentile_interval
 from scaler.decision import LawSamples, TierOption
 from scaler.decision.search import _loss
 
@@ -97,7 +97,7 @@ def test_the_default_namespace_is_jax_for_the_fitter(x64: None) -> None:
 
 
 def test_predict_in_numpy_never_imports_jax() -> None:
-    code = ("import sys, numpy as np; from scaler.fit import laws; "
+    code = ("import sys, numpy as np; from scaler.fitting import laws; "
             "law = laws.quality(['clean', 'raw'], reference='raw', pools=True); "
             "data = {'N': np.array([1e8]), 'D': np.array([1e10]), 'w_clean': np.array([0.5]), "
             "'w_raw': np.array([0.5]), 'U_clean': np.array([1e9]), 'U_raw': np.array([1e9])}; "
@@ -292,7 +292,7 @@ def test_new_laws_recover_themselves(name: str) -> None:
     group = rng.integers(0, len(GROUPS), rows)
     data.update({f"w_{g}": (group == j).astype(float) for j, g in enumerate(GROUPS)})
     loss = law.predict(truth, data)
-    r = fit(law, data, loss)
+    r = estimate(law, data, loss)
     assert r.converged, r.stopped
     assert np.max(np.abs(law.predict(r.theta, data) / loss - 1)) < 1e-3
     for k in exponents:  # overtrain: (eta, a, b) and (-eta, b, a) are the same law

@@ -1,5 +1,5 @@
-"""One compute convention (scaler/fit/compute.py) and prediction intervals that hold at held-out
-scale (scaler/fit/predict.py), tested against laws whose truth is known."""
+"""One compute convention (scaler/fitting/compute.py) and prediction intervals that hold at held-out
+scale (scaler/fitting/predict.py), tested against laws whose truth is known."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from scaler.config import Family, count_params, flops_per_token
-from scaler.fit import laws
-from scaler.fit.compute import FLOPS_V1, SIX_ND, Compute, allocate, family_of_shapes
-from scaler.fit.data import FitData, with_clusters
-from scaler.fit.pipeline import fit
-from scaler.fit.predict import seed_noise
-from scaler.fit.result import PredictError, predict
+from scaler.fitting import laws
+from scaler.fitting.compute import FLOPS_V1, SIX_ND, Compute, allocate, family_of_shapes
+from scaler.fitting.inputs import FitData, with_clusters
+from scaler.fitting.pipeline import fit
+from scaler.fitting.predict import seed_noise
+from scaler.fitting.result import PredictError, predict
 
 CHINCHILLA_THETA = np.array([math.log(406.4), math.log(410.7), math.log(1.69), 0.34, 0.28])
 
@@ -138,7 +138,7 @@ def test_predictions_keep_input_order_groups_and_say_how_far_they_extrapolate() 
     loss = laws.chinchilla().predict(CHINCHILLA_THETA, {"N": n, "D": d}) * (1 + 0.03 * (groups == "b"))
     loss *= np.exp(rng.normal(0, 0.002, len(n)))
     data = with_clusters(FitData("t", {"N": n, "D": d, "C": 6 * n * d}, loss, groups, compute=Compute(SIX_ND)))
-    from scaler.fit.pipeline import fit_sweep
+    from scaler.fitting.pipeline import fit_sweep
 
     sweep = fit_sweep(data, "chinchilla", 30, 0)
     points = predict(sweep, [1e9, 1e6, 1e9], d=[2e10, 2e7, 2e10], groups=["b", "a", "a"])["points"]

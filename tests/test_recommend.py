@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from scaler.config import Family
-from scaler.fit import laws
-from scaler.fit.compute import Compute
-from scaler.fit.stats import percentile_interval
+from scaler.fitting import laws
+from scaler.fitting.compute import Compute
+from scaler.fitting.stats import percentile_interval
 from scaler.decision import (
     ExtrapolationRefused,
     TierOption,
@@ -338,10 +338,10 @@ def test_seed_noise_note() -> None:
 
 @pytest.fixture(scope="module")
 def table_fit(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A quality law fitted by scaler.fit.pipeline.fit on a plain table of runs trained elsewhere:
+    """A quality law fitted by scaler.fitting.pipeline.fit on a plain table of runs trained elsewhere:
     two datasets (kappa 2 for `clean`), two seeds per configuration."""
-    from scaler.fit.data import load_table
-    from scaler.fit.pipeline import fit
+    from scaler.fitting.inputs import load_table
+    from scaler.fitting.pipeline import fit
 
     rng = np.random.default_rng(0)
     rows = ["params,tokens,loss,dataset"]
@@ -411,7 +411,7 @@ def test_settle_says_whether_the_verdict_is_settled_and_what_would_settle_it() -
     law = laws.quality(["raw", "clean"], reference="raw")
     theta = np.append(THETA, 0.05)
     tiers = [TierOption("raw"), TierOption("clean")]
-    from scaler.fit.predict import ErrorModel
+    from scaler.fitting.predict import ErrorModel
 
     errors = ErrorModel(sigma_run=0.01, growth=0.0, multiplier=1.96, calibrated=False, n_residuals=0)
     sure = decide(_samples(theta, n=200, scale=0.002, seed=1), theta, law, tiers, 1e21, raw_tokens=1e30,

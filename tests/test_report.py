@@ -62,7 +62,7 @@ def _make_store(root: Path, noise: float = 0.003, seed: int = 1) -> None:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     from scaler.session import from_store
-    from scaler.fit.pipeline import fit_sweep
+    from scaler.fitting.pipeline import fit_sweep
 
     root = tmp_path_factory.mktemp("sweep") / "store"
     _make_store(root)
@@ -86,8 +86,8 @@ def _write_table(path: Path, noise: float = 0.003, seed: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def table_fit(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from scaler.fit.data import load_table
-    from scaler.fit.pipeline import fit_sweep
+    from scaler.fitting.inputs import load_table
+    from scaler.fitting.pipeline import fit_sweep
 
     path = tmp_path_factory.mktemp("table") / "runs.csv"
     _write_table(path)
@@ -308,7 +308,7 @@ def test_report_of_one_law_with_candidates(table_fit: dict, tmp_path: Path) -> N
 def test_allocation_is_the_fits_own(table_fit: dict) -> None:
     """The figures' allocation line is the entry's allocation (allocate under the fit's
     convention): it reproduces the fit's own allocations and, under 6ND, Chinchilla's closed form."""
-    from scaler.fit.laws import chinchilla_allocation
+    from scaler.fitting.laws import chinchilla_allocation
 
     views = frames.law_views(table_fit)
     assert [v.label for v in views] == ["books", "web"]

@@ -1,4 +1,4 @@
-"""Fit results read once (scaler/fit/result.py): one law's entry and a sweep's fit.json answer
+"""Fit results read once (scaler/fitting/result.py): one law's entry and a sweep's fit.json answer
 through the law's own formula, older entries still read, and what a fit cannot answer is one
 PredictError that says why."""
 
@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from scaler.fit import laws
-from scaler.fit.compute import SIX_ND, Compute, allocate
-from scaler.fit.data import FitData, with_clusters
-from scaler.fit.pipeline import fit, fit_sweep
-from scaler.fit.result import LawFit, PredictError, SweepFit
+from scaler.fitting import laws
+from scaler.fitting.compute import SIX_ND, Compute, allocate
+from scaler.fitting.inputs import FitData, with_clusters
+from scaler.fitting.pipeline import fit, fit_sweep
+from scaler.fitting.result import LawFit, PredictError, SweepFit
 
 THETA = np.array([math.log(406.4), math.log(410.7), math.log(1.69), 0.34, 0.28])
 

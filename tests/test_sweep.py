@@ -291,8 +291,8 @@ def test_run_refuses_a_spec_its_build_lacks_before_building_or_writing(tmp_path:
 
 
 def test_fit_settings_defaults_checks_and_run_ids(tmp_path: Path) -> None:
-    from scaler.fit.laws import LAWS
-    from scaler.fit.pipeline import LAW_NAMES
+    from scaler.fitting.laws import LAWS
+    from scaler.fitting.pipeline import LAW_NAMES
 
     assert set(FitSettings.model_fields["law"].annotation.__args__) == set(LAWS) | {"auto"} == set(LAW_NAMES)
     spec = parse_sweep_spec(GRID, "x")

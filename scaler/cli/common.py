@@ -58,7 +58,7 @@ def _heading(title: str) -> None:
 
 def _json_text(obj: Any) -> str:
     """The one JSON style of every `--json` and `--out`: indented, NaN as null."""
-    from scaler.fit.data import json_safe
+    from scaler.fitting.inputs import json_safe
 
     return json.dumps(json_safe(obj), indent=1)
 
@@ -188,8 +188,8 @@ def _print_excluded(excluded: dict[str, list[str]] | None) -> None:
 
 
 def _print_fit(out: dict[str, Any]) -> None:
-    from scaler.fit.choose import CANDIDATE_COLUMNS, candidate_rows
-    from scaler.fit.predict import error_model_text
+    from scaler.fitting.choose import CANDIDATE_COLUMNS, candidate_rows
+    from scaler.fitting.predict import error_model_text
 
     console = _console()
     table = Table("parameter", "value", "95% interval",
@@ -270,7 +270,7 @@ def _print_sweep_fit(out: dict[str, Any]) -> None:
 
 
 def _objective(name: str | None, delta: float | None, asymmetry: float | None, base: Any = None):
-    from scaler.fit.pipeline import Objective
+    from scaler.fitting.pipeline import Objective
 
     default = base or Objective()
     return Objective(name or default.name, default.delta if delta is None else delta,
@@ -280,7 +280,7 @@ def _objective(name: str | None, delta: float | None, asymmetry: float | None, b
 def _sweep_fit(spec, n_bootstrap: int | None = None, *, objective: str | None = None, delta: float | None = None,
                asymmetry: float | None = None, **overrides: Any) -> dict[str, Any]:
     """`workflow.sweep_fit` with the --objective, --delta and --asymmetry flags over the spec's [fit]."""
-    from scaler.fit.pipeline import Objective
+    from scaler.fitting.pipeline import Objective
 
     s = spec.fit
     goal = _objective(objective, delta, asymmetry, Objective(s.objective, s.delta, s.asymmetry))
@@ -288,7 +288,7 @@ def _sweep_fit(spec, n_bootstrap: int | None = None, *, objective: str | None = 
 
 
 def _read_fit_json(path: Path) -> dict[str, Any]:
-    from scaler.fit.result import PredictError, SweepFit
+    from scaler.fitting.result import PredictError, SweepFit
 
     try:
         raw = json.loads(path.read_text())

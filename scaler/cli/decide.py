@@ -11,7 +11,7 @@ from scaler import workflow
 from scaler.cli.common import _print_json, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
 from scaler.cli.main import app
 from scaler.config import ConfigError
-from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
+from scaler.fitting.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
 from scaler.store import check_writable_folder
 
 

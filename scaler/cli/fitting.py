@@ -11,7 +11,7 @@ from rich.table import Table
 from scaler.cli.common import _console, _json_text, _note, _objective, _print_fit, _print_json, _print_sweep_fit, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
 from scaler.cli.main import app
 from scaler.config import ConfigError
-from scaler.fit.predict import EXTRAPOLATION_WARN
+from scaler.fitting.predict import EXTRAPOLATION_WARN
 from scaler.store import check_writable_folder
 
 
@@ -65,9 +65,9 @@ def fit(
     json_out: Annotated[bool, typer.Option("--json", help="print the fit as JSON only")] = False,
 ) -> None:
     """Fit a scaling law (4,500 starts) with bootstrap intervals and backtested prediction intervals."""
-    from scaler.fit.choose import DEFAULT_HORIZON
-    from scaler.fit.data import load_table
-    from scaler.fit.pipeline import fit as fit_law, fit_sweep
+    from scaler.fitting.choose import DEFAULT_HORIZON
+    from scaler.fitting.inputs import load_table
+    from scaler.fitting.pipeline import fit as fit_law, fit_sweep
 
     with _user_errors(ValueError):  # a law that cannot be fitted to these rows is one line too
         if json_out and spec_file is not None and spec_file.suffix == ".json":  # the old `--json FILE`
@@ -172,8 +172,8 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="print the predictions as JSON only")] = False,
 ) -> None:
     """Predicted loss of planned runs, with a 95% prediction interval and how far each extrapolates."""
-    from scaler.fit.predict import SHRINK, ranking_lines
-    from scaler.fit.result import PredictError, predict as predict_loss
+    from scaler.fitting.predict import SHRINK, ranking_lines
+    from scaler.fitting.result import PredictError, predict as predict_loss
 
     with _user_errors(PredictError):
         if out is not None:
@@ -215,7 +215,7 @@ def predict(
 
 
 def _fitted_range_text(fit_json: dict[str, Any], group: str | None) -> str:
-    from scaler.fit.result import SweepFit
+    from scaler.fitting.result import SweepFit
 
     law, _ = SweepFit.from_json(fit_json).law_for(group)
     return law.fitted_range.span_text(law.entry.get("flops_convention", "6ND"))

@@ -10,7 +10,7 @@ the tier options; `recommend_from_fit`: from a fit).
 
 from __future__ import annotations
 
-from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
+from scaler.fitting.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
 from scaler.decision.answer import decide, recommend_from_fit
 from scaler.decision.budget import ExtrapolationRefused, to_flops
 from scaler.decision.options import tier_options_from_report

@@ -3,7 +3,7 @@ D) over the law's bootstrap samples (`search`), the verdict (the best cleaned ti
 its gap, interval and probability), the crossover, the next experiments and notes; each option
 gets the 95% prediction interval of its run (the fit's error model, the `--law auto` ensemble's
 disagreement included, as `scaler predict` gives it). `recommend_from_fit` reads a fit (one reader:
-`scaler.fit.result.SweepFit`), the tier options (a build's report.json as a dict, or given yields
+`scaler.fitting.result.SweepFit`), the tier options (a build's report.json as a dict, or given yields
 and costs), refuses beyond EXTRAPOLATION_REFUSE x the largest fitted run unless forced, and
 decides. (`scaler.recommend`, the API's, is `scaler.session.recommend`: a fit and a build folder.)"""
 
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from scaler.errors import ParameterError
-from scaler.fit.compute import SIX_ND, Compute
-from scaler.fit.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, ErrorModel, FittedRange, law_disagreement
-from scaler.fit.result import SweepFit
-from scaler.fit.stats import order_probability, percentile_interval
+from scaler.fitting.compute import SIX_ND, Compute
+from scaler.fitting.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN, ErrorModel, FittedRange, law_disagreement
+from scaler.fitting.result import SweepFit
+from scaler.fitting.stats import order_probability, percentile_interval
 from scaler.decision.budget import ExtrapolationRefused
 from scaler.decision.crossover import CROSSOVER_BUDGETS, CROSSOVER_REACH, _crossover
 from scaler.decision.experiments import _experiments, _settle, _snippets, experiment_ladder, gap_information
@@ -33,7 +33,7 @@ from scaler.decision.search import LawSamples, MIN_FLOPS_PER_PARAM_TOKEN, _loss_
 def _prediction_interval(o: OptionResult, samples: LawSamples, compute: Compute, errors: ErrorModel,
                          fitted: FittedRange, ensemble: Sequence[Mapping[str, Any]] | None = None
                          ) -> tuple[tuple[float, float], dict[str, Any]]:
-    """95% interval of the loss of the run (o.n_params, o.tokens) on o's tier (scaler.fit.predict's
+    """95% interval of the loss of the run (o.n_params, o.tokens) on o's tier (scaler.fitting.predict's
     error model at the run's reach beyond the fitted runs, sd_boot the samples' spread of log L at
     that run, and under `--law auto` the candidate laws' disagreement there, as `predict` adds it),
     and what its width is made of."""
@@ -286,7 +286,7 @@ def recommend_from_fit(fit: Mapping[str, Any], data_report: Mapping[str, Any] | 
                        data_source: str = "the data build's report.json") -> Recommendation:
     """The recommendation from a fit: a sweep's (`scaler.fit_sweep` / `fit_store`, i.e. fit.json:
     its quality law, or the Chinchilla fit of a store with runs on one tier) or one law's entry
-    (`scaler.fit.pipeline.fit`, e.g. a quality law fitted on a table with a group column). The law's
+    (`scaler.fitting.pipeline.fit`, e.g. a quality law fitted on a table with a group column). The law's
     point estimate and bootstrap samples are used as fitted (no refit), under the fit's compute
     convention (6ND for a fit that does not record one); `budget_flops` is in that convention.
 
@@ -347,7 +347,7 @@ def recommend_from_fit(fit: Mapping[str, Any], data_report: Mapping[str, Any] | 
 def _decision_law(fit: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any, list[str], str, list[str]]:
     """The entry recommend decides with (`SweepFit.decision_law`), its law, its tiers (the
     reference tier first), the reference and the notes it needs (one tier only; no convergence)."""
-    from scaler.fit import laws
+    from scaler.fitting import laws
 
     notes: list[str] = []
     entry, single_tier = (fit if isinstance(fit, SweepFit) else SweepFit(fit)).decision_law()

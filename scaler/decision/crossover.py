@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from scaler.fit.compute import Compute, max_log_n, minimise_log_n
-from scaler.fit.stats import percentile_interval
+from scaler.fitting.compute import Compute, max_log_n, minimise_log_n
+from scaler.fitting.stats import percentile_interval
 from scaler.decision.result import TierOption
 from scaler.decision.search import LawSamples, MIN_FLOPS_PER_PARAM_TOKEN, _loss
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from scaler.fit.compute import Compute
-from scaler.fit.predict import Z95
-from scaler.fit.stats import percentile_interval
+from scaler.fitting.compute import Compute
+from scaler.fitting.predict import Z95
+from scaler.fitting.stats import percentile_interval
 from scaler.decision.result import Experiment, SPEND, TierOption
 from scaler.decision.search import LawSamples, _loss_at, _optimise
 

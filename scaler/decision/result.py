@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scaler.fit.compute import SIX_ND
-from scaler.fit.data import json_safe
+from scaler.fitting.compute import SIX_ND
+from scaler.fitting.inputs import json_safe
 
 
 SPEND = {"size": "model size", "cleaning": "cleaning"}
@@ -90,7 +90,7 @@ class Recommendation:
     gap_interval: tuple[float, float]
     probability: float  # share of samples whose best option is `winner`
     probability_kind: float  # share of samples in which the same kind of choice wins
-    flops_convention: str = SIX_ND  # the convention of every FLOP figure (scaler.fit.compute)
+    flops_convention: str = SIX_ND  # the convention of every FLOP figure (scaler.fitting.compute)
     extrapolation: float | None = None  # budget / the largest fitted run's compute; None if unknown
     # {"flops", "interval", "share_crossing", "direction", "range", "throughout", "curves"} (module
     # docstring; "curves": per tier the best loss on the budget grid with its interval, and the share

@@ -4,7 +4,7 @@
 D' = U + U R* (1 - exp(-R/R*)), R = D/U - 1, with the law's R_D* where it fits one, else the
 published 15.4 (`PUBLISHED_R_D_STAR`, a borrowed constant). `_optimise` finds, per sample, the
 N in [1, C/6] minimising the loss of a run that spends C under the fit's convention
-(`scaler.fit.compute.minimise_log_n`: a dense grid, then golden-section refinement)."""
+(`scaler.fitting.compute.minimise_log_n`: a dense grid, then golden-section refinement)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from scaler.fit.compute import Compute, max_log_n, minimise_log_n
-from scaler.fit.laws import repeated_tokens
+from scaler.fitting.compute import Compute, max_log_n, minimise_log_n
+from scaler.fitting.laws import repeated_tokens
 from scaler.decision.result import TierOption
 
 

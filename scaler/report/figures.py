@@ -29,8 +29,8 @@ import polars as pl  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from scaler.fit.predict import ErrorModel  # noqa: E402
-from scaler.fit.result import SweepFit  # noqa: E402
+from scaler.fitting.predict import ErrorModel  # noqa: E402
+from scaler.fitting.result import SweepFit  # noqa: E402
 from scaler.report.frames import (  # noqa: E402
     LawView, allocation_curve, backtest_of, compute_span, curve_frame, envelope, error_model_panels,
     fitted_minimum, flops_label, group_names, heldout_losses, interval_check, isoflop_points, law_views,

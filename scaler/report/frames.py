@@ -2,7 +2,7 @@
 
 A store's runs (`runs_table`) or a fit JSON's fitted rows (`runs_from_fit`) become one runs frame
 (run_id, group, N, D, C, loss, seed, cluster, ...). A fit dict (a sweep fit or one law's entry,
-read through `scaler.fit.result.SweepFit.sweep_json`) becomes `LawView`s (`law_views`): the law
+read through `scaler.fitting.result.SweepFit.sweep_json`) becomes `LawView`s (`law_views`): the law
 rebuilt with its theta, bootstrap samples, compute convention and the columns held fixed. From
 those come predictions with 95% intervals (`predict_runs`), allocations under the fit's own
 convention (`allocation_curve`), the interval check of the error model (`interval_check`),
@@ -22,12 +22,12 @@ import numpy as np
 import polars as pl
 
 from scaler.config import mix_label
-from scaler.fit import laws
-from scaler.fit.compute import SIX_ND, Compute, allocate, law_columns_fixed
-from scaler.fit.isoflop import group_budgets
-from scaler.fit.predict import ErrorModel, FittedRange, predict_points, sample_array
-from scaler.fit.result import LawFit, PredictError, SweepFit
-from scaler.fit.stats import percentile_interval
+from scaler.fitting import laws
+from scaler.fitting.compute import SIX_ND, Compute, allocate, law_columns_fixed
+from scaler.fitting.isoflop import group_budgets
+from scaler.fitting.predict import ErrorModel, FittedRange, predict_points, sample_array
+from scaler.fitting.result import LawFit, PredictError, SweepFit
+from scaler.fitting.stats import percentile_interval
 
 __all__ = [
     "RUN_SCHEMA", "runs_table", "runs_from_fit", "succeeded", "flops_label", "order", "LawView", "law_views",
@@ -54,7 +54,7 @@ def _empty_runs() -> pl.DataFrame:
 
 def runs_table(runs: pl.DataFrame, eval_set: str = "heldout", compute: Compute | None = None) -> pl.DataFrame:
     """A store's finished runs as run_id, group, N, D, C, loss, seed, cluster (and U where the
-    store records unique tokens), labelled as scaler.fit.data labels them.
+    store records unique tokens), labelled as scaler.fitting.inputs labels them.
 
     `group` is the data option the fit is grouped by: "<tier>" for a pure mix, else
     "tier:weight+..." (the same strings as fit.json's group labels). C is the runs' recorded
@@ -246,7 +246,7 @@ def no_law_reason(sweep: Mapping[str, Any], what: str, in_n_and_d: bool = True) 
 
 def predict_runs(view: LawView, runs: pl.DataFrame) -> dict[str, np.ndarray] | None:
     """The view's prediction for each of its runs with the 95% prediction interval
-    (`scaler.fit.predict.predict_points`: bootstrap + run scatter + misspecification):
+    (`scaler.fitting.predict.predict_points`: bootstrap + run scatter + misspecification):
     {"N", "D", "C", "observed", "predicted", "lo", "hi", "distance", "group"}. None when the runs
     lack a column the law needs (e.g. the unique tokens U of the data-constrained law)."""
     part = view.runs(runs)
@@ -376,7 +376,7 @@ def envelope(model: ErrorModel, x_max: float) -> tuple[np.ndarray, np.ndarray, n
 
 
 def allocation_curve(view: LawView, flops: Sequence[float], bands: bool = True) -> dict[str, np.ndarray] | None:
-    """N_opt(C), D_opt(C) and the loss there, by `scaler.fit.compute.allocate` under the view's
+    """N_opt(C), D_opt(C) and the loss there, by `scaler.fitting.compute.allocate` under the view's
     convention at every budget in `flops`, with 95% bands over (a subset of) the bootstrap
     samples when `bands` and there are samples ("n_lo", "n_hi", "d_lo", "d_hi"). None when the
     law is not a law in N and D."""

@@ -16,8 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scaler.fit.choose import CANDIDATE_COLUMNS, candidate_rows
-from scaler.fit.laws import allocation_exponents
+from scaler.fitting.choose import CANDIDATE_COLUMNS, candidate_rows
+from scaler.fitting.laws import allocation_exponents
 from scaler.report.frames import fitted_entries, order, succeeded
 from scaler.report.text import Block, error_text, num, with_interval
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from scaler.fit.result import SweepFit
+from scaler.fitting.result import SweepFit
 from scaler.report import figures as F
 from scaler.report.answer import advance_blocks, answer_blocks
 from scaler.report.frames import flops_label, runs_from_fit, runs_table

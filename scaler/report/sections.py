@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from scaler.fit.predict import error_model_text
+from scaler.fitting.predict import error_model_text
 from scaler.report.frames import fitted_entries, interval_check, law_views, order, succeeded, tokenizer_tiers
 from scaler.report.text import Block, error_text, num, pct, plural
 

@@ -56,7 +56,7 @@ SeedInt = Annotated[int, Field(ge=0)]
 BUDGET_TOLERANCE = 0.01
 BUILD_EVAL_SETS = ("heldout", "humaneval")  # the eval sets every build writes (scaler/data/build.py)
 FitLaw = Literal["chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
-                 "mixing", "auto"]  # scaler/fit/pipeline.py: LAW_NAMES
+                 "mixing", "auto"]  # scaler/fitting/pipeline.py: LAW_NAMES
 
 
 class _Strict(BaseModel):

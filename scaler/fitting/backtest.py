@@ -7,7 +7,7 @@ fits without each value of a column (a tier, a mix, a size) and predicts that gr
 extrapolation audit across groups.
 
 The frame holds one row per fitted point (normally one per run: its final loss) with the law's
-columns, `loss` and `flops` (falls back to `C`, the name `scaler.fit.data` uses). Every numeric
+columns, `loss` and `flops` (falls back to `C`, the name `scaler.fitting.inputs` uses). Every numeric
 column is handed to the law (laws that read mix weights `w_<tier>` or pools `U_<tier>` find them);
 the law's own `columns` must be present. An optional `run_id` column is carried into the rows.
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scaler.fit.data import json_safe
+from scaler.fitting.inputs import json_safe
 
 __all__ = ["HeldOutRow", "BacktestResult", "backtest", "leave_one_group_out", "order_stability", "DEFAULT_TOLERANCE"]
 
@@ -121,7 +121,7 @@ def _run(
     law: Any, frame: pl.DataFrame, fit_mask: np.ndarray, split: str, loss_col: str, flops: np.ndarray | None,
     exclude: tuple[str, ...], fit_kwargs: dict[str, Any], **extra: Any,
 ) -> BacktestResult:
-    from scaler.fit.fitter import fit  # lazy: the fitter pulls in JAX
+    from scaler.fitting.fitter import estimate  # lazy: the fitter pulls in JAX
 
     data = _law_data(law, frame, loss_col, exclude)
     loss = frame[loss_col].cast(pl.Float64).to_numpy()
@@ -135,7 +135,7 @@ def _run(
         )
     if n_hold == 0:
         raise ValueError(f"backtest {split}: no points held out (all {n_fit} on the fit side)")
-    res = fit(law, _take(data, fit_mask), loss[fit_mask], **fit_kwargs)
+    res = estimate(law, _take(data, fit_mask), loss[fit_mask], **fit_kwargs)
     held = _take(data, hold)
     if hasattr(law, "predict"):
         pred = np.asarray(law.predict(np.asarray(res.theta), held), dtype=float)
@@ -176,7 +176,7 @@ def backtest(
     """Fit `law` on the rows with flops <= cut, predict the rows above it.
 
     The cut defaults to the `cut_quantile` quantile of the rows' flops. `fit_kwargs` go to
-    `scaler.fit.fitter.fit` (delta, starts, ...). Raises ValueError when the fit side has fewer
+    `scaler.fitting.fitter.estimate` (delta, starts, ...). Raises ValueError when the fit side has fewer
     than (number of parameters + 1) points or nothing is held out.
     """
     flops = _flops(frame, flops_col)

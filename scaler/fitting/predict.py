@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from scaler.fit.compute import Compute
-from scaler.fit.data import FitData, json_safe
+from scaler.fitting.compute import Compute
+from scaler.fitting.inputs import FitData, json_safe
 
 __all__ = ["Backtests", "ErrorModel", "FittedRange", "rolling_backtests", "error_model", "predict_points", "robust_sd",
            "seed_noise", "locality", "ranking_lines", "error_model_text", "SHRINK", "MIN_CALIBRATION",
@@ -277,7 +277,7 @@ def rolling_backtests(law: Any, data: FitData, fit_kwargs: Mapping[str, Any] | N
     which has seen the held-out runs) and weighs the held-out rows 0 (one compiled solver for every
     cut). Residuals are r = log L_obs - log L_pred, pooled over the cuts.
     """
-    from scaler.fit.fitter import fit as fit_law  # lazy: JAX
+    from scaler.fitting.fitter import estimate  # lazy: JAX
 
     kwargs = dict(fit_kwargs or {})
     cols = _law_inputs(law, data)
@@ -295,7 +295,7 @@ def rolling_backtests(law: Any, data: FitData, fit_kwargs: Mapping[str, Any] | N
             continue
         seen.add(key)
         try:  # the held-out rows weigh 0: the full table's shape, so the solver compiled for it is reused
-            result = fit_law(law, cols, data.loss, starts=starts, weights=fit_side.astype(np.float64), **kwargs)
+            result = estimate(law, cols, data.loss, starts=starts, weights=fit_side.astype(np.float64), **kwargs)
         except ValueError:
             continue
         held = ~fit_side
@@ -385,7 +385,7 @@ def predict_points(law: Any, theta: np.ndarray, samples: np.ndarray | None, poin
     if errors is not None:
         lo, hi = errors.interval(point, sd_boot, reach, sd_laws)
     elif log_samples is not None:
-        from scaler.fit.stats import percentile_interval
+        from scaler.fitting.stats import percentile_interval
 
         lo, hi = (np.exp(v) for v in percentile_interval(log_samples, level))
     else:
@@ -404,7 +404,7 @@ def predict_points(law: Any, theta: np.ndarray, samples: np.ndarray | None, poin
 def law_disagreement(ensemble: Sequence[Mapping[str, Any]], points: Mapping[str, Any]) -> np.ndarray:
     """The weighted sd of the candidate laws' log predictions at `points` (`fit_auto`'s ensemble:
     law spec, theta and backtest weight of each law it did not refuse)."""
-    from scaler.fit import laws
+    from scaler.fitting import laws
 
     logs, weights = [], []
     for member in ensemble:

@@ -1,7 +1,7 @@
 """Compute-optimal allocation without a parametric law: IsoFLOP parabolas and the loss envelope.
 
 Two of the three estimates of Hoffmann et al. (2022) that the report shows side by side
-(the third is the parametric fit, `scaler.fit.laws` / `scaler.fit.fitter`):
+(the third is the parametric fit, `scaler.fitting.laws` / `scaler.fitting.fitter`):
 
 Approach 2 (`approach2`, IsoFLOP profiles)
     Runs are grouped by compute budget C (an explicit `budget` column if the frame has one,
@@ -56,9 +56,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scaler.fit.data import json_safe
-from scaler.fit.laws import allocation_exponents
-from scaler.fit.stats import percentile_interval
+from scaler.fitting.inputs import json_safe
+from scaler.fitting.laws import allocation_exponents
+from scaler.fitting.stats import percentile_interval
 
 __all__ = [
     "BudgetMinimum",

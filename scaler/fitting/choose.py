@@ -1,7 +1,7 @@
 """Which law `--law auto` keeps (docs/design.md §5.1): forward-chained backtests scored at the
 extrapolation that is asked for, a one-standard-error rule, and laws the runs do not identify refused.
 
-Every candidate's rolling backtests (fit/predict.py: refits below compute and size cuts, scored on
+Every candidate's rolling backtests (fitting/predict.py: refits below compute and size cuts, scored on
 the runs above) give each held-out run's |log residual| and its distance from its cut's fit side.
 A candidate's score is their mean, weighted towards the distance asked for (`horizon`, compute over
 the largest fitted run's) and towards mature cuts, as the intervals weigh them. Candidates are
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from scaler.fit.data import FitData
-from scaler.fit.predict import Backtests, FittedRange, locality
+from scaler.fitting.inputs import FitData
+from scaler.fitting.predict import Backtests, FittedRange, locality
 
 __all__ = ["AUTO_CANDIDATES", "DEFAULT_HORIZON", "EXPONENT_RANGE", "candidate_laws", "identification_problem",
            "backtests_of", "horizon_reach", "horizon_score", "paired_gap", "choose", "ensemble", "candidate_rows", "CANDIDATE_COLUMNS"]

@@ -30,7 +30,7 @@ at a Huber kink and is reported as "converged_f"). Starts that are done are mask
 The loop runs in rounds of a few iterations; after each round only unfinished starts go on,
 re-batched into a small padded bucket (compaction), so the batch does not wait on its tail.
 
-Pruning (`fit`): all starts run `explore_iter` iterations; the `keep` best (by objective) then
+Pruning (`estimate`): all starts run `explore_iter` iterations; the `keep` best (by objective) then
 run on to `max_iter`. Newton on a handful of parameters reaches its basin in a few iterations,
 so the grid's hopeless starts are dropped early. `prune=False` runs every start to the end.
 
@@ -65,11 +65,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from scaler.fit.data import json_safe
-from scaler.fit.laws import Law
-from scaler.fit.stats import percentile_interval
+from scaler.fitting.inputs import json_safe
+from scaler.fitting.laws import Law
+from scaler.fitting.stats import percentile_interval
 
-__all__ = ["huber", "asymmetric_huber", "OBJECTIVES", "FitResult", "fit", "bootstrap", "objective",
+__all__ = ["huber", "asymmetric_huber", "OBJECTIVES", "FitResult", "estimate", "bootstrap", "objective",
            "flat_directions"]
 
 STOP_NAMES = {0: "running", 1: "converged", 2: "converged_f", 3: "max_iterations", 4: "line_search"}
@@ -409,7 +409,7 @@ def _solve(law: Law, cols: Mapping[str, np.ndarray], y: np.ndarray, theta0: np.n
 
 def objective(law: Law, theta: Any, data: Mapping[str, Any], loss: Any, delta: float = 1e-3, *,
               objective: str = "huber", asymmetry: float = 10.0) -> float:
-    """The objective `fit` minimises (sum Huber on log losses, or the asymmetric one on raw
+    """The objective `estimate` minimises (sum Huber on log losses, or the asymmetric one on raw
     losses; see the module docstring) of `law` at `theta` on (data, loss)."""
     crit = _criterion(objective, delta, asymmetry)
     cols, y = _prepare(law, data, loss)
@@ -456,7 +456,7 @@ def flat_directions(law: Law, h: np.ndarray, rel_tol: float = 1e-6) -> tuple[lis
     return out, [float(x) for x in ev]
 
 
-def fit(law: Law, data: Mapping[str, Any], loss: Any, delta: float = 1e-3, starts: np.ndarray | None = None,
+def estimate(law: Law, data: Mapping[str, Any], loss: Any, delta: float = 1e-3, starts: np.ndarray | None = None,
         max_iter: int = 200, tol: float = 1e-10, *, prune: bool = True, explore_iter: int = 3,
         keep: int = 32, ftol: float = 1e-13, xtol: float = 1e-10, flat_tol: float = 1e-6,
         objective: str = "huber", asymmetry: float = 10.0, weights: Any = None) -> FitResult:

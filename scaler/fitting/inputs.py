@@ -23,7 +23,7 @@ import polars as pl
 
 from scaler.config import ModelShape, mix_label
 from scaler.errors import ParameterError
-from scaler.fit.compute import FLOPS_V1, SIX_ND, Compute, family_of_shapes
+from scaler.fitting.compute import FLOPS_V1, SIX_ND, Compute, family_of_shapes
 
 MIN_POINTS = 6  # five parameters and one more
 
@@ -74,7 +74,7 @@ class FitData:
 
 def json_safe(x: Any) -> Any:
     """JSON-safe: NaN/inf -> None, numpy scalars -> Python, recursively (for fit.json)."""
-    if isinstance(x, Mapping):  # a dict, or a fit result (`scaler.fit.result`: a mapping over its JSON)
+    if isinstance(x, Mapping):  # a dict, or a fit result (`scaler.fitting.result`: a mapping over its JSON)
         return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [json_safe(v) for v in x]
@@ -245,7 +245,7 @@ def from_runs(runs: pl.DataFrame, store_root: str, eval_set: str = "heldout", dr
 
 
 def _store_compute(runs: pl.DataFrame) -> Compute:
-    """flops_v1 over the model family the runs' shapes come from (scaler.fit.compute); runs that
+    """flops_v1 over the model family the runs' shapes come from (scaler.fitting.compute); runs that
     record no model shape (written by other tools) are counted under 6ND."""
     needed = [f"model_{k}" for k in ("d_model", "n_layers", "n_heads", "d_ff", "vocab_size", "seq_len")]
     if any(c not in runs.columns or runs[c].null_count() for c in needed):

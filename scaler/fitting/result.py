@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from scaler.errors import ParameterError
-from scaler.fit.compute import Compute, allocate
-from scaler.fit.predict import ErrorModel, FittedRange, predict_points, sample_array
+from scaler.fitting.compute import Compute, allocate
+from scaler.fitting.predict import ErrorModel, FittedRange, predict_points, sample_array
 
 __all__ = ["PredictError", "LawFit", "SweepFit", "predict", "rank_groups"]
 
@@ -70,7 +70,7 @@ class LawFit(_JsonView):
     def from_json(cls, entry: Mapping[str, Any]) -> LawFit:
         """The entry's law and theta, checked: a failed fit, a spec that does not rebuild or a theta
         of the wrong length is a PredictError."""
-        from scaler.fit import laws
+        from scaler.fitting import laws
 
         if not isinstance(entry, Mapping):
             raise PredictError("not a fit entry: expected the JSON of `scaler fit`")
@@ -160,7 +160,7 @@ class LawFit(_JsonView):
 
     def predict_points(self, n: Any, d: Any, group: str | None = None, **columns: Any) -> list[dict[str, Any]]:
         """Every run's predicted loss, 95% interval, extrapolation and width terms
-        (`scaler.fit.predict.predict_points`), in input order."""
+        (`scaler.fitting.predict.predict_points`), in input order."""
         cols = self.columns(n, d, group, **columns)
         if not (np.all(cols["N"] > 0) and np.all(cols["D"] > 0) and np.isfinite(cols["N"]).all()
                 and np.isfinite(cols["D"]).all()):
@@ -368,7 +368,7 @@ def rank_groups(fit: Mapping[str, Any], n: float, d: float, groups: Sequence[str
     `d` tokens, best (lowest loss) first, with the bootstrap probability of that whole order and of
     each adjacent pair. A law over groups (the quality law) draws every group from one parameter
     sample; separate per-group fits pair their independent samples by index."""
-    from scaler.fit.stats import order_probability
+    from scaler.fitting.stats import order_probability
 
     if len(set(groups)) < 2:
         raise PredictError("a ranking needs two groups or more")

@@ -20,12 +20,12 @@ import numpy as np
 
 from scaler.config import ConfigError
 from scaler.errors import ParameterError
-from scaler.fit.backtest import order_stability
-from scaler.fit.choose import DEFAULT_HORIZON, candidate_laws, choose, ensemble
-from scaler.fit.compute import Compute
-from scaler.fit.data import FitData, json_safe
-from scaler.fit.result import LawFit, SweepFit
-from scaler.fit.stats import percentile_interval
+from scaler.fitting.backtest import order_stability
+from scaler.fitting.choose import DEFAULT_HORIZON, candidate_laws, choose, ensemble
+from scaler.fitting.compute import Compute
+from scaler.fitting.inputs import FitData, json_safe
+from scaler.fitting.result import LawFit, SweepFit
+from scaler.fitting.stats import percentile_interval
 
 FIT_FILE = "fit.json"
 FIT_SCHEMA = 6  # bump when fit.json's layout or its bootstrap draws change: files of another schema are refitted
@@ -80,7 +80,7 @@ def with_group_weights(data: FitData) -> FitData:
 def make_law(name: str, data: FitData, reference: str = "raw"):
     """The law object for `name` over `data`'s columns; `reference` is the quality law's tier with
     kappa = 1 (never "whichever tier is listed first")."""
-    from scaler.fit import laws
+    from scaler.fitting import laws
 
     if name not in LAW_NAMES or name == "auto":
         raise ParameterError(f"{{law}}: unknown law {name!r}; expected one of {', '.join(LAW_NAMES)}", "law")
@@ -130,8 +130,8 @@ def law_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, se
     seed noise and the runs left out (and, `with_data`, the fitted rows). `law="auto"` fits every
     candidate form and keeps the one its backtests favour at `horizon` (`_auto_json`). JSON-safe; `bootstrap_theta` keeps the resampled
     parameters so a prediction or recommendation reuses them instead of refitting."""
-    from scaler.fit.fitter import bootstrap, fit as fit_law
-    from scaler.fit.predict import FittedRange, error_model, seed_noise
+    from scaler.fitting.fitter import bootstrap, estimate
+    from scaler.fitting.predict import FittedRange, error_model, seed_noise
 
     if n_bootstrap < 0 or n_bootstrap == 1:
         raise ParameterError(f"{{n_bootstrap}} {n_bootstrap}: expected 0 (none) or 2 or more resamples", "n_bootstrap")
@@ -143,7 +143,7 @@ def law_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, se
         data = with_group_weights(data)
     law_object = make_law(law, data, reference)
     fitted = FittedRange.of(data)
-    result = fit_law(law_object, data.columns, data.loss, **objective.kwargs())
+    result = estimate(law_object, data.columns, data.loss, **objective.kwargs())
     if n_bootstrap:
         result = bootstrap(law_object, data.columns, data.loss, result, n=n_bootstrap, seed=seed,
                            clusters=data.clusters, **objective.kwargs())
@@ -169,7 +169,7 @@ def _allocations(law: Any, theta: np.ndarray, samples: np.ndarray | None, comput
     """The compute-optimal (N, D) at ALLOCATION_MULTIPLES x the largest run, under `compute`, with
     bootstrap intervals; and the local exponents a = dlog N_opt / dlog C, b = dlog D_opt / dlog C
     between the first and the last of those budgets."""
-    from scaler.fit.compute import allocate
+    from scaler.fitting.compute import allocate
 
     rows: list[dict[str, Any]] = []
     logs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -232,8 +232,8 @@ def _group_fit(part: FitData, law: str, n_bootstrap: int, seed: int, objective: 
                horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
     """The parametric fit, IsoFLOP approach 2 and a backtest of one data option; a method that
     cannot run on these points records its error instead of failing the others."""
-    from scaler.fit.backtest import backtest
-    from scaler.fit.isoflop import approach2
+    from scaler.fitting.backtest import backtest
+    from scaler.fitting.isoflop import approach2
 
     entry: dict[str, Any] = {}
     for key, compute in (

@@ -599,7 +599,7 @@ def overtrain() -> Law:
     Columns N (parameters), D (tokens); C and M are computed from them. The form's C is always
     6 N D, whatever convention the fit's FLOP figures use: it is a variable of the formula (a
     constant factor in it is absorbed by a and b), and `M_opt` is the optimum at fixed 6ND. The
-    allocation a fit reports under flops_v1 is solved numerically (scaler/fit/compute.py), not from
+    allocation a fit reports under flops_v1 is solved numerically (scaler/fitting/compute.py), not from
     M_opt. theta = (log_a, log_b,
     log_E, eta, c), natural logs of a, b, E:
         log L = LSE(log_E, log_a + eta log M - c log C, log_b - eta log M - c log C).
