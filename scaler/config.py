@@ -229,6 +229,9 @@ class TrainConfig(_Strict):
                                   "None (eval_tokens)")
     checkpoint_every_steps: int | None = Field(default=None, gt=0)
     max_loss: float | None = Field(default=None, gt=0, description="loss above this: diverged")
+    trackers: list[Literal["tensorboard", "wandb", "jsonl"]] = Field(
+        default_factory=list, description="where metrics rows also go while the run trains "
+                                          "(scaler/train/trackers.py); not part of the run's identity")
 
 
 def mix_label(mix: Mapping[str, float]) -> str:
@@ -314,8 +317,8 @@ class RunConfig(_Strict):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run (everything but its display name)."""
-        identity = self.model_dump(mode="json", exclude={"name"})
+        """The fields that define the run (everything but its display name and trackers)."""
+        identity = self.model_dump(mode="json", exclude={"name": True, "train": {"trackers"}})
         for section, key in ADDED_AT_DEFAULT:  # fields added later: at their default they leave the id as it was
             if identity[section][key] == type(self).model_fields[section].annotation.model_fields[key].default:
                 del identity[section][key]

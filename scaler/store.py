@@ -191,6 +191,12 @@ class Store:
             return os.path.abspath(self._path(run_id, "ckpt"))
         return f"{self.run_dir(run_id)}/ckpt"
 
+    def tracker_dir(self, run_id: str) -> str:
+        """Where the run's trackers write (scaler/train/trackers.py): like ckpt_dir, an OS path for local roots."""
+        if _is_local(self.fs):
+            return os.path.abspath(self._path(run_id, "trackers"))
+        return f"{self.run_dir(run_id)}/trackers"
+
     def _path(self, run_id: str, name: str = "") -> str:
         """Filesystem path (protocol stripped) of a run folder or a file in it."""
         path = f"{self._base}/runs/{_check_name(run_id, 'run id')}"

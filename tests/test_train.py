@@ -157,7 +157,7 @@ def test_the_trainer_writes_through_run_folders_that_the_store_has() -> None:
     from scaler.train.folders import RunFolders
 
     names = sorted(n for n in vars(RunFolders) if not n.startswith("_"))
-    assert names == ["ckpt_dir", "heartbeat", "read_config", "read_metrics", "read_status", "run_dir",
+    assert names == ["ckpt_dir", "heartbeat", "read_config", "read_metrics", "read_status", "run_dir", "tracker_dir",
                      "write_config", "write_json", "write_metrics", "write_status"]
     assert isinstance(Store("memory://folders"), RunFolders)
     for name in names:

@@ -96,6 +96,19 @@ def _flag(parameter: str) -> str:
     return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
 
 
+TRACKER_HELP = "also log every metrics row to this tracker: tensorboard | wandb | jsonl (repeat for several)"
+
+
+def _trackers(configured: list[str], names: list[str]) -> list[str]:
+    """The configured trackers ([train] trackers) and the --tracker values, checked (scaler/train/trackers.py)."""
+    from scaler.train.trackers import TRACKERS
+
+    for name in names:
+        if name not in TRACKERS:
+            raise ConfigError(f"--tracker {name}: expected one of {', '.join(TRACKERS)}")
+    return list(dict.fromkeys([*configured, *names]))
+
+
 def _mb(n_bytes: float) -> str:
     return f"{n_bytes / 1e6:,.1f}"
 

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from scaler import workflow
-from scaler.cli.common import _advance, _build_with_progress, _console, _note, _print_json, _progress, _read_fit_json, _say, _train, _user_errors, _warn
+from scaler.cli.common import TRACKER_HELP, _advance, _build_with_progress, _console, _note, _print_json, _progress, _read_fit_json, _say, _trackers, _train, _user_errors, _warn
 from scaler.cli.main import app
 from scaler.config import ConfigError
 from scaler.store import check_writable_folder
@@ -157,6 +157,7 @@ def run(
     slurm_cluster: Annotated[str | None, typer.Option(help="slurm: submitit cluster (None: auto, 'local', 'debug')")] = None,
     force: Annotated[bool, typer.Option(help="run even if the plan exceeds the spec's budgets")] = False,
     stack: Annotated[str | None, typer.Option(help=STACK_HELP)] = None,
+    tracker: Annotated[list[str] | None, typer.Option(help=TRACKER_HELP)] = None,
 ) -> None:
     """Train the sweep's runs: skip done ones, resume interrupted ones, retry failures."""
     from scaler.sweep.plan import make_plan, over_budget, sweep_stacks, unchecked_budgets
@@ -167,6 +168,9 @@ def run(
         if max_runs is not None and max_runs < 1:
             raise ConfigError(f"--max-runs {max_runs}: expected 1 or more")
         spec = load_sweep_spec(spec_file)
+        if tracker:  # adds to [train] trackers; the runs' ids stay the same
+            trackers = _trackers(spec.train.get("trackers", []), tracker)
+            spec = spec.model_copy(update={"train": {**spec.train, "trackers": trackers}})
         engine = make_runner(runner, workers=workers, address=address, slurm_cluster=slurm_cluster,
                              resources=spec.resources.model_dump())
         check_writable_folder(spec.store_root, "store")

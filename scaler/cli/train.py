@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scaler.cli.common import _console, _note, _progress, _say, _user_errors
+from scaler.cli.common import TRACKER_HELP, _console, _note, _progress, _say, _trackers, _user_errors
 from scaler.cli.main import app
 from scaler.config import RunConfig, load_run_config, run_id_of
 from scaler.store import check_writable_folder
@@ -55,6 +55,7 @@ def _train_with_progress(config: RunConfig, store_root: str):
 def train(
     run_file: Annotated[Path, typer.Argument(help="a run config (TOML)")],
     store: Annotated[str, typer.Option(help="results store root: a folder or an fsspec URL")] = "store/adhoc",
+    tracker: Annotated[list[str] | None, typer.Option(help=TRACKER_HELP)] = None,
 ) -> None:
     """Train one run into the store, resuming from its checkpoint if it was interrupted; a run
     that another command is training (its claim is live) is refused."""
@@ -62,6 +63,9 @@ def train(
 
     with _user_errors():
         config = load_run_config(run_file)
+        if tracker:  # adds to [train] trackers; a run's trackers are not part of its id
+            trackers = _trackers(config.train.trackers, tracker)
+            config = config.model_copy(update={"train": config.train.model_copy(update={"trackers": trackers})})
         check_writable_folder(store, "--store")
         try:
             _train_with_progress(config, store)

@@ -1,7 +1,7 @@
 """What the trainer needs of a results store: a run's folder, and nothing else.
 
 The train layer never imports scaler/store.py: it writes a run's config.json, status.json,
-metrics, run_info.json, heartbeat and checkpoints through a `RunFolders`, the methods below and
+metrics, run_info.json, heartbeat, checkpoints and trackers' files through a `RunFolders`, the methods below and
 no others, which `scaler.store.Store` has with the same signatures (tests/test_train.py checks
 it). Whoever opens the store (a sweep worker, the CLI, `scaler.sweep.data_build`) hands it in; where the
 trainer is given a path instead (a finished run folder, a reference's store), it is also handed
@@ -23,6 +23,8 @@ class RunFolders(Protocol):
     def run_dir(self, run_id: str) -> str: ...
 
     def ckpt_dir(self, run_id: str) -> str: ...
+
+    def tracker_dir(self, run_id: str) -> str: ...
 
     def write_config(self, run_id: str, config: Mapping[str, Any]) -> None: ...
 

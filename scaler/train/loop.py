@@ -12,7 +12,9 @@ The store is the caller's, any `scaler.train.folders.RunFolders` (a `scaler.stor
    loss of the window, lr, grad norm, tokens/s), every `eval_every_steps` and at the end evaluate
    every eval set, every `checkpoint_every_steps` write the metrics, then save a checkpoint;
 5. a non-finite loss, or one above `max_loss`, marks the run `diverged` and stops it (in a stack:
-   its slot trains on at learning rate 0, unlogged, and the other runs go on)."""
+   its slot trains on at learning rate 0, unlogged, and the other runs go on);
+6. `train.trackers` (TensorBoard, W&B, JSON lines) get the config, every row and the final
+   evaluation as well (scaler/train/trackers.py); they never fail a run."""
 
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from scaler.train.checkpoint import CheckpointCorrupt, Checkpointer
 from scaler.train.defaults import resolve, step_tokens
 from scaler.train.folders import OpenFolders, RunFolders
 from scaler.train.schedule import lr_at
+from scaler.train.trackers import RunTrackers, open_trackers
 
 HEARTBEAT_EVERY_S = 10.0
 
@@ -236,6 +239,16 @@ class Member:
     rows: list[dict[str, Any]] = field(default_factory=list)
     last_metrics: dict[str, Any] = field(default_factory=dict)
     active: bool = True  # False once it diverged: its slot trains on at lr 0, unlogged
+    trackers: RunTrackers | None = None  # opened once the start step is known (train.trackers)
+
+    def track(self, row: dict[str, Any]) -> None:
+        if self.trackers:
+            self.trackers.log(row)
+
+    def end_tracking(self, state: str, final: dict[str, Any]) -> None:
+        if self.trackers:
+            self.trackers.finish(state, final)
+            self.trackers = None
 
 
 def _open_member(config: RunConfig, run_id: str, store: RunFolders, source: TokenSource | None, platform: str,
@@ -292,10 +305,16 @@ def _train(todo: list[tuple[RunConfig, str, TokenSource | None]], store: RunFold
     for m in members:
         graphdef, params = nnx.split(init_model(m.config.model, m.config.train.seed))  # one graph: one shape
         states.append(_restore(m, store, {"params": params, "opt_state": optimizer.init(params)}))
-    for start in sorted({m.start for m in members}):
-        group = [k for k, m in enumerate(members) if m.start == start]
-        yield from _train_members([members[k] for k in group], [states[k] for k in group], graphdef, optimizer,
-                                  dtype, store, progress, save_at, on_saved)
+        m.trackers = open_trackers(m.config.train.trackers, store.tracker_dir(m.run_id), m.run_id, m.config.name,
+                                   {**m.config.identity(), "run_info": m.info}, m.start)
+    try:
+        for start in sorted({m.start for m in members}):
+            group = [k for k, m in enumerate(members) if m.start == start]
+            yield from _train_members([members[k] for k in group], [states[k] for k in group], graphdef, optimizer,
+                                      dtype, store, progress, save_at, on_saved)
+    finally:  # an interruption or an error: the trackers keep what they were sent
+        for m in members:
+            m.end_tracking("interrupted", m.last_metrics)
 
 
 def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef: nnx.GraphDef,
@@ -331,7 +350,10 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
 
         rows, diverged = _window_rows(members, done_steps, window, window_t0, lrs, metrics["grad_norm"])
         for m, row, losses, first_bad_step in diverged:
-            yield _diverge(store, m.run_id, m.rows + [row], losses, first_bad_step)
+            m.track(row)
+            result = _diverge(store, m.run_id, m.rows + [row], losses, first_bad_step)
+            m.end_tracking("diverged", result.final)
+            yield result
         if is_eval and rows:
             for k, scores in enumerate(evaluate(eval_step, params, members, train.batch_size, final=done_steps == steps)):
                 if k in rows:
@@ -339,6 +361,7 @@ def _train_members(members: list[Member], states: list[dict[str, Any]], graphdef
         for k, row in rows.items():
             members[k].rows.append(row)
             members[k].last_metrics = row
+            members[k].track(row)
         if is_ckpt:
             _save(members, rows, done_steps, {"params": params, "opt_state": opt_state}, store, on_saved)
         if time.time() - last_beat > HEARTBEAT_EVERY_S:
@@ -410,6 +433,7 @@ def _finish(members: list[Member], store: RunFolders) -> Iterator[RunResult]:
             m.ckpt.close()
             final = {k: v for k, v in (m.last_metrics or (m.rows[-1] if m.rows else {})).items() if k != "lr"}
             store.write_status(m.run_id, "done", final=final, finished_at=time.time())
+            m.end_tracking("done", final)
             yield RunResult(m.run_id, store.run_dir(m.run_id), "done", final)
 
 
