@@ -280,6 +280,16 @@ def _print_sweep_fit(out: dict[str, Any]) -> None:
             _say(("quality fit: ", "red"), out["quality"]["error"])
         else:
             _print_fit({**out["quality"], "excluded": None, "compute": None})
+    if "repetition" in out:
+        _print_repetition(out["repetition"])
+
+
+def _print_repetition(rep: dict[str, Any]) -> None:
+    """The per-tier R_D* test (scaler/fitting/repetition.py): both fits' values and the verdict."""
+    per_tier = ", ".join(f"{t} {r:.3g}" for t, r in rep.get("per_tier", {}).items())
+    _say(f"repetition R_D* (least squares): shared {rep['shared']['R_D_star']:.3g}"
+         + (f"; per tier {per_tier}" if per_tier else ""))
+    _say(rep["note"])
 
 
 def _objective(name: str | None, delta: float | None, asymmetry: float | None, base: Any = None):

@@ -54,10 +54,14 @@ class LawSamples:
         if family == "quality" and {t.name for t in tiers} - set(law.spec["tiers"]):
             raise ValueError(f"tiers {sorted({t.name for t in tiers} - set(law.spec['tiers']))} are not the quality "
                              f"law's ({', '.join(law.spec['tiers'])})")
-        fitted = "log_R_D_star" in names
-        r_star = np.exp(thetas[:, names.index("log_R_D_star")]) if fitted else np.full(len(thetas), PUBLISHED_R_D_STAR)
-        return cls(law, thetas, {t.name: t.kappa for t in tiers}, r_star,
-                   "fitted" if fitted else "published (Muennighoff et al. 2023)")
+        r_names = [n for n in names if n.startswith("log_R_D_star")]  # one shared, or one per tier
+        if not r_names:
+            return cls(law, thetas, {t.name: t.kappa for t in tiers}, np.full(len(thetas), PUBLISHED_R_D_STAR),
+                       "published (Muennighoff et al. 2023)")
+        logs = thetas[:, [names.index(n) for n in r_names]]
+        source = "fitted" if r_names == ["log_R_D_star"] else "fitted per tier (geometric mean of " + ", ".join(
+            f"{n.removeprefix('log_R_D_star_')} {math.exp(logs[0, j]):.3g}" for j, n in enumerate(r_names)) + ")"
+        return cls(law, thetas, {t.name: t.kappa for t in tiers}, np.exp(logs.mean(axis=1)), source)
 
     def __len__(self) -> int:
         return len(self.thetas)

@@ -343,36 +343,40 @@ def _data_constrained(base: tuple[float, ...] | None) -> Law:
 
 
 def quality(tiers: Sequence[str], reference: str = "raw", pools: bool = False, e_shift: bool = False,
-            base: Any = None) -> Law:
+            base: Any = None, repetition: str = "shared") -> Law:
     """Per-tier effective-data law (docs/design.md §5).
 
     `reference` is the tier whose kappa is 1 (not fitted), wherever it stands in `tiers`; every
     other tier t is fitted as log_kappa_<t>, in the order of `tiers`. A reference that is not
     among `tiers` is a ValueError. Columns: N, D, w_<t> for every tier (mix weights, summing to
     1 per row) and, with `pools=True`, U_<t> (the tier's unique-token pool). A run trains on
-        D_eff = sum_t tier_tokens(D, w_t, kappa_t, U_t, R_D*)  (pools=True: one shared R_D*)
+        D_eff = sum_t tier_tokens(D, w_t, kappa_t, U_t, R_D*)  (pools=True: one shared R_D*, or with
+                                                                repetition="per_tier" one R_D*_<t> per tier)
     and L = chinchilla(N, D_eff). With `e_shift=True` each non-reference tier also shifts the
     irreducible loss: e_eff = e + sum_{t != ref} w_t de_<t> (log E linear in the mix weights).
     With `base=(a, b, e, alpha, beta)` the Chinchilla part is fixed; otherwise it is fitted.
-    Params: [a, b, e, alpha, beta,] log_kappa_<t>..., [log_R_D_star,] [de_<t>...].
+    Params: [a, b, e, alpha, beta,] log_kappa_<t>..., [log_R_D_star | log_R_D_star_<t>...,] [de_<t>...].
     `allocation` is the base law's (reference tier, no repetition): N_opt and
     reference-equivalent D_opt.
     """
     tiers = _distinct_names(tiers, "quality law", "tier")
     if reference not in tiers:
         raise ValueError(f"quality law: reference tier {reference!r} is not among the tiers {list(tiers)}")
-    return _quality(tiers, str(reference), bool(pools), bool(e_shift), _base_tuple(base))
+    if repetition not in ("shared", "per_tier") or (repetition == "per_tier" and not pools):
+        raise ValueError(f"quality law: repetition {repetition!r}: expected 'shared', or 'per_tier' with pools")
+    return _quality(tiers, str(reference), bool(pools), bool(e_shift), _base_tuple(base), repetition == "per_tier")
 
 
 @functools.cache
 def _quality(tiers: tuple[str, ...], reference: str, pools: bool, e_shift: bool,
-             base: tuple[float, ...] | None) -> Law:
+             base: tuple[float, ...] | None, per_tier_r: bool = False) -> Law:
     others = tuple(t for t in tiers if t != reference)
     names: list[str] = [] if base is not None else list(CHINCHILLA_PARAMS)
     i_kappa = len(names)
     names += [f"log_kappa_{t}" for t in others]
     i_r = len(names)
-    names += ["log_R_D_star"] if pools else []
+    r_names = [f"log_R_D_star_{t}" for t in tiers] if per_tier_r else ["log_R_D_star"]
+    names += r_names if pools else []
     i_de = len(names)
     names += [f"de_{t}" for t in others] if e_shift else []
     columns = ("N", "D", *(f"w_{t}" for t in tiers), *((f"U_{t}" for t in tiers) if pools else ()))
@@ -380,10 +384,10 @@ def _quality(tiers: tuple[str, ...], reference: str, pools: bool, e_shift: bool,
     def log_loss(theta: Any, data: Mapping[str, Any], xp: Any) -> Any:
         a, b, e, alpha, beta = _chin_part(theta, base)
         kappa = {t: xp.exp(theta[i_kappa + j]) for j, t in enumerate(others)}
-        r_star = xp.exp(theta[i_r]) if pools else None
         d_eff = 0.0
-        for t in tiers:
+        for j, t in enumerate(tiers):
             pool = data[f"U_{t}"] if pools else None
+            r_star = xp.exp(theta[i_r + (j if per_tier_r else 0)]) if pools else None
             d_eff = d_eff + tier_tokens(data["D"], data[f"w_{t}"], kappa.get(t, 1.0), pool, r_star, xp=xp)
         if e_shift:
             for j, t in enumerate(others):
@@ -396,7 +400,7 @@ def _quality(tiers: tuple[str, ...], reference: str, pools: bool, e_shift: bool,
             axes += [(4.0, 8.0), (4.0, 8.0), (0.0, 0.5, 1.0), (0.25, 0.5), (0.25, 0.5)]
         axes += [(0.0, math.log(2.0))] * len(others)
         if pools:
-            axes.append((math.log(5.0), math.log(20.0)))
+            axes += [(math.log(5.0), math.log(20.0))] * len(r_names)
         if e_shift:
             axes += [(0.0,)] * len(others)
         g = _grid(*axes)
@@ -409,11 +413,11 @@ def _quality(tiers: tuple[str, ...], reference: str, pools: bool, e_shift: bool,
         out[f"kappa_{reference}"] = 1.0
         for j, t in enumerate(others):
             out[f"kappa_{t}"] = math.exp(float(theta[i_kappa + j]))
-        if pools:
-            out["R_D_star"] = math.exp(float(theta[i_r]))
+        for j, r_name in enumerate(r_names if pools else []):
+            out[r_name.removeprefix("log_")] = math.exp(float(theta[i_r + j]))
         return out
 
-    name = "quality" + ("_pools" if pools else "") + ("_eshift" if e_shift else "")
+    name = "quality" + ("_pools" if pools else "") + ("_per_tier_r" if per_tier_r else "") + ("_eshift" if e_shift else "")
     return Law(
         name=name,
         param_names=tuple(names),
@@ -423,7 +427,7 @@ def _quality(tiers: tuple[str, ...], reference: str, pools: bool, e_shift: bool,
         derived=derived,
         allocation=lambda theta, C: _chin_allocation(_chin_part(theta, base), C),
         spec={"family": "quality", "tiers": tiers, "reference": reference, "pools": pools, "e_shift": e_shift,
-              "base": base},
+              "base": base, **({"repetition": "per_tier"} if per_tier_r else {})},
         constants=dict(zip(CHINCHILLA_PARAMS, base)) if base is not None else {},
         positive_columns=("N", "D", *((f"U_{t}" for t in tiers) if pools else ())),
         description=(f"chinchilla(N, sum_t kappa_t D'_t), kappa_{reference} = 1"

@@ -28,7 +28,7 @@ from scaler.fitting.result import LawFit, SweepFit
 from scaler.fitting.stats import percentile_interval
 
 FIT_FILE = "fit.json"
-FIT_SCHEMA = 6  # bump when fit.json's layout or its bootstrap draws change: files of another schema are refitted
+FIT_SCHEMA = 7  # bump when fit.json's layout or its bootstrap draws change: files of another schema are refitted
 LAW_NAMES = ("chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
              "mixing", "auto")
 ALLOCATION_MULTIPLES = (1.0, 10.0, 100.0)  # allocations reported at these multiples of the largest run
@@ -77,9 +77,10 @@ def with_group_weights(data: FitData) -> FitData:
     return dataclasses.replace(data, columns=columns)
 
 
-def make_law(name: str, data: FitData, reference: str = "raw"):
+def make_law(name: str, data: FitData, reference: str = "raw", repetition: str = "shared"):
     """The law object for `name` over `data`'s columns; `reference` is the quality law's tier with
-    kappa = 1 (never "whichever tier is listed first")."""
+    kappa = 1 (never "whichever tier is listed first"), `repetition` its R_D* ("shared" or
+    "per_tier", when the runs repeat data)."""
     from scaler.fitting import laws
 
     if name not in LAW_NAMES or name == "auto":
@@ -99,7 +100,8 @@ def make_law(name: str, data: FitData, reference: str = "raw"):
         return laws.chinchilla_group_e(tiers)
     if reference not in tiers:
         raise ParameterError(f"{{reference}} {reference!r}: not among the runs' tiers ({', '.join(tiers)})", "reference")
-    return laws.quality(tiers, reference=reference, pools=repeats_data(data))
+    pools = repeats_data(data)
+    return laws.quality(tiers, reference=reference, pools=pools, repetition=repetition if pools else "shared")
 
 
 def repeats_data(data: FitData) -> bool:
@@ -122,8 +124,8 @@ def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: i
 
 def law_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
              reference: str = "raw", objective: Objective = Objective(), backtests: bool = True,
-             with_data: bool = False, horizon: float = DEFAULT_HORIZON) -> dict[str, Any]:
-    """One law over all of `data`, as its JSON entry: the fit, bootstrap percentile intervals (`n_bootstrap`
+             with_data: bool = False, horizon: float = DEFAULT_HORIZON, repetition: str = "shared") -> dict[str, Any]:
+    """One law over all of `data`, as its JSON entry (`repetition`: the quality law's R_D*, see make_law): the fit, bootstrap percentile intervals (`n_bootstrap`
     resamples of the configurations, seeds kept together; 0 for none), the compute-optimal
     allocation at 1x, 10x and 100x the largest run's compute under the data's convention, the
     error model of the prediction intervals (rolling backtests; `backtests=False` skips it), the
@@ -141,7 +143,7 @@ def law_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, se
         return _auto_json(data, n_bootstrap, seed, objective, with_data, horizon)
     if law in ("quality", "chinchilla_group_e", "mixing"):
         data = with_group_weights(data)
-    law_object = make_law(law, data, reference)
+    law_object = make_law(law, data, reference, repetition)
     fitted = FittedRange.of(data)
     result = estimate(law_object, data.columns, data.loss, **objective.kwargs())
     if n_bootstrap:
@@ -285,10 +287,24 @@ def sweep_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, 
         out["order"] = order_stability(data.columns["C"], data.loss, groups)
     if len(tiers_of(with_group_weights(data))) >= 2 and law != "mixing":
         try:
-            out["quality"] = law_json(data, "quality", n_bootstrap, seed, reference, objective)
+            repetition = _repetition(with_group_weights(data), reference)
+            if repetition:
+                out["repetition"] = repetition
+            out["quality"] = law_json(data, "quality", n_bootstrap, seed, reference, objective,
+                                      repetition=repetition["verdict"] if repetition else "shared")
         except (ValueError, ConfigError) as err:
             out["quality"] = {"error": str(err)}
     return json_safe(out)
+
+
+def _repetition(data: FitData, reference: str) -> dict[str, Any] | None:
+    """Shared against per-tier R_D* (scaler/fitting/repetition.py) when the runs repeat data; None otherwise."""
+    from scaler.fitting.repetition import repetition_test
+
+    tiers = tiers_of(data)
+    if not repeats_data(data) or reference not in tiers:
+        return None
+    return repetition_test(data, tiers, reference)
 
 
 def fit_key(data: FitData, law: str, eval_set: str, n_bootstrap: int, seed: int, reference: str,

@@ -212,4 +212,17 @@ def _quality_blocks(sweep: Mapping[str, Any]) -> list[Block]:
     named = f"the reference tier {reference} (kappa_{reference} = 1)" if reference else "the reference tier"
     return blocks + [("p", f"One {q.get('law')} fit over all tiers: a tier's token counts as kappa_t tokens of "
                            f"{named}."),
-                     ("table", ["parameter", "value [95%]"], rows)]
+                     ("table", ["parameter", "value [95%]"], rows)] + _repetition_blocks(sweep.get("repetition"))
+
+
+def _repetition_blocks(rep: Mapping[str, Any] | None) -> list[Block]:
+    """Shared against per-tier R_D* (scaler/fitting/repetition.py): both fits' values and the test's verdict."""
+    if not rep:
+        return []
+    rows = [["shared (every tier)", f"{rep['shared']['R_D_star']:.3g}"]]
+    rows += [[f"{tier} alone", f"{r:.3g}"] for tier, r in (rep.get("per_tier") or {}).items()]
+    return [("h3", "Repetition per tier (R_D*)"),
+            ("p", f"R_D* fitted shared and per tier (least squares on log loss). {rep['note'][0].upper()}"
+                  f"{rep['note'][1:]}; the quality law above uses "
+                  f"{'one per tier' if rep['verdict'] == 'per_tier' else 'the shared value'}."),
+            ("table", ["R_D*", "value"], rows)]
