@@ -125,8 +125,9 @@ def fit(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: i
 def law_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, seed: int = 0,
              reference: str = "raw", objective: Objective = Objective(), backtests: bool = True,
              with_data: bool = False, horizon: float = DEFAULT_HORIZON, repetition: str = "shared") -> dict[str, Any]:
-    """One law over all of `data`, as its JSON entry (`repetition`: the quality law's R_D*, see make_law): the fit, bootstrap percentile intervals (`n_bootstrap`
-    resamples of the configurations, seeds kept together; 0 for none), the compute-optimal
+    """One law over all of `data`, as its JSON entry (`repetition`: the quality law's R_D*, see
+    make_law): the fit, bootstrap percentile intervals (`n_bootstrap` resamples of the
+    configurations, seeds kept together; 0 for none), the compute-optimal
     allocation at 1x, 10x and 100x the largest run's compute under the data's convention, the
     error model of the prediction intervals (rolling backtests; `backtests=False` skips it), the
     seed noise and the runs left out (and, `with_data`, the fitted rows). `law="auto"` fits every
