@@ -205,6 +205,9 @@ def memory_estimate(shape: ModelShape, batch_size: int) -> tuple[int, str]:
     )
 
 
+TrackerName = Literal["tensorboard", "wandb", "jsonl"]  # run trackers (scaler/train/trackers.py)
+
+
 class TrainConfig(_Strict):
     """Optimisation and evaluation settings. `None` means: resolved by the size-aware defaults."""
 
@@ -229,7 +232,7 @@ class TrainConfig(_Strict):
                                   "None (eval_tokens)")
     checkpoint_every_steps: int | None = Field(default=None, gt=0)
     max_loss: float | None = Field(default=None, gt=0, description="loss above this: diverged")
-    trackers: list[Literal["tensorboard", "wandb", "jsonl"]] = Field(
+    trackers: list[TrackerName] = Field(
         default_factory=list, description="where metrics rows also go while the run trains "
                                           "(scaler/train/trackers.py); not part of the run's identity")
 

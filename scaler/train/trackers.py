@@ -18,9 +18,11 @@ import netrc
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
-TRACKERS = ("tensorboard", "wandb", "jsonl")
+from scaler.config import TrackerName
+
+TRACKERS: tuple[str, ...] = get_args(TrackerName)  # the names [train] trackers accepts, in one place
 
 
 class Tracker(Protocol):
