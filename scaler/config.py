@@ -260,7 +260,11 @@ class DataConfig(_Strict):
     tokenizer: str = "bytes"
     heldout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
     eval_sets: list[str] = ["heldout"]
-    build_id: str | None = Field(default=None, description="filled from the data folder when a run resolves")
+    build_id: str | None = Field(default=None, description="filled from the data folder when a run resolves; "
+                                 "recorded, not part of the run id")
+    content: dict[str, str] = Field(default={}, description="filled from the data folder when a run resolves: "
+                                    "content hashes of its tiers' pools and eval sets (scaler.data.folder.data_content); "
+                                    "the run id is keyed on them")
 
     @field_validator("dir")
     @classmethod
@@ -291,13 +295,13 @@ class DataConfig(_Strict):
             unknown = set(self.eval_sets) - {"heldout", "train"}
             if unknown:
                 raise ValueError(f"eval_sets: unknown {sorted(unknown)} for the stdlib source; expected some of "
-                                 "['heldout', 'train'] (built data also has 'humaneval')")
+                                 "['heldout', 'train'] (built data also has 'humaneval' and 'humaneval_solution')")
         elif not self.mix:
             raise ValueError("mix: name the tiers to train on with weights, e.g. mix = {clean = 1.0}")
         return self
 
 
-ADDED_AT_DEFAULT = (("train", "final_eval_tokens"),)  # RunConfig fields newer than some stores' run ids
+ADDED_AT_DEFAULT = (("train", "final_eval_tokens"), ("data", "content"))  # RunConfig fields newer than some stores' run ids
 
 
 class RunConfig(_Strict):
@@ -320,8 +324,9 @@ class RunConfig(_Strict):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run (everything but its display name and trackers)."""
-        identity = self.model_dump(mode="json", exclude={"name": True, "train": {"trackers"}})
+        """The fields that define the run: everything but its display name, its trackers and the
+        data's build id (the run is keyed on the content of its data, `data.content`)."""
+        identity = self.model_dump(mode="json", exclude={"name": True, "train": {"trackers"}, "data": {"build_id"}})
         for section, key in ADDED_AT_DEFAULT:  # fields added later: at their default they leave the id as it was
             if identity[section][key] == type(self).model_fields[section].annotation.model_fields[key].default:
                 del identity[section][key]

@@ -15,15 +15,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scaler.config import ConfigError, parse_run_config
+from scaler.config import ConfigError, parse_run_config, run_id_of
 from scaler.data import build as build_lib
 from scaler.data.build import BuildSpec, TierSpec, build, parse_build_spec
 from scaler.data.corpus import CorpusError, CorpusOptions, assign_split, collect
 from scaler.data.folder import BuildFolderError, is_built, read_build_info, read_report, read_token_meta
 from scaler.data.mix import MixError, MixSource, slot_tiers
+from scaler.data.source import answer_windows
 from scaler.data.perplexity import PerplexityParams, ReferenceRequest, reference_training_tokens
 from scaler.data.tokenize import BYTE_EOS_ID, BYTE_VOCAB_SIZE, ByteTokenizer, TokenizerError, pack, train_bpe
 from scaler.sweep.data_build import build_data
+from scaler.train.defaults import resolve
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -555,13 +557,19 @@ def test_a_run_trains_on_built_data_and_records_its_epochs(built: Path, tmp_path
     assert row["data_build_id"] == json.loads((built / "build.json").read_text())["build_id"]
     assert row["tokens_raw"] + row["tokens_dedup"] == 20 * 8 * 32
     assert row["epochs_dedup"] == pytest.approx(row["tokens_dedup"] / row["unique_tokens_dedup"])
-    shutil.copytree(built, tmp_path / "rebuilt")
-    (tmp_path / "rebuilt" / "build.json").write_text(json.dumps({**json.loads((built / "build.json").read_text()),
-                                                                  "build_id": "different"}))
-    moved = config.model_copy(update={"data": config.data.model_copy(update={"build_id": row["data_build_id"],
-                                                                              "dir": str(tmp_path / "rebuilt")})})
-    with pytest.raises(ValueError, match="rebuilt"):
-        train_run(moved, Store(str(tmp_path / "other")))
+    copy = tmp_path / "copy"  # rebuilt below: a copy, so the module's build stays as it is
+    shutil.copytree(built, copy)
+    on_copy = resolve(config.model_copy(update={"data": config.data.model_copy(update={"dir": str(copy)})}))
+    (copy / "build.json").write_text(json.dumps({**json.loads((built / "build.json").read_text()),
+                                                 "build_id": "different"}))  # the same tier contents, a new build id
+    again = resolve(config.model_copy(update={"data": config.data.model_copy(update={"dir": str(copy)})}))
+    assert again.data.build_id == "different" and run_id_of(again.identity()) == run_id_of(on_copy.identity())
+    raw = copy / "tokens" / "bytes" / "train" / "raw.npy"
+    np.save(raw, np.load(raw)[::-1].copy())  # now the raw tier's contents change
+    with pytest.raises(ValueError, match=r"rebuilt with other contents.*tier:raw changed"):
+        train_run(on_copy, Store(str(tmp_path / "other")))
+    changed = resolve(config.model_copy(update={"data": config.data.model_copy(update={"dir": str(copy)})}))
+    assert run_id_of(changed.identity()) != run_id_of(on_copy.identity())
 
 
 # --- a real build over a slice of the standard library, through the CLI -------------------------
@@ -614,3 +622,50 @@ reference_batch_size = 16
     assert again.exit_code == 0 and "up to date" in again.output
     bad = CliRunner().invoke(app, ["data", "build", str(spec), "--tiers", "shiny"])
     assert bad.exit_code == 2 and "unknown tier 'shiny'" in bad.output
+
+
+# --- the code-task eval: HumanEval solutions given their prompts ---------------------------------
+
+
+def test_answer_windows_score_every_answer_token_once_after_its_prompt() -> None:
+    eos, seq_len = 0, 8
+    docs = [([5, 6, 7, 8, 9, 10, 11], [20, 21, 22, 23, 24, 25, 26, 27, 28, 29]), ([3], [40, 41])]
+    stream = np.array([t for p, a in docs for t in (eos, *p, *a)], np.uint16)
+    mask = np.array([m for p, a in docs for m in (0, *[0] * len(p), *[1] * len(a))], np.uint8)
+    windows = answer_windows(stream, mask, seq_len, eos)
+    assert windows.tokens_NT1.shape[1] == seq_len + 1 and windows.weights_NT.shape[1] == seq_len
+    scored = windows.tokens_NT1[:, 1:][windows.weights_NT == 1]
+    assert scored.tolist() == [t for _, a in docs for t in a]  # each answer token once, in order
+    first = windows.tokens_NT1[0]  # the first chunk's window reaches back into the prompt
+    assert first[:5].tolist() == [7, 8, 9, 10, 11] and first[1:][windows.weights_NT[0] == 1].tolist() == [20, 21, 22, 23]
+    for tokens, weights in zip(windows.tokens_NT1, windows.weights_NT, strict=True):
+        at = int(np.flatnonzero(weights)[0])
+        assert at >= min(seq_len // 2, int(np.flatnonzero(tokens[1:] >= 20)[0]))  # context before every chunk
+    assert windows.padded(4, eos).n_windows % 4 == 0 and windows.padded(4, eos).weights_NT.sum() == 12
+    assert windows.every(2).n_windows == 2 and windows.every(99) is windows
+
+
+def test_the_humaneval_solution_set_counts_only_the_solutions(built: Path, tmp_path: Path) -> None:
+    from scaler.data.clean import load_humaneval
+    from scaler.store import Store
+    from scaler.train.loop import train_run
+
+    eval_dir = built / "tokens" / "bytes" / "eval"
+    stream, mask = np.load(eval_dir / "humaneval_solution.npy"), np.load(eval_dir / "humaneval_solution.mask.npy")
+    problems = load_humaneval()
+    solutions = "".join(p["canonical_solution"] for p in problems).encode()
+    assert bytes(stream[mask == 1].astype(np.uint8)) == solutions  # byte tokens: the solutions, nothing else
+    assert (stream == BYTE_EOS_ID).sum() == len(problems) == 164
+    meta = json.loads((built / "tokens" / "bytes" / "meta.json").read_text())["eval"]["humaneval_solution"]
+    assert meta["bytes"] == len(solutions) and meta["tokens"] == int(mask.sum())
+    source = MixSource(built, {"raw": 1.0})
+    assert source.eval_set("humaneval_solution", 10**9, 32).weights_NT.sum() == mask.sum()  # all: each once
+    assert source.eval_set("humaneval_solution", 512, 32).n_windows == 32  # 512 scored tokens, 16 a window
+    config = parse_run_config({
+        "model": {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 96, "vocab_size": 257, "seq_len": 32},
+        "train": {"tokens": 10 * 8 * 32, "batch_size": 8, "lr": 1e-2, "eval_tokens": 256, "final_eval_tokens": "all"},
+        "data": {"dir": str(built), "mix": {"raw": 1}, "eval_sets": ["heldout", "humaneval_solution"]},
+    })
+    final = train_run(config, Store(str(tmp_path))).final
+    assert math.isfinite(final["eval_humaneval_solution_loss"])
+    assert final["eval_humaneval_solution_bpb"] == pytest.approx(final["eval_humaneval_solution_loss"] / math.log(2))

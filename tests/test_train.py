@@ -297,14 +297,14 @@ def test_sigkilled_process_resumes_to_the_same_result(tmp_path) -> None:
 def test_the_final_evaluation_reads_its_own_larger_set_and_can_cover_the_whole_set(tmp_path) -> None:
     source = stdlib_source()
     stream = source.streams.splits["heldout"]
-    whole = loop.load_eval_sets(source, tiny_config(final_eval_tokens="all"), final=True)["heldout"]
+    whole = loop.load_eval_sets(source, tiny_config(final_eval_tokens="all"), final=True)["heldout"].tokens_NT1
     assert whole.shape[0] % 8 == 0 and whole.shape[0] * 32 >= len(stream)  # whole batches, every token scored
     assert np.array_equal(whole[0], stream[:33]) and np.array_equal(whole[-1], stream[-33:])
     assert "final_eval_tokens" not in tiny_config().identity()["train"]  # older run ids stay as they were
     config = tiny_config(final_eval_tokens=4096)
     store = Store(str(tmp_path))
     result = loop.train_run(config, store)
-    final_set = loop.load_eval_sets(source, resolve(config), final=True)["heldout"]
+    final_set = loop.load_eval_sets(source, resolve(config), final=True)["heldout"].tokens_NT1
     assert final_set.shape == (128, 33)  # 4,096 tokens, against the periodic evaluations' 512
     from flax import nnx
 
@@ -313,7 +313,8 @@ def test_the_final_evaluation_reads_its_own_larger_set_and_can_cover_the_whole_s
     graphdef, _ = nnx.split(init_model(resolve(config).model, 0))
     eval_step = step_lib.make_eval_step(graphdef, jnp.float32, 8)
     params = final_params(store, result.run_id, config)
-    direct = np.mean([float(eval_step(params, final_set[i : i + 8])) for i in range(0, 128, 8)])
+    ones = np.ones((8, 32), np.float32)
+    direct = np.mean([float(eval_step(params, final_set[i : i + 8], ones)[0]) / (8 * 32) for i in range(0, 128, 8)])
     assert result.final["eval_heldout_loss"] == pytest.approx(direct, rel=1e-5)
     rows = load_curves(str(tmp_path))
     assert rows.filter(rows["step"] < rows["step"].max())["eval_heldout_loss"].drop_nulls().len() >= 1

@@ -22,7 +22,7 @@ leaves nothing half-written):
                                           in pool order (below)
     tokens/<tokenizer>/train/<tier>.docs.npy  int64 (documents, 2): each document's pool key and the end of
                                           its tokens (after its EOS) in <tier>.npy
-    tokens/<tokenizer>/eval/{heldout,humaneval}.npy
+    tokens/<tokenizer>/eval/{heldout,humaneval,humaneval_solution}.npy, humaneval_solution.mask.npy
     tokens/<tokenizer>/meta.json          vocabulary, EOS id, tokens and bytes per token per tier and eval set
 
 Pool order: every tier's training documents are written in one shared pseudo-random order, by a
@@ -410,6 +410,20 @@ def humaneval_texts() -> list[str]:
     return [p["prompt"] + p["canonical_solution"] for p in clean.load_humaneval()]
 
 
+def answer_stream(tokenizer: Tokenizer, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, TokenCount]:
+    """(stream, answer mask, count) of an answer eval set: each (prompt, answer) as EOS + prompt +
+    answer, the two tokenized apart so no token straddles them; the mask is 1 at answer tokens and
+    the count is of the answers alone (their tokens and UTF-8 bytes: bits per byte of the answers)."""
+    prompts = tokenizer.encode([p for p, _ in pairs])
+    answers = tokenizer.encode([a for _, a in pairs])
+    eos = np.array([tokenizer.eos_id], np.uint16)
+    parts = [piece for p, a in zip(prompts, answers, strict=True) for piece in (eos, p, a)]
+    stream = np.concatenate(parts).astype(np.uint16)
+    mask = np.concatenate([np.full(len(piece), k % 3 == 2, np.uint8) for k, piece in enumerate(parts)])
+    n_bytes = sum(len(a.encode("utf-8", "surrogatepass")) for _, a in pairs)
+    return stream, mask, _token_count(stream[mask == 1], n_bytes, len(pairs))
+
+
 def _tokenizer(name: str, spec: BuildSpec, tiers: dict[str, pl.DataFrame], work: Path) -> Tokenizer:
     if parse_tokenizer_name(name) is None:
         return ByteTokenizer()
@@ -487,6 +501,10 @@ def tokenize_tiers(
             _save_tokens(folder / "eval" / f"{eval_name}.npy", tokens)
             n_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
             evals[eval_name] = _token_count(tokens, n_bytes, len(texts))
+        problems = [(p["prompt"], p["canonical_solution"]) for p in clean.load_humaneval()]
+        stream, mask, evals["humaneval_solution"] = answer_stream(tokenizer, problems)
+        _save_tokens(folder / "eval" / "humaneval_solution.npy", stream)
+        _save_tokens(folder / "eval" / "humaneval_solution.mask.npy", mask)
         meta = TokenMeta(vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id, tiers=counts, eval=evals)
         write_record(meta_path(work, name), meta)
         out[name] = {**meta.model_dump(mode="json"), "seconds": time.perf_counter() - t0}

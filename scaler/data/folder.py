@@ -10,6 +10,7 @@ every key the writer has always written is required.
     read_report(dir)                  report.json: sources, split, steps, tiers, tokenizers, notes
     read_token_meta(dir, tokenizer)   tokens/<tokenizer>/meta.json: vocabulary, EOS, tokens per tier and eval set
     pool_caps(dir, tokenizer, U)      each tier's pool (tokens) when the first tier is cut at U tokens
+    data_content(dir, tokenizer, ...) content hashes of what a run reads (its run id is keyed on them)
 
 The build writes every file through `open_for_writing`, so a failed write (a full disk) is an
 OSError that names the file.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,6 +228,50 @@ def _pool_caps(data_dir: str, build_id: str, tokenizer: str, tiers: tuple[str, .
         n = int(np.searchsorted(d[:, 0], first_out, side="left"))
         caps.append((tier, int(d[n - 1, 1]) if n else 0))
     return tuple(caps)
+
+
+HASH_CHUNK_TOKENS = 1 << 24  # tokens hashed per read (32 MB of uint16)
+
+
+def data_content(data_dir: str | Path, tokenizer: str, tiers: list[str], caps: dict[str, int],
+                 eval_sets: list[str]) -> dict[str, str]:
+    """What a run reads, as content hashes (the first 16 hex digits of sha256):
+    "tier:<t>" each tier's training tokens (the first caps[t] when its pool is capped),
+    "eval:<name>" each eval set's tokens (and its answer mask), and "vocab" (vocabulary size, EOS id).
+    Runs are keyed on these, not on the build id: a data build redone with the same tier contents
+    (new code, same tokens) keeps every run, and a tier whose pool changed gives its runs new ids.
+    Each file is hashed once per process (cached by path, size, mtime and cap)."""
+    folder = meta_path(data_dir, tokenizer).parent
+    meta = read_token_meta(data_dir, tokenizer)
+    out = {f"tier:{t}": _tokens_sha(folder / "train" / f"{t}.npy", caps.get(t)) for t in sorted(tiers)}
+    for name in sorted(eval_sets):
+        files = [folder / "eval" / f"{name}.npy", folder / "eval" / f"{name}.mask.npy"]
+        out[f"eval:{name}"] = _digest("".join(_tokens_sha(f, None) for f in files if f.exists()).encode())
+    out["vocab"] = _digest(f"{meta.vocab_size}:{meta.eos_id}".encode())
+    return out
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _tokens_sha(path: Path, cap: int | None) -> str:
+    try:
+        stat = path.stat()
+    except OSError as err:
+        raise BuildFolderError(f"{path}: unreadable ({err.strerror or err})") from None
+    return _cached_tokens_sha(str(path), stat.st_size, stat.st_mtime_ns, cap)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_tokens_sha(path: str, size: int, mtime_ns: int, cap: int | None) -> str:
+    """sha256 of a .npy file's tokens (its first `cap`), dtype and count included, read in chunks."""
+    tokens = np.load(path, mmap_mode="r")
+    tokens = tokens[:cap] if cap is not None else tokens
+    digest = hashlib.sha256(f"{tokens.dtype.str}:{len(tokens)}:".encode())
+    for start in range(0, len(tokens), HASH_CHUNK_TOKENS):
+        digest.update(np.ascontiguousarray(tokens[start : start + HASH_CHUNK_TOKENS]).view(np.uint8))
+    return digest.hexdigest()[:16]
 
 
 def _read_docs(path: Path) -> np.ndarray:

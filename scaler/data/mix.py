@@ -29,7 +29,7 @@ import numpy as np
 
 from scaler.config import ConfigError
 from scaler.data.folder import meta_path, read_build_info, read_token_meta
-from scaler.data.source import even_windows
+from scaler.data.source import EvalWindows, answer_windows, even_windows
 
 GOLDEN_UINT64 = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd
 COUNT_CHUNK = 1 << 20
@@ -161,15 +161,23 @@ class MixSource:
         self._cursor = (seed, first + batch_size, counts)
         return batch
 
-    def eval_set(self, name: str, n_tokens: int, seq_len: int) -> np.ndarray:
+    def eval_set(self, name: str, n_tokens: int, seq_len: int) -> EvalWindows:
+        """A stream set: windows spread evenly over it. An answer set (a `<name>.mask.npy` beside
+        it marks the answer tokens): `answer_windows`, at most n_tokens scored tokens' worth
+        (n_tokens / (seq_len // 2) windows, spread evenly), all of them from eval_set_tokens(name) on."""
         path = self.eval_dir / f"{name}.npy"
         if not path.exists():
-            known = sorted(p.stem for p in self.eval_dir.glob("*.npy"))
+            known = sorted(p.name.removesuffix(".npy") for p in self.eval_dir.glob("*.npy") if not p.name.endswith(".mask.npy"))
             raise MixError(f"data.eval_sets: unknown eval set {name!r}; {self.data_dir} has {known}")
         stream = np.load(path)
+        mask_path = self.eval_dir / f"{name}.mask.npy"
+        if mask_path.exists():
+            windows = answer_windows(stream, np.load(mask_path), seq_len, self.eos_id)
+            wanted = windows.n_windows if n_tokens >= self.eval_set_tokens(name) else math.ceil(n_tokens / max(1, seq_len // 2))
+            return windows.every(wanted)
         if len(stream) < seq_len + 1:
             raise MixError(f"eval set {name!r} has {len(stream)} tokens, fewer than seq_len + 1")
-        return even_windows(stream, math.ceil(n_tokens / seq_len), seq_len + 1)
+        return EvalWindows.every_token(even_windows(stream, math.ceil(n_tokens / seq_len), seq_len + 1))
 
     def usage(self, seed: int, n_batches: int, batch_size: int, seq_len: int) -> dict[str, float]:
         self.check_windows(seq_len)

@@ -54,7 +54,7 @@ PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 SeedInt = Annotated[int, Field(ge=0)]
 BUDGET_TOLERANCE = 0.01
-BUILD_EVAL_SETS = ("heldout", "humaneval")  # the eval sets every build writes (scaler/data/build.py)
+BUILD_EVAL_SETS = ("heldout", "humaneval", "humaneval_solution")  # the eval sets every build writes (scaler/data/build.py)
 FitLaw = Literal["chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
                  "mixing", "auto"]  # scaler/fitting/pipeline.py: LAW_NAMES
 
@@ -385,8 +385,10 @@ class SweepRun:
 def expand(spec: SweepSpec, build_id: str | None = None) -> list[SweepRun]:
     """Every run of the spec, resolved, with its id, in a fixed order (point, seed, lr, mix).
 
-    `build_id`: the data folder's build id (read from it when None and the folder exists). Before
-    the data is built, ids are provisional ("unbuilt"): they change once the build id is known.
+    `build_id`: the data folder's build id (read from it when None and the folder exists). The
+    run ids are keyed on the content hashes of the data each run reads (`data.content`,
+    scaler.data.folder.data_content), not on the build id. Before the data is built, ids are
+    provisional ("unbuilt"): they change once the data exists.
     """
     data = spec.data
     if data.dir is not None and build_id is None:
@@ -478,13 +480,15 @@ def _check_build(spec: SweepSpec, source: str) -> None:
 
 
 def _offered_data(spec: SweepSpec, source: str) -> tuple[str, list[str], list[str]] | None:
-    """(where, tiers, eval sets) of the spec's data; None when there is nothing to check against."""
+    """(where, tiers, eval sets) of the spec's data: its [data.build] table's when it has one (the
+    folder may hold an older build, which `scaler run` replaces), else the built folder's; None when
+    there is nothing to check against."""
     if spec.data.dir is None:
         return None
     from scaler.data.folder import is_built, meta_path, read_token_meta
 
-    if not is_built(spec.data.dir):
-        return _declared_data(spec, source)
+    if spec.data.build is not None or not is_built(spec.data.dir):
+        return _declared_data(spec, source)  # with a build table, `scaler run` (re)builds what it declares
     if not meta_path(spec.data.dir, spec.data.tokenizer).is_file():
         raise ConfigError(_invalid(source, "data.tokenizer",
                                    f"{spec.data.tokenizer!r} was not built in {spec.data.dir}"))
@@ -565,5 +569,10 @@ def _data_config(data: SweepData, mix: dict[str, float], build_id: str | None) -
         return DataConfig(eval_sets=data.eval_sets, heldout_fraction=data.heldout_fraction)
     built = build_id not in (None, "unbuilt")  # before the build: provisional ids, no pools to cut
     caps = {t: c for t, c in tier_caps(data, built).items() if t in mix}
-    return DataConfig(dir=data.dir, mix=mix, tokenizer=data.tokenizer, eval_sets=data.eval_sets,
-                      unique_tokens=caps, build_id=build_id)
+    config = DataConfig(dir=data.dir, mix=mix, tokenizer=data.tokenizer, eval_sets=data.eval_sets,
+                        unique_tokens=caps, build_id=build_id)
+    from scaler.data.folder import data_content, is_built
+
+    if not (built and is_built(data.dir)):
+        return config  # provisional ids: the run ids are keyed on the data's contents once it is built
+    return config.model_copy(update={"content": data_content(data.dir, data.tokenizer, sorted(mix), caps, data.eval_sets)})

@@ -10,14 +10,16 @@ resolved config, so a default that changes gives new run ids rather than silentl
 - beta2: 0.95 at batches of 2^18 tokens and above, 0.99 below (Porian et al. 2024: small batches
   need a larger beta2).
 - evaluation every ~10% of the run; checkpoints every 4 evaluations; a loss above 2 ln V diverged.
-- data.build_id: read from the built data folder, so a rebuilt folder gives new run ids.
+- data.build_id and data.content: read from the built data folder; the run id is keyed on the
+  content hashes, so a rebuild with the same tier contents keeps the run ids.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from scaler.config import RunConfig
+from scaler.config import DataConfig, RunConfig
 from scaler.model.family import count_params
 
 LARGE_BATCH_TOKENS = 2**18
@@ -37,6 +39,15 @@ def default_warmup_tokens(n_params: int, tokens: int) -> int:
 
 def step_tokens(config: RunConfig) -> int:
     return config.train.batch_size * config.model.seq_len
+
+
+def data_keys(data: DataConfig) -> dict[str, Any]:
+    """The built data's build id and content hashes for a run's data config (`data_content` of its
+    mix's tiers, capped pools and eval sets)."""
+    from scaler.data.folder import data_content, read_build_info
+
+    return {"build_id": read_build_info(data.dir).build_id,
+            "content": data_content(data.dir, data.tokenizer, sorted(data.mix), dict(data.unique_tokens), data.eval_sets)}
 
 
 def resolve(config: RunConfig) -> RunConfig:
@@ -63,8 +74,6 @@ def resolve(config: RunConfig) -> RunConfig:
         }
     )
     data = config.data
-    if data.dir is not None and data.build_id is None:
-        from scaler.data.folder import read_build_info
-
-        data = data.model_copy(update={"build_id": read_build_info(data.dir).build_id})
+    if data.dir is not None and (data.build_id is None or not data.content):
+        data = data.model_copy(update={k: v for k, v in data_keys(data).items() if not getattr(data, k)})
     return config.model_copy(update={"train": resolved, "data": data})

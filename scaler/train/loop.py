@@ -35,7 +35,7 @@ import polars as pl
 from flax import nnx
 
 from scaler.config import ConfigError, DataConfig, RunConfig, parse_run_config, run_id_of
-from scaler.data.source import TokenSource, stdlib_source
+from scaler.data.source import EvalWindows, TokenSource, stdlib_source
 from scaler.errors import StoreError
 from scaler.model.family import count_params, count_params_nonembed, flops_per_token, training_flops
 from scaler.model.transformer import init_model
@@ -67,12 +67,18 @@ def open_source(data: DataConfig) -> TokenSource:
         return stdlib_source(data.heldout_fraction)
     from scaler.data.mix import MixError, MixSource
 
+    from scaler.data.folder import data_content
+
     source = MixSource(data.dir, data.mix, data.tokenizer, data.unique_tokens)
-    if data.build_id is not None and data.build_id != source.build_id:
-        raise MixError(
-            f"data.dir {data.dir} holds build {source.build_id}, but this run was configured on build "
-            f"{data.build_id}: the data was rebuilt since"
-        )
+    if data.content:
+        now = data_content(data.dir, data.tokenizer, sorted(data.mix), dict(data.unique_tokens), data.eval_sets)
+        changed = sorted(k for k in set(now) | set(data.content) if now.get(k) != data.content.get(k))
+        if changed:
+            raise MixError(f"data.dir {data.dir} (build {source.build_id}) was rebuilt with other contents since "
+                           f"this run was configured on build {data.build_id}: {', '.join(changed)} changed")
+    elif data.build_id is not None and data.build_id != source.build_id:
+        raise MixError(f"data.dir {data.dir} holds build {source.build_id}, but this run was configured on build "
+                       f"{data.build_id}: the data was rebuilt since")
     return source
 
 
@@ -116,32 +122,37 @@ def run_info(config: RunConfig) -> dict[str, Any]:
 
 def evaluate(eval_step: Callable, params: Any, members: list[Member], batch_size: int, final: bool = False
              ) -> list[dict[str, float]]:
-    """Each member's mean loss (nats/token) and bits per byte on every eval set (`final`: the final
-    evaluation's sets); `params` stacked over the members (a stack of one: the run's own parameters)."""
+    """Each member's mean loss (nats per scored token) and bits per byte on every eval set (`final`:
+    the final evaluation's sets); `params` stacked over the members (a stack of one: the run's own)."""
     size, out = len(members), [{} for _ in members]
     sets = [m.final_eval_sets if final and m.final_eval_sets else m.eval_sets for m in members]
     for name in sets[0]:
-        tokens = stacked.stack_arrays([s[name] for s in sets])  # (n, T+1), or (K, n, T+1)
-        n = sets[0][name].shape[0]
-        losses_NK = np.stack([stacked.per_member(eval_step(params, tokens[..., i : i + batch_size, :]), size)
-                              for i in range(0, n, batch_size)])
+        tokens = stacked.stack_arrays([s[name].tokens_NT1 for s in sets])  # (n, T+1), or (K, n, T+1)
+        weights = stacked.stack_arrays([s[name].weights_NT for s in sets])
+        sums_K, counts_K = np.zeros(size), np.zeros(size)
+        for i in range(0, sets[0][name].n_windows, batch_size):
+            loss_sum, weight_sum = eval_step(params, tokens[..., i : i + batch_size, :], weights[..., i : i + batch_size, :])
+            sums_K += stacked.per_member(loss_sum, size).astype(np.float64)
+            counts_K += stacked.per_member(weight_sum, size).astype(np.float64)
         for k, m in enumerate(members):
-            loss = float(np.mean(losses_NK[:, k].astype(np.float64)))
+            loss = float(sums_K[k] / counts_K[k])
             out[k][f"eval_{name}_loss"] = loss
             out[k][f"eval_{name}_bpb"] = loss / math.log(2) / m.source.eval_bytes_per_token(name)
     return out
 
 
-def load_eval_sets(source: TokenSource, config: RunConfig, final: bool = False) -> dict[str, np.ndarray]:
-    """Each eval set rounded up to whole batches so one compiled eval step serves all: eval_tokens
-    of it, or for the `final` evaluation final_eval_tokens ("all": windows spread evenly over the
-    whole set, at most seq_len apart, so every token is scored and a few twice)."""
+def load_eval_sets(source: TokenSource, config: RunConfig, final: bool = False) -> dict[str, EvalWindows]:
+    """Each eval set padded to whole batches (unscored windows) so one compiled eval step serves
+    all: eval_tokens of it, or for the `final` evaluation final_eval_tokens ("all": windows spread
+    evenly over the whole set, at most seq_len apart, so every token is scored and a few twice; an
+    answer set: every answer token once)."""
     seq_len, batch = config.model.seq_len, config.train.batch_size
     wanted = config.train.final_eval_tokens if final and config.train.final_eval_tokens else config.train.eval_tokens
     out = {}
     for name in config.data.eval_sets:
         n_tokens = source.eval_set_tokens(name) if wanted == "all" else wanted
-        out[name] = source.eval_set(name, math.ceil(n_tokens / (seq_len * batch)) * seq_len * batch, seq_len)
+        windows = source.eval_set(name, math.ceil(n_tokens / (seq_len * batch)) * seq_len * batch, seq_len)
+        out[name] = windows.padded(batch, source.eos_id)
     return out
 
 
@@ -232,8 +243,8 @@ class Member:
     run_id: str
     info: dict[str, Any]
     source: TokenSource
-    eval_sets: dict[str, np.ndarray]
-    final_eval_sets: dict[str, np.ndarray] | None  # None: the final evaluation reads eval_sets
+    eval_sets: dict[str, EvalWindows]
+    final_eval_sets: dict[str, EvalWindows] | None  # None: the final evaluation reads eval_sets
     ckpt: Checkpointer
     start: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -262,8 +273,9 @@ def _open_member(config: RunConfig, run_id: str, store: RunFolders, source: Toke
         raise ConfigError(f"the data has {source.vocab_size} token ids but model.vocab_size is {shape.vocab_size}")
     info = run_info(config)
     usage = source.usage(train.seed, info["steps"], train.batch_size, shape.seq_len)  # tokens drawn per pool, epochs
+    build = {"data_build_id": source.build_id} if getattr(source, "build_id", None) else {}  # not in the run id
     store.write_json(run_id, "run_info.json", {**info, "platform": platform, "compute_dtype": jnp.dtype(dtype).name,
-                                               **usage, "data": source.describe()})
+                                               **usage, **build, "data": source.describe()})
     final = load_eval_sets(source, config, final=True) if config.train.final_eval_tokens else None
     return Member(config, run_id, info, source, load_eval_sets(source, config), final, Checkpointer(store.ckpt_dir(run_id)))
 

@@ -63,8 +63,9 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 
 
 def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int, size: int) -> Callable:
-    """Mean loss of one batch per member: (params, tokens (K, B, T+1)) -> (K,)."""
+    """One batch per member: (params, tokens (K, B, T+1), weights (K, B, T)) -> (loss sums (K,),
+    weight sums (K,)); a stack of one is the solo step."""
     if size == 1:
         return step_lib.make_eval_step(graphdef, dtype, batch_size)
-    vmapped = jax.vmap(step_lib.make_loss_fn(graphdef, dtype))
-    return step_lib.jit_over_batch(vmapped, batch_size, batch_argnum=1, n_args=2, batch_axis=1)
+    vmapped = jax.vmap(step_lib.weighted_loss_fn(graphdef, dtype))
+    return step_lib.jit_over_batch(vmapped, batch_size, batch_argnum=(1, 2), n_args=3, batch_axis=1)

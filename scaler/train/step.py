@@ -75,15 +75,16 @@ def _shardings(mesh: Mesh, batch_axis: int = 0) -> tuple[NamedSharding, NamedSha
     return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(*[None] * batch_axis, "data"))
 
 
-def jit_over_batch(fn: Callable, batch_size: int, batch_argnum: int, n_args: int, batch_axis: int = 0,
-                   **jit_kwargs: Any) -> Callable:
-    """jax.jit, with argument `batch_argnum` split over the data mesh along `batch_axis` (1 for a
+def jit_over_batch(fn: Callable, batch_size: int, batch_argnum: int | tuple[int, ...], n_args: int,
+                   batch_axis: int = 0, **jit_kwargs: Any) -> Callable:
+    """jax.jit, with argument(s) `batch_argnum` split over the data mesh along `batch_axis` (1 for a
     stack's (K, B, T+1) tokens) and the rest replicated."""
     mesh = data_mesh(batch_size)
     if mesh is None:
         return jax.jit(fn, **jit_kwargs)
     whole, split = _shardings(mesh, batch_axis)
-    in_shardings = tuple(split if i == batch_argnum else whole for i in range(n_args))
+    batched = {batch_argnum} if isinstance(batch_argnum, int) else set(batch_argnum)
+    in_shardings = tuple(split if i in batched else whole for i in range(n_args))
     return jax.jit(fn, in_shardings=in_shardings, out_shardings=whole, **jit_kwargs)
 
 
@@ -114,9 +115,21 @@ def make_train_step(
     return jit_over_batch(train_step, batch_size, batch_argnum=2, n_args=4, donate_argnums=(0, 1))
 
 
-def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable[[Params, jax.Array], jax.Array]:
-    """Mean loss of one batch of `batch_size` sequences."""
-    return jit_over_batch(make_loss_fn(graphdef, dtype), batch_size, batch_argnum=1, n_args=2)
+def weighted_loss_fn(graphdef: nnx.GraphDef, dtype: jnp.dtype) -> Callable[[Params, jax.Array, jax.Array], tuple]:
+    """(params, tokens_BT1, weights_BT) -> (sum of weights * token losses in nats, sum of weights)."""
+
+    def weighted_loss(params: Params, tokens_BT1: jax.Array, weights_BT: jax.Array) -> tuple[jax.Array, jax.Array]:
+        model = nnx.merge(graphdef, params)
+        logits_BTV = model(tokens_BT1[:, :-1], dtype).astype(jnp.float32)
+        losses_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, tokens_BT1[:, 1:])
+        return (losses_BT * weights_BT).sum(), weights_BT.sum()
+
+    return weighted_loss
+
+
+def make_eval_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable:
+    """One batch of an eval set: (params, tokens_BT1, weights_BT) -> (weighted loss sum, weight sum)."""
+    return jit_over_batch(weighted_loss_fn(graphdef, dtype), batch_size, batch_argnum=(1, 2), n_args=3)
 
 
 def make_sequence_loss_step(graphdef: nnx.GraphDef, dtype: jnp.dtype, batch_size: int) -> Callable:
