@@ -19,7 +19,7 @@ from typing import Any
 from scaler.errors import StoreError
 from scaler.fitting.choose import DEFAULT_HORIZON
 from scaler.fitting.inputs import FitData, from_runs
-from scaler.fitting.pipeline import FIT_FILE, Objective, fit, fit_key, sweep_json, tiers_of
+from scaler.fitting.pipeline import Objective, fit, fit_file, fit_key, sweep_json, tiers_of
 from scaler.fitting.result import LawFit, SweepFit
 from scaler.store import Store, load_curves, load_runs
 
@@ -37,20 +37,20 @@ def fit_store(store: Store | str, eval_set: str = "heldout", law: str = "chinchi
               seed: int = 0, reference: str = "raw", refit: bool = False, objective: Objective = Objective(),
               run_ids: Collection[str] | None = None, horizon: float = DEFAULT_HORIZON) -> SweepFit:
     """`fit_sweep` over a store's finished runs (only `run_ids` when given: a sweep's own runs),
-    cached in the store's fit.json: the saved fit is returned when its key matches (same law,
+    cached in the store's fit.json (`fit_file`: fit-<eval_set>.json for other eval sets): the saved fit is returned when its key matches (same law,
     reference, eval set, bootstrap, seed, objective, horizon and runs), else the runs are refitted
     and fit.json is replaced atomically (`Store.write_sweep_json`)."""
     store = store if isinstance(store, Store) else Store(str(store))
     data = from_store(store, eval_set, run_ids=run_ids)
     key = fit_key(data, law, eval_set, n_bootstrap, seed, reference, objective, horizon)
     try:
-        saved = None if refit else store.read_sweep_json(FIT_FILE)
+        saved = None if refit else store.read_sweep_json(fit_file(eval_set))
     except StoreError:
         saved = None  # an unreadable fit.json is refitted and replaced
     if isinstance(saved, dict) and saved.get("key") == key:
         return SweepFit.from_json(saved)
     out = {"key": key, **sweep_json(data, law, n_bootstrap, seed, reference, objective, horizon)}
-    store.write_sweep_json(FIT_FILE, out)
+    store.write_sweep_json(fit_file(eval_set), out)
     return SweepFit.from_json(out)
 
 

@@ -172,10 +172,26 @@ def next_run(recommendation: Any) -> dict[str, Any] | None:
     return {"n": top.n_params, "d": top.tokens, "flops": top.flops, "group": top.tier}
 
 
-def sweep_report(spec_file: Path, spec: Any, out: Path, budget_multiple: float, fit_json: Mapping[str, Any]
-                 ) -> dict[str, Path]:
+TASK_EVAL_SET = "humaneval_solution"  # the code task: HumanEval's solutions given their prompts
+
+
+def task_recommendation(spec: Any, fit_json: Mapping[str, Any], target_flops: float, n_bootstrap: int | None = None
+                        ) -> Any:
+    """The recommendation on the code task's loss (TASK_EVAL_SET) at `target_flops`, when the sweep
+    records it and the held-out fit is not already of it; None otherwise."""
+    if TASK_EVAL_SET not in spec.data.eval_sets or (fit_json.get("key") or {}).get("eval_set") == TASK_EVAL_SET:
+        return None
+    task_fit = sweep_fit(spec, n_bootstrap, eval_set=TASK_EVAL_SET)
+    if not task_fit.get("largest_run_flops"):
+        return None
+    return sweep_recommendation(spec, task_fit, target_flops, force=True)
+
+
+def sweep_report(spec_file: Path, spec: Any, out: Path, budget_multiple: float, fit_json: Mapping[str, Any],
+                 n_bootstrap: int | None = None) -> dict[str, Path]:
     """The sweep's report (`scaler.session.build_report`): its runs, fit, data build, advance
-    steps, and the recommendation for `budget_multiple` x the largest fitted run."""
+    steps, the recommendation for `budget_multiple` x the largest fitted run and, when the runs
+    record the code task, the same recommendation on it (`task_recommendation`)."""
     from scaler.advance_step import read_steps
     from scaler.data.folder import read_report
     from scaler.session import build_report
@@ -185,10 +201,12 @@ def sweep_report(spec_file: Path, spec: Any, out: Path, budget_multiple: float, 
     data_report = read_report(spec.data.dir).model_dump(mode="json") if has_report else None
     target = budget_multiple * fit_json["largest_run_flops"]
     recommendation = sweep_recommendation(spec, fit_json, target) if spec.data.dir else None
+    task = task_recommendation(spec, fit_json, target, n_bootstrap) if recommendation else None
     return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
                         recommendation=recommendation.to_json() if recommendation else None,
                         spec_text=Path(spec_file).read_text(), target_flops=target,
-                        next_run=next_run(recommendation), advance_steps=read_steps(Store(spec.store_root)))
+                        next_run=next_run(recommendation), advance_steps=read_steps(Store(spec.store_root)),
+                        task_recommendation=task.to_json() if task else None)
 
 
 def load_spec(spec: Any) -> Any:

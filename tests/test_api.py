@@ -153,3 +153,33 @@ def test_quality_reference_is_explicit_whatever_the_order(tmp_path: Path) -> Non
     assert as_clean["derived"]["kappa_raw"] == pytest.approx(1 / 1.6, rel=0.1)
     with pytest.raises(scaler.ConfigError, match="reference 'web'"):
         scaler.fit(data, "quality", n_bootstrap=0, reference="web")
+
+
+def test_the_code_task_is_fitted_beside_heldout_and_the_report_says_whether_the_verdicts_agree(tmp_path: Path) -> None:
+    """Runs that record the code task's loss (humaneval_solution) whose tiers rank the other way:
+    its fit is cached apart from fit.json, and the report names the disagreement."""
+    store = make_store(tmp_path / "store")
+    task_kappa = {"raw": 1.0, "clean": 0.4}  # cleaning that hurts the code task
+    for run_id in scaler.load_runs(store)["run_id"].to_list():
+        tier = run_id.split("-")[0]
+        metrics = pl.read_parquet(Path(store.run_dir(run_id)) / "metrics.parquet")
+        n = json.loads((Path(store.run_dir(run_id)) / "run_info.json").read_text())["n_params"]
+        d = int(metrics["tokens"][-1])
+        task = 0.5 + _loss(n, task_kappa[tier] * d)
+        store.write_metrics(run_id, metrics.with_columns(pl.Series("eval_humaneval_solution_loss", [task + 0.1, task])))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "report.json").write_text(json.dumps(REPORT))
+    heldout = scaler.fit_store(store, n_bootstrap=40)
+    task = scaler.fit_store(store, eval_set="humaneval_solution", n_bootstrap=40)
+    assert json.loads((tmp_path / "store" / "fit.json").read_text())["key"]["eval_set"] == "heldout"
+    assert json.loads((tmp_path / "store" / "fit-humaneval_solution.json").read_text())["key"]["eval_set"] \
+        == "humaneval_solution"
+    rec, task_rec = (scaler.recommend(f, data_dir, budget_flops=1e18) for f in (heldout, task))
+    assert (rec.winner, task_rec.winner) == ("clean", "raw") and task_rec.eval_set == "humaneval_solution"
+    assert task_rec.lines()[0].startswith("loss on humaneval_solution")
+    out = scaler.build_report(store.root, heldout, REPORT, tmp_path / "report", title="api",
+                              recommendation=rec.to_json(), target_flops=1e18,
+                              task_recommendation=task_rec.to_json())
+    md = Path(out["markdown"]).read_text()
+    assert "## The code task" in md and "The two verdicts disagree" in md and "spend on model size" in md

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -46,6 +47,10 @@ def fake_build(folder: Path, tier_tokens: dict[str, int], eval_sets: tuple[str, 
     write_record(meta_path(folder, "bytes"), TokenMeta(
         vocab_size=257, eos_id=256, tiers={t: count(n) for t, n in tier_tokens.items()},
         eval={name: count(4_096) for name in eval_sets}))
+    tokens = folder / "tokens" / "bytes"
+    for name, n in [*((f"train/{t}", n) for t, n in tier_tokens.items()), *((f"eval/{e}", 4_096) for e in eval_sets)]:
+        (tokens / name).parent.mkdir(parents=True, exist_ok=True)
+        np.save(tokens / f"{name}.npy", (np.arange(n) % 256).astype(np.uint16))
     return folder
 
 
@@ -59,11 +64,35 @@ def test_grid_expansion_counts_and_stable_ids() -> None:
     multiplied = expand(parse_sweep_spec(with_design(lr_multipliers=[1.0, 2.0]), "x"), build_id="b1")
     assert {r.run_id for r in runs} < {r.run_id for r in multiplied}
     assert {r.config.train.lr for r in multiplied} == {1e-2, 2e-2}
-    rebuilt = expand(spec, build_id="b2")
-    assert not {r.run_id for r in runs} & {r.run_id for r in rebuilt}  # new data, new runs
     ratio = parse_sweep_spec(with_design(grid={"sizes": [20_000], "tokens_per_param": [10, 20]}), "x")
     tokens = [r.config.train.tokens / count_params(r.config.model) for r in expand(ratio, build_id="b1")]
     assert min(tokens) == pytest.approx(10, rel=0.05) and max(tokens) == pytest.approx(20, rel=0.05)
+
+
+def test_runs_are_keyed_on_their_tiers_contents_and_status_names_the_runs_a_changed_build_leaves(
+        tmp_path: Path) -> None:
+    from scaler.store import Store
+    from scaler.sweep.status import sweep_status
+
+    data = fake_build(tmp_path / "data", {"raw": 10_000, "clean": 10_000}, build_id="first")
+    spec = parse_sweep_spec({**GRID, "data": {"dir": str(data)}, "store": str(tmp_path / "store")}, "x")
+    runs = expand(spec)
+    assert all(set(r.config.data.content) == {"vocab", "eval:heldout", *(f"tier:{t}" for t in r.mix)} for r in runs)
+    store = Store(spec.store_root)
+    for r in runs:  # as if trained
+        store.write_config(r.run_id, r.config.identity())
+        store.write_status(r.run_id, "done")
+    fake_build(data, {"raw": 10_000, "clean": 10_000}, build_id="second")  # the same contents, rebuilt
+    assert [r.run_id for r in expand(spec)] == [r.run_id for r in runs]  # every run still counts
+    np.save(data / "tokens" / "bytes" / "train" / "raw.npy", np.zeros(10_000, np.uint16))  # raw's contents change
+    changed = expand(spec)
+    kept = {r.run_id for r in runs if "raw" not in r.mix}
+    assert {r.run_id for r in changed} & {r.run_id for r in runs} == kept  # only the runs that read raw move
+    status = sweep_status(spec, changed)
+    assert len(status.left_behind) == len(runs) - len(kept)
+    assert {b["changed"][0] for b in status.left_behind} == {"tier:raw"}
+    assert {b["now"] for b in status.left_behind} == {r.run_id for r in changed} - kept
+    assert status.counts["pending"] == len(runs) - len(kept)
 
 
 def test_isoflop_runs_hit_their_budget_and_span_sizes_around_the_optimum() -> None:
@@ -256,7 +285,7 @@ tiers = [{{name = "raw"}}, {{name = "clean", steps = ["min-size"]}}]
         ("seeds = [0]", 'seeds = [0]\n[design.random_mixes]\ncount = 2\ntiers = ["raw", "filtered"]',
          "design.random_mixes.tiers", "unknown tier 'filtered'"),
         ('dir = "{data}"', 'dir = "{data}"\neval_sets = ["heldout", "train"]', "data.eval_sets",
-         "unknown eval set 'train'; data.build (not built yet) declares ['heldout', 'humaneval']"),
+         "unknown eval set 'train'; data.build (not built yet) declares ['heldout', 'humaneval', 'humaneval_solution']"),
         ('dir = "{data}"', 'dir = "{data}"\ntokenizer = "bpe-1024"', "data.tokenizer",
          "'bpe-1024' is not among data.build.tokenizers"),
     ],
@@ -273,8 +302,11 @@ def test_an_unbuilt_spec_is_checked_against_its_build_table(tmp_path: Path, old:
 def test_a_built_folder_is_the_truth_for_tiers_and_eval_sets(tmp_path: Path) -> None:
     fake_build(tmp_path / "data", {"raw": 10_000, "clean": 10_000})
     humaneval = SPEC.replace('dir = "{data}"', 'dir = "{data}"\neval_sets = ["heldout", "humaneval"]')
-    message = spec_error(tmp_path, humaneval + BUILD)  # declared by the table, missing from the build
+    message = spec_error(tmp_path, humaneval)  # no build table: the folder is the truth
     assert "data.eval_sets: unknown eval set 'humaneval'" in message and "has ['heldout']" in message, message
+    declared = tmp_path / "declared.toml"  # a build table declares it: `scaler run` rebuilds the older folder
+    declared.write_text((humaneval + BUILD).format(data=tmp_path / "data"))
+    assert load_sweep_spec(declared).data.eval_sets == ["heldout", "humaneval"]
     message = spec_error(tmp_path, SPEC.replace("{{clean = 1.0}}", "{{claen = 1.0}}"))
     assert "design.mixes.0: unknown tier 'claen'" in message, message
     message = spec_error(tmp_path, SPEC.replace('dir = "{data}"', 'dir = "{data}"\ntokenizer = "bpe-1024"'))

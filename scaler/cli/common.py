@@ -310,6 +310,62 @@ def _sweep_fit(spec, n_bootstrap: int | None = None, *, objective: str | None = 
     return workflow.sweep_fit(spec, n_bootstrap, objective=goal, **overrides)
 
 
+EVAL_SET_HELP = ("SPEC: the eval set whose loss the law predicts (default: the spec's fit.eval_set; "
+                 "humaneval_solution: the code task)")
+
+
+def _eval_set(spec, name: str | None) -> str | None:
+    """--eval-set, checked against the sweep's data.eval_sets (its runs record only those)."""
+    if name is not None and name not in spec.data.eval_sets:
+        raise ConfigError(f"--eval-set {name!r}: the sweep's runs record only data.eval_sets {spec.data.eval_sets}")
+    return name
+
+
+def _no_eval_set_with_fit(name: str | None) -> None:
+    if name is not None:
+        raise ConfigError("--eval-set needs a sweep spec; a --fit JSON was fitted on one eval set already")
+
+
+TASK_TABLE_HELP = ("a CSV of (task loss, pass@k) pairs you measured (e.g. checkpoints' HumanEval solution bits per "
+                   "byte and pass@1): fits the OLMo ladder's sigmoid and maps predicted losses to pass@k")
+
+
+def _task_curve(table: Path | None, loss_col: str, metric_col: str, unit: str):
+    """The loss -> pass@k sigmoid of --task-table (scaler.fitting.task), or None without one."""
+    if table is None:
+        return None
+    from scaler.fitting.task import fit_task_curve
+
+    if unit not in ("bpb", "nats"):
+        raise ConfigError(f"--task-loss-unit {unit!r}: expected bpb (bits per byte) or nats (per token)")
+    return fit_task_curve(_table_column(table, loss_col, "--task-loss"), _table_column(table, metric_col, "--pass-at-k"),
+                          loss_unit=unit, metric=metric_col, source=str(table))
+
+
+def _task_loss(curve, fit_json: dict[str, Any], nats: float) -> float:
+    """A predicted loss (nats per token) in the curve's unit: bits per byte through the fit's
+    bits_per_nat (recorded by a fit of a store's runs)."""
+    if curve.loss_unit == "nats":
+        return nats
+    ratio = fit_json.get("bits_per_nat")
+    if not ratio:
+        raise ConfigError("--task-table: the fit does not record its eval set's bytes per token (a fit of a table); "
+                          "give the table's losses in nats per token with --task-loss-unit nats")
+    return nats * float(ratio)
+
+
+def _table_column(path: Path, name: str, option: str) -> list[Any]:
+    import polars as pl
+
+    try:
+        frame = pl.read_csv(path, infer_schema_length=None)
+    except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
+        raise ConfigError(f"{path}: not a readable CSV: {err}") from None
+    if name not in frame.columns:
+        raise ConfigError(f"{path}: {option} {name!r}: no such column (columns: {', '.join(frame.columns)})")
+    return frame[name].to_list()
+
+
 def _read_fit_json(path: Path) -> dict[str, Any]:
     from scaler.fitting.result import PredictError, SweepFit
 

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from scaler import workflow
-from scaler.cli.common import _print_json, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
+from scaler.cli.common import (EVAL_SET_HELP, TASK_TABLE_HELP, _eval_set, _task_curve, _task_loss, _no_eval_set_with_fit, _print_json, _read_fit_json, _say,
+                               _sweep_fit, _user_errors, _warn)
 from scaler.cli.main import app
 from scaler.config import ConfigError
 from scaler.fitting.predict import EXTRAPOLATION_REFUSE, EXTRAPOLATION_WARN
@@ -45,6 +46,11 @@ def recommend(
     usd_per_hour: Annotated[float | None, typer.Option(help="price of one device hour (usd)")] = None,
     bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples for the verdict's probability (default: the spec's fit.bootstrap)")] = None,
     force: Annotated[bool, typer.Option(help=f"answer even beyond {EXTRAPOLATION_REFUSE:g}x the largest fitted run")] = False,
+    eval_set: Annotated[str | None, typer.Option(help=EVAL_SET_HELP)] = None,
+    task_table: Annotated[Path | None, typer.Option(help=TASK_TABLE_HELP)] = None,
+    task_loss: Annotated[str, typer.Option(help="--task-table: the task loss column")] = "bpb",
+    pass_at_k: Annotated[str, typer.Option(help="--task-table: the pass@k column (a fraction)")] = "pass@1",
+    task_loss_unit: Annotated[str, typer.Option(help="--task-table: bpb (bits per byte) | nats (per token)")] = "bpb",
     json_out: Annotated[bool, typer.Option("--json", help="print the recommendation as JSON only")] = False,
 ) -> None:
     """For a budget: the best N, D and tier, whether to spend it on model size or on cleaner data,
@@ -58,19 +64,33 @@ def recommend(
         flops = to_flops(budget, unit, peak_flops=peak_flops, mfu=mfu, usd_per_hour=usd_per_hour)
         options = {"yields": _tier_values(yields, "--yield"),
                    "cleaning_costs": _tier_values(cleaning_costs, "--cleaning-cost"), "force": force}
+        spec = None
         if spec_file is not None:
             spec = load_sweep_spec(spec_file)
-            result = workflow.sweep_recommendation(spec, _sweep_fit(spec, bootstrap), flops, raw_tokens, **options)
+            fit = _sweep_fit(spec, bootstrap, eval_set=_eval_set(spec, eval_set))
         else:
-            result = workflow.sweep_recommendation(None, _read_fit_json(fit_file), flops, raw_tokens, **options)  # type: ignore[arg-type]
+            _no_eval_set_with_fit(eval_set)
+            fit = _read_fit_json(fit_file)  # type: ignore[arg-type]
+        result = workflow.sweep_recommendation(spec, fit, flops, raw_tokens, **options)
+        curve = _task_curve(task_table, task_loss, pass_at_k, task_loss_unit)
+        task = None if curve is None else {"curve": curve.to_json(), "options": {
+            o.name: curve.predict(_task_loss(curve, fit, o.loss),
+                                  [_task_loss(curve, fit, v) for v in (o.loss_prediction_interval or o.loss_interval)])
+            for o in result.options if o.feasible}}
     if result.extrapolation and result.extrapolation > EXTRAPOLATION_WARN:
         _warn(f"the budget is {result.extrapolation:.3g}x the largest fitted run: the answer extrapolates far "
               "beyond the evidence (see the note below)", "extrapolation")
     if json_out:
-        _print_json(result.to_json())
+        _print_json({**result.to_json(), **({"task": task} if task else {})})
         return
     for line in result.lines():
         _say(line)
+    if task:
+        _say(f"task curve: {curve.text()}")
+        for name, t in task["options"].items():
+            _say(f"  {name}: {t['metric']} {t['value']:.3f} [{t['interval'][0]:.3f}, {t['interval'][1]:.3f}] (95%, the "
+                 f"run's prediction interval through the curve's draws) at {t['loss']:.4f} {t['loss_unit']}"
+                 + (f"; {t['note']}" if t["note"] else ""))
 
 
 @app.command()
@@ -80,6 +100,7 @@ def report(
     out: Annotated[Path | None, typer.Option(help="output folder (default reports/<sweep name>, or reports/<fit file name>)")] = None,
     budget_multiple: Annotated[float, typer.Option(help="recommend (and state the extrapolation) for this multiple of the largest run")] = 100.0,
     bootstrap: Annotated[int | None, typer.Option(help="bootstrap resamples (default: the spec's fit.bootstrap)")] = None,
+    eval_set: Annotated[str | None, typer.Option(help=EVAL_SET_HELP)] = None,
 ) -> None:
     """Figures, a Markdown report and a self-contained HTML page for a fitted sweep or a fit JSON."""
     from scaler.report.render import build_report_from_fit
@@ -94,8 +115,10 @@ def report(
             spec = load_sweep_spec(spec_file)
             out_dir = out or Path("reports") / spec.name
             check_writable_folder(str(out_dir), "--out")
-            paths = workflow.sweep_report(spec_file, spec, out_dir, budget_multiple, _sweep_fit(spec, bootstrap))
+            fit = _sweep_fit(spec, bootstrap, eval_set=_eval_set(spec, eval_set))
+            paths = workflow.sweep_report(spec_file, spec, out_dir, budget_multiple, fit, bootstrap)
         else:
+            _no_eval_set_with_fit(eval_set)
             fit_json = _read_fit_json(fit_file)  # type: ignore[arg-type]
             if not fit_json.get("largest_run_flops"):
                 raise ConfigError(f"--fit {fit_file}: the fit failed or predates scaler's fit.json schema 4 "

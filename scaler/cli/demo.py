@@ -12,6 +12,7 @@ from scaler import workflow
 from scaler.cli.common import _advance, _heading, _note, _print_sweep_fit, _say, _sweep_fit, _user_errors
 from scaler.cli.main import app
 from scaler.cli.sweeps import run
+from scaler.report.answer import verdicts_agree
 from scaler.store import check_writable_folder
 
 
@@ -72,4 +73,11 @@ def demo(
         result = workflow.sweep_recommendation(spec, fit_json, target)
     for line in result.lines():
         _say(line)
+    _heading("6. the code task: the same question on the loss of HumanEval's solutions given their prompts")
+    with _user_errors(ValueError):
+        task = workflow.task_recommendation(spec, fit_json, target)
+    if task is not None:
+        for line in task.lines():
+            _say(line)
+        _say(f"held-out and code-task verdicts: {verdicts_agree(result.to_json(), task.to_json())}")
     _note(f"demo done in {time.perf_counter() - t0:.0f} s; report: {out / 'index.html'}")

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from scaler.cli.common import _console, _json_text, _note, _objective, _print_fit, _print_json, _print_sweep_fit, _read_fit_json, _say, _sweep_fit, _user_errors, _warn
+from scaler.cli.common import (EVAL_SET_HELP, TASK_TABLE_HELP, _console, _table_column, _task_curve, _task_loss, _eval_set, _json_text, _no_eval_set_with_fit, _note, _objective,
+                               _print_fit, _print_json, _print_sweep_fit, _read_fit_json, _say, _sweep_fit, _user_errors,
+                               _warn)
 from scaler.cli.main import app
 from scaler.config import ConfigError
 from scaler.fitting.predict import EXTRAPOLATION_WARN
@@ -113,25 +115,15 @@ def fit(
         raise typer.Exit(1)
 
 
-def _fit_source(source: Path) -> dict[str, Any]:
-    """A fit JSON, or a sweep spec (TOML) whose store is fitted (or its fit.json reused)."""
+def _fit_source(source: Path, eval_set: str | None = None) -> dict[str, Any]:
+    """A fit JSON, or a sweep spec (TOML) whose store is fitted on `eval_set` (or its fit reused)."""
     if source.suffix == ".toml":
         from scaler.sweep.spec import load_sweep_spec
 
-        return _sweep_fit(load_sweep_spec(source))
+        spec = load_sweep_spec(source)
+        return _sweep_fit(spec, eval_set=_eval_set(spec, eval_set))
+    _no_eval_set_with_fit(eval_set)
     return _read_fit_json(source)
-
-
-def _table_column(path: Path, name: str, option: str) -> list[Any]:
-    import polars as pl
-
-    try:
-        frame = pl.read_csv(path, infer_schema_length=None)
-    except Exception as err:  # noqa: BLE001 - polars raises several kinds for a bad file
-        raise ConfigError(f"{path}: not a readable CSV: {err}") from None
-    if name not in frame.columns:
-        raise ConfigError(f"{path}: {option} {name!r}: no such column (columns: {', '.join(frame.columns)})")
-    return frame[name].to_list()
 
 
 def _points(at: Path | None, n: str | None, d: str | None, flops: str | None, group: str | None,
@@ -168,6 +160,11 @@ def predict(
     params: Annotated[float | None, typer.Option(help="one point: parameters N")] = None,
     tokens: Annotated[float | None, typer.Option(help="one point: training tokens D")] = None,
     tier: Annotated[str | None, typer.Option(help="the group or tier of every point (when the fit has several)")] = None,
+    eval_set: Annotated[str | None, typer.Option(help=EVAL_SET_HELP)] = None,
+    task_table: Annotated[Path | None, typer.Option(help=TASK_TABLE_HELP)] = None,
+    task_loss: Annotated[str, typer.Option(help="--task-table: the task loss column")] = "bpb",
+    pass_at_k: Annotated[str, typer.Option(help="--task-table: the pass@k column (a fraction)")] = "pass@1",
+    task_loss_unit: Annotated[str, typer.Option(help="--task-table: bpb (bits per byte) | nats (per token)")] = "bpb",
     out: Annotated[Path | None, typer.Option(help="also write the predictions as JSON to this file")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the predictions as JSON only")] = False,
 ) -> None:
@@ -179,9 +176,15 @@ def predict(
         if out is not None:
             _check_output_file(out, "--out")
         points = _points(at, n, d, flops, group, params, tokens, tier, unique)
-        fit_json = _fit_source(source)
+        fit_json = _fit_source(source, eval_set)
         result = predict_loss(fit_json, points["n"], d=points["d"], flops=points["flops"], groups=points["groups"],
                               unique=points["unique"])
+        curve = _task_curve(task_table, task_loss, pass_at_k, task_loss_unit)
+        if curve is not None:
+            result["task_curve"] = curve.to_json()
+            for p in result["points"]:
+                p["task"] = curve.predict(_task_loss(curve, fit_json, p["loss"]),
+                                          [_task_loss(curve, fit_json, v) for v in p["interval"]])
         if out is not None:
             _write_json_file(out, result)
     rows = result["points"]
@@ -205,6 +208,12 @@ def predict(
                       "-" if not width else f"{width['dominant'].replace('_', ' ')} ({width['shares'][width['dominant']]:.0%})",
                       p["law"])
     _console().print(table)
+    if "task_curve" in result:
+        _say(f"task curve: {curve.text()}")
+        for p in rows:
+            t = p["task"]
+            _say(f"  N {p['n']:.4g}, D {p['d']:.4g}: {t['metric']} {t['value']:.3f} [{t['interval'][0]:.3f}, "
+                 f"{t['interval'][1]:.3f}] at {t['loss']:.4f} {t['loss_unit']}" + (f" ({t['note']})" if t["note"] else ""))
     for line in ranking_lines(result["rankings"]):
         _say(line)
     dominant = {p["width"]["dominant"] for p in rows if p.get("width")}

@@ -193,7 +193,8 @@ def status(
     spec_file: Annotated[Path, typer.Argument(help="a sweep spec (TOML)")],
     json_out: Annotated[bool, typer.Option("--json", help="print the status as JSON only")] = False,
 ) -> None:
-    """Runs per state, the last error of failed runs, time spent and estimated time left."""
+    """Runs per state, the last error of failed runs, time spent, estimated time left, and the runs a
+    changed data build left behind."""
     from scaler.sweep.status import STATES, sweep_status
 
     with _user_errors():
@@ -212,6 +213,11 @@ def status(
         _say(("corrupt ", "red"), f"{bad['run_id']}: {bad['error']} (`scaler run` moves it aside and trains the run again)")
     _say(f"time spent: {_seconds(result.spent_s)}; estimated time left: {_seconds(result.left_s)} "
          f"({result.left_runs} runs)")
+    if result.left_behind:
+        changed = sorted({c for r in result.left_behind for c in r["changed"]})
+        _say(("left behind ", "yellow"), f"{len(result.left_behind)} runs in the store trained on an earlier build of "
+             f"{spec.data.dir} whose contents changed ({', '.join(changed)}): they no longer count for this sweep; "
+             "`scaler run` trains their places on the current data")
 
 
 @app.command()

@@ -341,6 +341,7 @@ def recommend_from_fit(fit: Mapping[str, Any], data_report: Mapping[str, Any] | 
                  fitted_range=fitted, experiment_flops=experiment_flops, crossover_budgets=crossover_budgets,
                  ensemble=entry.get("ensemble"))
     rec.notes = notes + rec.notes + [source]
+    rec.eval_set = str((fit.get("key") or {}).get("eval_set") or "heldout")
     return rec
 
 

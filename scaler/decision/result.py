@@ -106,6 +106,7 @@ class Recommendation:
     # the feasible tiers ordered by predicted loss at this budget (each at its best N), best first, with the
     # share of bootstrap samples that order them all the same way and each adjacent pair's share
     ranking: dict[str, Any] | None = None
+    eval_set: str = "heldout"  # the eval set whose loss the law predicts (humaneval_solution: the code task)
 
     @property
     def verdict_text(self) -> str:
@@ -122,7 +123,8 @@ class Recommendation:
     def lines(self) -> list[str]:
         """Plain-language summary for the CLI and the report."""
         reach = "" if self.extrapolation is None else f", {self.extrapolation:.3g}x the largest fitted run"
-        out = [f"budget {self.budget_flops:.3g} FLOPs ({self.flops_convention}){reach}, raw pool "
+        out = [f"loss on {self.eval_set} (nats per token); "
+               f"budget {self.budget_flops:.3g} FLOPs ({self.flops_convention}){reach}, raw pool "
                f"{self.raw_tokens:.3g} tokens, law {self.law} ({self.n_samples} bootstrap samples; repetition "
                f"R_D* = {self.r_star:.3g}, {self.r_star_source})"]
         for o in self.options:

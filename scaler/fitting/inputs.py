@@ -44,6 +44,7 @@ class FitData:
     clusters: np.ndarray | None = None  # a label per row; rows sharing one differ only in seed
     compute: Compute = field(default_factory=Compute)  # the convention of C (6ND unless told)
     excluded: dict[str, list[str]] = field(default_factory=dict)  # state -> run ids not fitted
+    bits_per_nat: float | None = None  # bits per byte of the eval set per nat of its loss (None: unknown, a table)
 
     @property
     def n_points(self) -> int:
@@ -69,7 +70,7 @@ class FitData:
         take = lambda x: None if x is None else x[mask]  # noqa: E731
         return FitData(self.source, {k: v[mask] for k, v in self.columns.items()}, self.loss[mask],
                        take(self.groups), dict(self.dropped), take(self.run_ids), take(self.clusters),
-                       self.compute, dict(self.excluded))
+                       self.compute, dict(self.excluded), self.bits_per_nat)
 
 
 def json_safe(x: Any) -> Any:
@@ -240,8 +241,19 @@ def from_runs(runs: pl.DataFrame, store_root: str, eval_set: str = "heldout", dr
     if compute.convention == SIX_ND:  # no shapes to count attention with: every figure under 6ND, C included
         columns["C"] = 6.0 * columns["N"] * columns["D"]
     data = FitData(f"{store_root} ({eval_set})", columns, runs[loss_col].cast(pl.Float64).to_numpy(),
-                   np.asarray(labels), run_ids=runs["run_id"].to_numpy(), compute=compute, excluded=excluded)
+                   np.asarray(labels), run_ids=runs["run_id"].to_numpy(), compute=compute, excluded=excluded,
+                   bits_per_nat=_bits_per_nat(runs, eval_set))
     return with_clusters(check(data, drop_nan))
+
+
+def _bits_per_nat(runs: pl.DataFrame, eval_set: str) -> float | None:
+    """bits per byte per nat of loss on `eval_set` (1 / (ln 2 x its bytes per token)), the median
+    over the runs that record both (one build: the same for all); None when none does."""
+    bpb_col, loss_col = f"final_eval_{eval_set}_bpb", f"final_eval_{eval_set}_loss"
+    if bpb_col not in runs.columns:
+        return None
+    ratio = (runs[bpb_col].cast(pl.Float64) / runs[loss_col].cast(pl.Float64)).drop_nulls().drop_nans()
+    return float(ratio.median()) if ratio.len() else None
 
 
 def _store_compute(runs: pl.DataFrame) -> Compute:

@@ -28,6 +28,12 @@ from scaler.fitting.result import LawFit, SweepFit
 from scaler.fitting.stats import percentile_interval
 
 FIT_FILE = "fit.json"
+
+
+def fit_file(eval_set: str) -> str:
+    """The store file a sweep's fit of `eval_set` is cached in: fit.json for heldout, else
+    fit-<eval_set>.json (so the held-out and the code-task fits are both kept)."""
+    return FIT_FILE if eval_set == "heldout" else f"fit-{eval_set}.json"
 FIT_SCHEMA = 7  # bump when fit.json's layout or its bootstrap draws change: files of another schema are refitted
 LAW_NAMES = ("chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
              "mixing", "auto")
@@ -280,7 +286,7 @@ def sweep_json(data: FitData, law: str = "chinchilla", n_bootstrap: int = 1000, 
     out: dict[str, Any] = {"source": data.source, "n_points": data.n_points, "excluded": data.excluded,
                            "compute": data.compute.to_json(), "flops_convention": data.compute.convention,
                            "largest_run_flops": float(np.max(data.columns["C"])), "data": data.to_json(),
-                           "groups": {}}
+                           "bits_per_nat": data.bits_per_nat, "groups": {}}
     for label in sorted(set(groups.tolist())):
         out["groups"][label] = _group_fit(data.subset(groups == label), law, n_bootstrap, seed, objective, horizon)
     out["failed_groups"] = sorted(g for g, e in out["groups"].items() if "error" in e["parametric"])

@@ -6,7 +6,9 @@ raw with its interval, and the crossover or its absence with the share of sample
 the options and the next experiments as tables, and the recommendation's notes.
 `advance_blocks(steps)` renders the store's finished `scaler advance` steps: every prediction
 made before its run trained, against the loss the run reached, and how the verdict moved.
-Both return `scaler.report.text.Block`s; nothing here reads a fit or draws.
+`task_blocks(rec, task)` renders the same question asked of the code task (the loss of HumanEval's
+solutions given their prompts) and says whether the two verdicts agree.
+All return `scaler.report.text.Block`s; nothing here reads a fit or draws.
 Details: docs/design.md §5.9 (the report) and §5.10 (the loop that checks itself).
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 
 from scaler.report.text import Block
 
-__all__ = ["answer_blocks", "advance_blocks"]
+__all__ = ["answer_blocks", "advance_blocks", "task_blocks", "verdicts_agree"]
 
 SPEND_WORDS = {"size": "model size", "cleaning": "cleaning"}  # decision.SPEND (report may not import decision)
 
@@ -129,3 +131,37 @@ def advance_blocks(steps: Sequence[Mapping[str, Any]]) -> list[Block]:
                               "observed", "error", "inside"], rows)]
     return [("h2", "Predictions checked on larger runs"), *blocks] if blocks else []
 
+
+
+def verdicts_agree(rec: Mapping[str, Any], task: Mapping[str, Any]) -> str:
+    """How the code task's verdict compares with the held-out one: "agree" (same winner),
+    "same kind" (the same kind of spend, another cleaned tier), or "disagree"."""
+    if rec["winner"] == task["winner"]:
+        return "agree"
+    return "same kind" if rec["verdict"] == task["verdict"] else "disagree"
+
+
+def task_blocks(rec: Mapping[str, Any], task: Mapping[str, Any]) -> list[Block]:
+    """The code task's answer beside the held-out one: both verdicts, their probabilities and gaps,
+    each option's predicted solution loss, and whether they agree (module docstring)."""
+    agreement = verdicts_agree(rec, task)
+    said = {"agree": "The two verdicts agree", "same kind": "The two verdicts pick the same kind of spend but "
+            "different tiers", "disagree": "The two verdicts disagree"}[agreement]
+    unsettled = [r["eval_set"] for r in (rec, task) if r.get("best_clean") and r["gap_interval"][0] < 0 < r["gap_interval"][1]]
+    text = (f"{said}: on {rec.get('eval_set', 'heldout')} loss, {rec['verdict_text']} ({rec['probability']:.0%} of "
+            f"samples); on the code task ({task['eval_set']}: the loss of HumanEval's canonical solutions given their "
+            f"prompts, only the solutions' tokens counted), {task['verdict_text']} ({task['probability']:.0%}).")
+    if unsettled:
+        text += f" The gap's interval spans 0 on {' and '.join(unsettled)}: there the runs do not settle the verdict."
+    rows = [[o["name"], f"{o['n_params']:.3g}", f"{o['tokens']:.3g}", f"{o['loss']:.4f} {_loss_iv(o['loss_interval'])}",
+             f"{o['win_share']:.0%}"] if o["feasible"] else [o["name"], "–", "–", f"infeasible: {o['reason']}", "–"]
+            for o in task["options"]]
+    gap = ""
+    if task.get("best_clean") is not None:
+        lo, hi = task["gap_interval"]
+        gap = (f" Gap {task['raw_option']} - {task['best_clean']}: {task['gap']:+.4f} nats per solution token "
+               f"[{lo:+.4f}, {hi:+.4f}].")
+    return [("p", text),
+            ("table", ["option", "N (params)", "D (tokens)", "predicted solution loss [95%]", "best in (samples)"], rows),
+            ("p", f"Law {task['law']}, {task['n_samples']} bootstrap samples, at the same budget "
+                  f"({task['budget_flops']:.3g} FLOPs).{gap}")]

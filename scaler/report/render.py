@@ -21,7 +21,7 @@ import polars as pl
 
 from scaler.fitting.result import SweepFit
 from scaler.report import figures as F
-from scaler.report.answer import advance_blocks, answer_blocks
+from scaler.report.answer import advance_blocks, answer_blocks, task_blocks
 from scaler.report.frames import flops_label, runs_from_fit, runs_table
 from scaler.report.parameters import parameter_blocks
 from scaler.report.sections import caveats, data_blocks, error_model_blocks, runs_blocks, summary_text
@@ -194,6 +194,7 @@ def render_report(
     target_flops: float | None = None,
     next_run: Mapping[str, Any] | None = None,
     advance_steps: Sequence[Mapping[str, Any]] = (),
+    task_recommendation: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Draw every figure and write report.md and index.html under `out_dir`.
 
@@ -205,7 +206,9 @@ def render_report(
     run on the iso-loss contours. `recommendation` (a `scaler.decision.Recommendation.to_json()`)
     opens the report: the answer in one paragraph, the options and the next experiments as tables.
     `advance_steps` (the store's `scaler advance` step files) follow it: every prediction made
-    before its run trained, against the loss the run reached.
+    before its run trained, against the loss the run reached. `task_recommendation` (the same
+    question fitted on the code task's loss, `humaneval_solution`) follows the answer, with whether
+    the two verdicts agree.
     Returns {figure key: png path for every figure drawn,
     "markdown": report.md, "html": index.html}; a figure that does not apply or fails to draw is
     a one-line note in the report (never a crash)."""
@@ -223,6 +226,8 @@ def render_report(
     blocks: list[Block] = [("h1", title)]
     if recommendation:
         blocks += [("h2", "The answer"), *answer_blocks(recommendation)]
+    if recommendation and task_recommendation:
+        blocks += [("h2", "The code task"), *task_blocks(recommendation, task_recommendation)]
     blocks += advance_blocks(advance_steps)
     if recommendation:
         blocks.append(("h2", "The sweep and its fit"))

@@ -1,4 +1,5 @@
-"""Where a sweep stands: runs per state, time spent, estimated time left (`scaler status`)."""
+"""Where a sweep stands: runs per state, time spent, estimated time left, and the runs a changed
+data build left behind (`scaler status`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaler.config import canonical_json
+from scaler.errors import StoreError
 from scaler.store import CORRUPT, Store
 from scaler.sweep.plan import make_plan
 from scaler.sweep.spec import SweepRun, SweepSpec
@@ -22,10 +25,11 @@ class SweepStatus:
     left_runs: int
     failed: list[dict[str, Any]] = field(default_factory=list)  # run_id, attempts, error
     corrupt: list[dict[str, Any]] = field(default_factory=list)  # run_id, file, error: `scaler run` sets them aside
+    left_behind: list[dict[str, Any]] = field(default_factory=list)  # `left_behind`: run_id, now (its run now), changed
 
     def to_json(self) -> dict[str, Any]:
         return {"counts": self.counts, "spent_s": self.spent_s, "left_s": self.left_s, "left_runs": self.left_runs,
-                "failed": self.failed, "corrupt": self.corrupt}
+                "failed": self.failed, "corrupt": self.corrupt, "left_behind": self.left_behind}
 
 
 def _spent_s(status: dict[str, Any], now_s: float) -> float:
@@ -39,6 +43,36 @@ def _spent_s(status: dict[str, Any], now_s: float) -> float:
     if status["state"] == "running" and status.get("started_at"):
         spent += max(0.0, now_s - status["started_at"])
     return spent
+
+
+def _without_data_keys(identity: dict[str, Any]) -> str:
+    data = {k: v for k, v in identity.get("data", {}).items() if k not in ("content", "build_id")}
+    return canonical_json({**identity, "data": data})
+
+
+def left_behind(runs: list[SweepRun], store: Store) -> list[dict[str, Any]]:
+    """The store's runs that are one of `runs` in everything but their data's content hashes (or,
+    keyed before content hashes, their build id): trained on an earlier build of the data whose
+    contents changed, so they no longer count. Each: run_id, now (the sweep's run in its place),
+    changed (the parts of the data whose hashes differ, or "build <id>" for a run keyed on its build)."""
+    current = {_without_data_keys(r.config.identity()): r for r in runs}
+    ids = {r.run_id for r in runs}
+    out = []
+    for run_id in store.run_ids():
+        if run_id in ids:
+            continue
+        try:
+            identity = store.read_config(run_id)
+        except StoreError:
+            continue  # a damaged run is `problems`' business
+        now = current.get(_without_data_keys(identity))
+        if now is None:
+            continue
+        old, new = identity.get("data", {}).get("content") or {}, now.config.data.content
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) if old else \
+            [f"build {identity.get('data', {}).get('build_id')} (keyed on the build, before content hashes)"]
+        out.append({"run_id": run_id, "now": now.run_id, "changed": changed})
+    return out
 
 
 def sweep_status(spec: SweepSpec, runs: list[SweepRun], store: Store | None = None) -> SweepStatus:
@@ -60,4 +94,5 @@ def sweep_status(spec: SweepSpec, runs: list[SweepRun], store: Store | None = No
         if state == "failed":
             failed.append({"run_id": run_id, "attempts": status.get("attempts", 0), "error": status.get("error", "?")})
     left = [row.est_seconds for row in plan.rows if row.state not in FINAL_STATES]
-    return SweepStatus(counts, spent_s, None if None in left else float(sum(left)), len(left), failed, corrupt)
+    return SweepStatus(counts, spent_s, None if None in left else float(sum(left)), len(left), failed, corrupt,
+                       left_behind(runs, store))
