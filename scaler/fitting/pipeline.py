@@ -34,7 +34,7 @@ def fit_file(eval_set: str) -> str:
     """The store file a sweep's fit of `eval_set` is cached in: fit.json for heldout, else
     fit-<eval_set>.json (so the held-out and the code-task fits are both kept)."""
     return FIT_FILE if eval_set == "heldout" else f"fit-{eval_set}.json"
-FIT_SCHEMA = 7  # bump when fit.json's layout or its bootstrap draws change: files of another schema are refitted
+FIT_SCHEMA = 8  # bump when fit.json's layout or its bootstrap draws change: files of another schema are refitted
 LAW_NAMES = ("chinchilla", "chinchilla_group_e", "kaplan", "overtrain", "broken", "data_constrained", "quality",
              "mixing", "auto")
 ALLOCATION_MULTIPLES = (1.0, 10.0, 100.0)  # allocations reported at these multiples of the largest run
