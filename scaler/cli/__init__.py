@@ -1,7 +1,7 @@
 """The `scaler` command: it only wires. Each command parses its options, calls the library function
 that does the work (`scaler.workflow` for a sweep spec's steps; data, fit, recommend, report) and
 prints the result. One module per command group: train, data, sweeps (plan, calibrate, run, status,
-advance, design), fitting (fit, predict), decide (recommend, report), demo; common holds the output
+advance, design), fitting (fit, predict), decide (recommend, report), mixture (mix), demo; common holds the output
 rules they share.
 
 Output rules: results go to stdout, progress, warnings and errors to stderr; `--json` prints JSON
@@ -13,7 +13,7 @@ host devices, the compilation cache) happens when a command runs, not when this 
 
 from __future__ import annotations
 
-from scaler.cli import train, data, sweeps, fitting, decide, demo  # noqa: F401, I001 - each registers its commands, in this order
+from scaler.cli import train, data, sweeps, fitting, decide, mixture, demo  # noqa: F401, I001 - each registers its commands, in this order
 from scaler.cli.main import app
 
 __all__ = ["app"]
