@@ -21,7 +21,7 @@ import numpy as np
 from scaler.errors import ConfigError
 
 __all__ = ["states", "repair", "set_aside", "to_train", "SweepOutcome", "train_sweep", "sweep_run_ids", "sweep_fit",
-           "sweep_recommendation", "next_run", "sweep_report", "load_spec", "advance", "design", "prior_quality",
+           "sweep_recommendation", "next_run", "task_recommendation", "report_recommendations", "sweep_report", "load_spec", "advance", "design", "prior_quality",
            "design_runs", "tier_pools", "throughput_estimate"]
 
 Say = Callable[[str], None]
@@ -184,14 +184,23 @@ def task_recommendation(spec: Any, fit_json: Mapping[str, Any], target_flops: fl
     task_fit = sweep_fit(spec, n_bootstrap, eval_set=TASK_EVAL_SET)
     if not task_fit.get("largest_run_flops"):
         return None
-    return sweep_recommendation(spec, task_fit, target_flops, force=True)
+    return sweep_recommendation(spec, task_fit, target_flops)
+
+
+def report_recommendations(spec: Any, fit_json: Mapping[str, Any], target_flops: float,
+                           n_bootstrap: int | None = None) -> tuple[Any, Any]:
+    """(the recommendation at `target_flops`, the code task's) for the sweep's report; None where
+    the sweep has no data build, or its runs do not record the code task."""
+    recommendation = sweep_recommendation(spec, fit_json, target_flops) if spec.data.dir else None
+    task = task_recommendation(spec, fit_json, target_flops, n_bootstrap) if recommendation else None
+    return recommendation, task
 
 
 def sweep_report(spec_file: Path, spec: Any, out: Path, budget_multiple: float, fit_json: Mapping[str, Any],
-                 n_bootstrap: int | None = None) -> dict[str, Path]:
+                 n_bootstrap: int | None = None, recommendations: tuple[Any, Any] | None = None) -> dict[str, Path]:
     """The sweep's report (`scaler.session.build_report`): its runs, fit, data build, advance
     steps, the recommendation for `budget_multiple` x the largest fitted run and, when the runs
-    record the code task, the same recommendation on it (`task_recommendation`)."""
+    record the code task, the same recommendation on it (`report_recommendations`, unless given)."""
     from scaler.advance_step import read_steps
     from scaler.data.folder import read_report
     from scaler.session import build_report
@@ -200,8 +209,7 @@ def sweep_report(spec_file: Path, spec: Any, out: Path, budget_multiple: float, 
     has_report = spec.data.dir and (Path(spec.data.dir) / "report.json").exists()
     data_report = read_report(spec.data.dir).model_dump(mode="json") if has_report else None
     target = budget_multiple * fit_json["largest_run_flops"]
-    recommendation = sweep_recommendation(spec, fit_json, target) if spec.data.dir else None
-    task = task_recommendation(spec, fit_json, target, n_bootstrap) if recommendation else None
+    recommendation, task = recommendations or report_recommendations(spec, fit_json, target, n_bootstrap)
     return build_report(spec.store_root, fit_json, data_report, out, title=f"scaler report: sweep {spec.name}",
                         recommendation=recommendation.to_json() if recommendation else None,
                         spec_text=Path(spec_file).read_text(), target_flops=target,

@@ -65,17 +65,15 @@ def demo(
     _print_sweep_fit(fit_json)
     _heading("4. report")
     with _user_errors(ValueError):
-        paths = workflow.sweep_report(spec_file, spec, out, target / fit_json["largest_run_flops"], fit_json)
+        result, task = workflow.report_recommendations(spec, fit_json, target)
+        paths = workflow.sweep_report(spec_file, spec, out, target / fit_json["largest_run_flops"], fit_json,
+                                      recommendations=(result, task))
     for name, path in paths.items():
         _say(f"{name}: {path}")
     _heading(f"5. recommendation for {target:.3g} FLOPs ({DEMO_BUDGET_MULTIPLE:g}x the sweep's largest budget)")
-    with _user_errors(ValueError):
-        result = workflow.sweep_recommendation(spec, fit_json, target)
     for line in result.lines():
         _say(line)
     _heading("6. the code task: the same question on the loss of HumanEval's solutions given their prompts")
-    with _user_errors(ValueError):
-        task = workflow.task_recommendation(spec, fit_json, target)
     if task is not None:
         for line in task.lines():
             _say(line)

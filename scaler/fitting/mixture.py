@@ -49,7 +49,7 @@ import polars as pl
 
 from scaler.fitting.choose import _clustered_mean
 from scaler.fitting.inputs import FitData, FitDataError, json_safe, load_table, with_clusters
-from scaler.fitting.laws import Law, quality, tier_tokens
+from scaler.fitting.laws import Law, _grid, quality, tier_tokens
 
 __all__ = ["MIXTURE_LAWS", "DEFAULT_FOLDS", "WEIGHT_SUM_TOLERANCE", "ye", "regmix", "mixture_law", "candidate_laws",
            "effective_tokens", "mix_labels", "mix_folds", "residual_sd", "MixtureChoice", "choose_mixture_law",
@@ -73,10 +73,6 @@ def effective_tokens(data: Mapping[str, Any], tiers: Sequence[str], r_star: Any,
 
 def _columns(tiers: Sequence[str]) -> tuple[str, ...]:
     return ("N", "D", *(f"w_{t}" for t in tiers), *(f"U_{t}" for t in tiers))
-
-
-def _grid(*axes: Sequence[float]) -> np.ndarray:
-    return np.array(list(itertools.product(*axes)), dtype=np.float64)
 
 
 def _power_terms(a: Any, b: Any, alpha: Any, beta: Any, data: Mapping[str, Any], d_eff: Any, xp: Any) -> Any:
